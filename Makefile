@@ -1,0 +1,48 @@
+# Everything a fresh Debian 12 machine needs, installed by the targets themselves (as root).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PGHA := $(VENV)/bin/pgha
+APT_PACKAGES := postgresql-15 postgresql-client-15 haproxy zookeeper etcd-server etcd-client \
+	default-jre-headless python3-venv iproute2 procps
+# Integration tests bring clusters up in parallel-safe port ranges; keep CI under 25 minutes.
+PYTEST_ARGS ?=
+
+.PHONY: setup system venv demo test lint soak clean
+
+setup: system venv
+
+system:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+# The venv comes from the system Python, so the unprivileged service user can execute it.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || /usr/bin/python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(PGHA) up
+	$(PGHA) check
+	$(PGHA) status
+	$(PGHA) connect
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check pgha tests bench
+	$(VENV)/bin/mypy
+
+clean:
+	-$(PGHA) down --purge
+	rm -rf $(VENV)

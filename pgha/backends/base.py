@@ -1,0 +1,73 @@
+"""The seam between a cluster and where its processes run (this machine, namespaces, containers).
+
+The CLI, the checks, the probe and the drill use only this interface, so a new backend is one
+new module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+Progress = Callable[[str], None]
+
+
+class BackendError(RuntimeError):
+    """A one-line reason why the backend could not do what it was asked."""
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+@dataclass(frozen=True)
+class ComponentState:
+    name: str  # "dcs0", "node1", "haproxy"
+    kind: str  # "dcs" | "node" | "haproxy"
+    running: bool
+    pids: tuple[int, ...]
+    log: Path
+
+
+class Backend(Protocol):
+    kind: str
+
+    def preflight(self) -> None:
+        """Raise BackendError if a binary is missing or a port is taken (before starting anything)."""
+
+    def start(self, progress: Progress) -> None:
+        """Start every component that is not running yet."""
+
+    def stop(self) -> None:
+        """Stop every component; nothing of this cluster is left running afterwards."""
+
+    def components(self) -> list[ComponentState]: ...
+
+    def log_files(self) -> dict[str, Path]: ...
+
+    # Fault operations for drills (a node is addressed by its Patroni member name).
+    def stop_node(self, node: str) -> None:
+        """Graceful: SIGTERM to Patroni, which stops PostgreSQL; waits for both to exit."""
+
+    def kill_node(self, node: str) -> None:
+        """SIGKILL Patroni and PostgreSQL of a node at once (the host keeps running)."""
+
+    def start_node(self, node: str) -> None: ...
+
+    def restart_node(self, node: str) -> None: ...
+
+    def freeze_node(self, node: str) -> None:
+        """SIGSTOP every process of the node (a hung host)."""
+
+    def thaw_node(self, node: str) -> None: ...
+
+    def kill_postgres(self, node: str) -> None:
+        """SIGKILL the postmaster only; Patroni stays up."""
+
+    def stop_dcs_member(self, member: int) -> None: ...
+
+    def start_dcs_member(self, member: int) -> None: ...
+
+    def node_pids(self, node: str) -> list[int]: ...

@@ -1,0 +1,278 @@
+"""The local backend: every component is a process on this machine, bound to loopback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from pgha import procs
+from pgha.backends.base import BackendError, ComponentState, Progress
+from pgha.layout import Layout
+from pgha.probe import dcs_members
+from pgha.procs import RunAs
+from pgha.render import render_all
+from pgha.render.dcs import member_name
+from pgha.render.patroni import PG_BIN_DIR
+from pgha.secrets import Secrets
+from pgha.spec import Spec
+
+ZOOKEEPER_JARS = ("/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-log4j12.jar",
+                  "/usr/share/java/log4j-1.2.jar")
+DCS_START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+class LocalBackend:
+    kind = "local"
+
+    def __init__(self, spec: Spec, layout: Layout, secrets: Secrets, run_as: RunAs) -> None:
+        self.spec = spec
+        self.layout = layout
+        self.secrets = secrets
+        self.run_as = run_as
+
+    # --- what runs -------------------------------------------------------------------------------
+
+    def _dcs_names(self) -> list[str]:
+        return [member_name(i) for i in range(self.spec.dcs.members)]
+
+    def _names(self) -> list[tuple[str, str]]:
+        return ([(n, "dcs") for n in self._dcs_names()] + [(n, "node") for n in self.spec.node_names]
+                + [("haproxy", "haproxy")])
+
+    def _patroni_bin(self) -> Path:
+        return Path(sys.executable).parent / "patroni"
+
+    def _argv(self, name: str, kind: str) -> list[str]:
+        if kind == "node":
+            return [str(self._patroni_bin()), str(self.layout.patroni_config(name))]
+        if kind == "haproxy":
+            return [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", str(self.layout.haproxy_config)]
+        i = self._dcs_names().index(name)
+        if self.spec.dcs.kind == "etcd":
+            return [shutil.which("etcd") or "/usr/bin/etcd", "--config-file", str(self.layout.dcs_config(i))]
+        # A small heap: the JVM would otherwise reserve a quarter of the machine's memory.
+        return ["/usr/bin/java", "-Xms16m", "-Xmx128m", "-XX:+UseSerialGC",
+                f"-Dlog4j.configuration=file:{self.layout.conf / 'zookeeper-log4j.properties'}",
+                "-Dzookeeper.jmx.log4j.disable=true",
+                "-cp", ":".join(ZOOKEEPER_JARS),
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(self.layout.dcs_config(i))]
+
+    def _env(self) -> dict[str, str]:
+        # Deliberately no PG* variables: PGPASSWORD would override Patroni's pgpass and break
+        # pg_basebackup.
+        return {
+            "PATH": f"{PG_BIN_DIR}:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": str(self.layout.root),
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "TZ": "UTC",
+            "PYTHONUNBUFFERED": "1",
+            "GOMAXPROCS": "2",
+        }
+
+    def _ports_of(self, name: str, kind: str) -> list[tuple[str, int]]:
+        p = self.spec.ports
+        if kind == "node":
+            i = self.spec.node_index(name)
+            return [(f"postgres of {name}", p.postgres[i]), (f"REST API of {name}", p.rest[i])]
+        if kind == "haproxy":
+            out = [("HAProxy read-write entrypoint", p.entrypoint_rw), ("HAProxy stats", p.stats)]
+            if p.entrypoint_ro is not None:
+                out.append(("HAProxy read-only entrypoint", p.entrypoint_ro))
+            return out
+        i = self._dcs_names().index(name)
+        out = [(f"DCS {name} client", p.dcs_client[i]), (f"DCS {name} peer", p.dcs_peer[i])]
+        if p.dcs_election:
+            out.append((f"DCS {name} election", p.dcs_election[i]))
+        return out
+
+    def _main_proc(self, name: str) -> psutil.Process | None:
+        return procs.read_pidfile(self.layout.pidfile(name))
+
+    def _node_procs(self, node: str) -> list[psutil.Process]:
+        return procs.with_children([self._main_proc(node), procs.postmaster(self.layout.pgdata(node))])
+
+    def _procs_of(self, name: str, kind: str) -> list[psutil.Process]:
+        if kind == "node":
+            return self._node_procs(name)
+        return procs.with_children([self._main_proc(name)])
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        needed = {
+            "patroni": (self._patroni_bin(), "the project's venv (make setup)"),
+            "postgres": (Path(PG_BIN_DIR) / "postgres", "apt-get install postgresql-15"),
+            "pg_basebackup": (Path(PG_BIN_DIR) / "pg_basebackup", "apt-get install postgresql-15"),
+            "haproxy": (Path(shutil.which("haproxy") or "/usr/sbin/haproxy"), "apt-get install haproxy"),
+        }
+        if self.spec.dcs.kind == "etcd":
+            needed["etcd"] = (Path(shutil.which("etcd") or "/usr/bin/etcd"), "apt-get install etcd-server")
+        else:
+            needed["java"] = (Path("/usr/bin/java"), "apt-get install zookeeper")
+            needed["zookeeper"] = (Path(ZOOKEEPER_JARS[0]), "apt-get install zookeeper")
+        for what, (path, how) in needed.items():
+            if not path.exists():
+                raise BackendError(f"{what} not found at {path}: install it with `{how}`")
+        for name, kind in self._names():
+            if self._main_proc(name) is not None:
+                continue
+            for what, port in self._ports_of(name, kind):
+                if procs.port_in_use(self.spec.host, port):
+                    raise BackendError(f"port {port} ({what}) is already in use on {self.spec.host}")
+
+    def materialize(self) -> None:
+        """Write the rendered files and hand the cluster directory to the service account."""
+        for d in self.layout.dirs():
+            d.mkdir(parents=True, exist_ok=True)
+        self.layout.root.chmod(0o750 if self.run_as.user is None else 0o755)
+        for f in render_all(self.spec, self.layout, self.secrets):
+            f.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(f.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
+            with os.fdopen(fd, "w") as out:
+                out.write(f.text)
+            f.path.chmod(f.mode)
+        for node in self.spec.node_names:
+            self.layout.wal_archive(node).mkdir(parents=True, exist_ok=True)
+        # The service account owns everything but the secrets file, which stays the caller's.
+        procs.ensure_owner(self.layout.conf, self.run_as)
+        procs.ensure_owner(self.layout.data, self.run_as)
+        procs.ensure_owner(self.layout.logs, self.run_as)
+        procs.ensure_owner(self.layout.run, self.run_as)
+        self.layout.data.chmod(0o700)
+
+    def _spawn(self, name: str, kind: str) -> None:
+        procs.spawn(self._argv(name, kind), log=self.layout.log(name), pidfile=self.layout.pidfile(name),
+                    env=self._env(), cwd=self.layout.root, run_as=self.run_as)
+
+    def _check_started(self, name: str) -> None:
+        if self._main_proc(name) is None:
+            log = self.layout.log(name)
+            raise BackendError(f"{name} exited right after start (see {log})", _tail(log))
+
+    def start(self, progress: Progress) -> None:
+        self.materialize()
+        dcs_started = False
+        for name in self._dcs_names():
+            if self._main_proc(name) is None:
+                progress(f"starting DCS member {name} ({self.spec.dcs.kind})")
+                self._spawn(name, "dcs")
+                dcs_started = True
+        if dcs_started:
+            self._wait_dcs(progress)
+        for node in self.spec.node_names:
+            if self._main_proc(node) is None:
+                progress(f"starting Patroni node {node}")
+                self._spawn(node, "node")
+        if self._main_proc("haproxy") is None:
+            progress("starting HAProxy")
+            self._spawn("haproxy", "haproxy")
+        time.sleep(0.3)
+        for name, _ in self._names():
+            self._check_started(name)
+
+    def _wait_dcs(self, progress: Progress) -> None:
+        progress("waiting for the DCS to form a quorum")
+        deadline = time.monotonic() + DCS_START_TIMEOUT
+        while time.monotonic() < deadline:
+            for name in self._dcs_names():
+                self._check_started(name)
+            if all(m.healthy for m in dcs_members(self.spec)):
+                return
+            time.sleep(0.2)
+        bad = next((m for m in dcs_members(self.spec) if not m.healthy), None)
+        name = bad.name if bad else self._dcs_names()[0]
+        raise BackendError(f"DCS member {name} did not become healthy in {DCS_START_TIMEOUT:.0f} s",
+                           _tail(self.layout.log(name)))
+
+    def stop(self) -> None:
+        self._terminate("haproxy", "haproxy")
+        # All nodes at once: stopping the primary first would only make a replica take over.
+        node_procs = [p for n in self.spec.node_names for p in self._node_procs(n)]
+        procs.terminate(node_procs, STOP_TIMEOUT)
+        for n in self.spec.node_names:
+            # Patroni detaches the postmaster; if Patroni died first it is still here.
+            procs.terminate(self._node_procs(n), STOP_TIMEOUT)
+        for name in self._dcs_names():
+            self._terminate(name, "dcs")
+        for name, _ in self._names():
+            self.layout.pidfile(name).unlink(missing_ok=True)
+
+    def _terminate(self, name: str, kind: str) -> None:
+        procs.terminate(self._procs_of(name, kind), STOP_TIMEOUT)
+
+    def components(self) -> list[ComponentState]:
+        out = []
+        for name, kind in self._names():
+            ps = self._procs_of(name, kind)
+            main = self._main_proc(name)
+            out.append(ComponentState(name, kind, main is not None, tuple(p.pid for p in ps),
+                                      self.layout.log(name)))
+        return out
+
+    def log_files(self) -> dict[str, Path]:
+        files = {name: self.layout.log(name) for name, _ in self._names()}
+        for node in self.spec.node_names:
+            files[f"postgresql-{node}"] = self.layout.logs / f"postgresql-{node}.log"
+        return files
+
+    # --- faults ----------------------------------------------------------------------------------
+
+    def stop_node(self, node: str) -> None:
+        patroni = self._main_proc(node)
+        if patroni is not None:
+            procs.send([patroni], signal.SIGCONT)
+            procs.send([patroni], signal.SIGTERM)
+            procs.wait_gone([patroni], STOP_TIMEOUT)
+        procs.terminate(self._node_procs(node), STOP_TIMEOUT)
+
+    def kill_node(self, node: str) -> None:
+        targets = self._node_procs(node)
+        procs.kill_now(targets)
+        procs.wait_gone(targets, 10)
+
+    def start_node(self, node: str) -> None:
+        self.spec.node_index(node)
+        if self._main_proc(node) is None:
+            self._spawn(node, "node")
+
+    def restart_node(self, node: str) -> None:
+        self.stop_node(node)
+        self.start_node(node)
+
+    def freeze_node(self, node: str) -> None:
+        procs.freeze(self._node_procs(node))
+
+    def thaw_node(self, node: str) -> None:
+        procs.thaw(self._node_procs(node))
+
+    def kill_postgres(self, node: str) -> None:
+        pm = procs.postmaster(self.layout.pgdata(node))
+        if pm is not None:
+            procs.kill_now([pm])
+            procs.wait_gone([pm], 10)
+
+    def stop_dcs_member(self, member: int) -> None:
+        self._terminate(member_name(member), "dcs")
+
+    def start_dcs_member(self, member: int) -> None:
+        name = member_name(member)
+        if self._main_proc(name) is None:
+            self._spawn(name, "dcs")
+
+    def node_pids(self, node: str) -> list[int]:
+        return [p.pid for p in self._node_procs(node)]

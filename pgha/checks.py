@@ -1,0 +1,217 @@
+"""The lab's checks, run against a live cluster; each returns PASS/FAIL/SKIP with its evidence."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from pgha.cluster import Cluster
+from pgha.probe import ClusterState
+
+Status = Literal["PASS", "FAIL", "SKIP"]
+CONNECT_TIMEOUT = 3
+REPLICATION_DEADLINE = 20.0
+ROWS = 100
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    number: int
+    name: str
+    status: Status
+    evidence: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _connect(dsn: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT, autocommit=True)
+
+
+def _one(dsn: str, sql: str) -> tuple[Any, ...]:
+    with _connect(dsn) as conn:
+        row = conn.execute(sql).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def _replicas(cluster: Cluster, state: ClusterState) -> list[str]:
+    # Every node the spec names except the leader: a stopped replica must fail the checks, not
+    # vanish from them because Patroni removed its member key.
+    leader = state.leader.name if state.leader else None
+    return [n for n in cluster.spec.node_names if n != leader]
+
+
+def check_replication(cluster: Cluster, state: ClusterState) -> CheckResult:
+    name = "a table written through the entrypoint reaches every replica"
+    replicas = _replicas(cluster, state)
+    table = f"pgha_check_{secrets.token_hex(4)}"
+    rw = cluster.entrypoint_dsn()
+    try:
+        with _connect(rw) as conn:
+            conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, note text)")
+            conn.execute(f"INSERT INTO {table} SELECT g, 'row ' || g FROM generate_series(1, {ROWS}) g")
+        if not replicas:
+            return CheckResult(1, name, "SKIP", f"wrote {ROWS} rows; the cluster has no replicas")
+        seen: dict[str, str] = {}
+        for node in replicas:
+            seen[node] = _wait_rows(cluster.node_dsn(node), table)
+        bad = {n: s for n, s in seen.items() if s != str(ROWS)}
+        detail = ", ".join(f"{n}: {s} rows" if s.isdigit() else f"{n}: {s}" for n, s in seen.items())
+        if bad:
+            return CheckResult(1, name, "FAIL", f"wrote {ROWS} rows in {table}; {detail}")
+        return CheckResult(1, name, "PASS", f"{table}: {ROWS} rows on the primary; {detail}")
+    except psycopg.Error as e:
+        return CheckResult(1, name, "FAIL", f"through the entrypoint: {_err(e)}")
+    finally:
+        try:
+            with _connect(rw) as conn:
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+        except psycopg.Error:
+            pass
+
+
+def _wait_rows(dsn: str, table: str) -> str:
+    deadline = time.monotonic() + REPLICATION_DEADLINE
+    last = "not checked"
+    while time.monotonic() < deadline:
+        try:
+            (count,) = _one(dsn, f"SELECT count(*) FROM {table}")
+            last = str(count)
+            if count == ROWS:
+                return last
+        except pg_errors.UndefinedTable:
+            last = "table missing"
+        except psycopg.Error as e:
+            return _err(e)
+        time.sleep(0.2)
+    return last
+
+
+def check_replicas_read_only(cluster: Cluster, state: ClusterState) -> CheckResult:
+    name = "a write on each replica fails with SQLSTATE 25006"
+    replicas = _replicas(cluster, state)
+    if not replicas:
+        return CheckResult(2, name, "SKIP", "the cluster has no replicas")
+    results: dict[str, str] = {}
+    for node in replicas:
+        try:
+            with _connect(cluster.node_dsn(node)) as conn:
+                conn.execute("CREATE TABLE pgha_check_must_fail (x int)")
+            results[node] = "write ACCEPTED"
+            with _connect(cluster.node_dsn(node)) as conn:
+                conn.execute("DROP TABLE IF EXISTS pgha_check_must_fail")
+        except psycopg.Error as e:
+            results[node] = f"SQLSTATE {e.sqlstate}" if e.sqlstate else _err(e)
+    ok = all(r == "SQLSTATE 25006" for r in results.values())
+    detail = ", ".join(f"{n}: {r}" for n, r in results.items())
+    return CheckResult(2, name, "PASS" if ok else "FAIL", detail)
+
+
+def _sample(dsn: str, n: int) -> list[tuple[int, bool] | str]:
+    out: list[tuple[int, bool] | str] = []
+    for _ in range(n):
+        try:
+            port, recovery = _one(dsn, "SELECT inet_server_port(), pg_is_in_recovery()")
+            out.append((int(port), bool(recovery)))
+        except psycopg.Error as e:
+            out.append(_err(e))
+    return out
+
+
+def check_rw_entrypoint(cluster: Cluster, state: ClusterState) -> CheckResult:
+    name = "the read-write entrypoint reaches the primary and no replica"
+    leader = state.leader
+    if leader is None:
+        return CheckResult(3, name, "FAIL", "Patroni reports no single leader")
+    spec = cluster.spec
+    leader_port = spec.ports.postgres[spec.node_index(leader.name)]
+    samples = _sample(cluster.entrypoint_dsn(), 5)
+    errors = [s for s in samples if isinstance(s, str)]
+    hits = [s for s in samples if not isinstance(s, str)]
+    wrong = [s for s in hits if s != (leader_port, False)]
+    evidence = (f"port {spec.ports.entrypoint_rw}: {len(hits)}/5 connections reached port "
+                f"{sorted({p for p, _ in hits})} (primary {leader.name} is {leader_port})")
+    if errors:
+        return CheckResult(3, name, "FAIL", f"{evidence}; errors: {errors[0]}")
+    if wrong:
+        return CheckResult(3, name, "FAIL", f"{evidence}; reached a node in recovery or not the primary")
+    return CheckResult(3, name, "PASS", evidence)
+
+
+def check_ro_entrypoint(cluster: Cluster, state: ClusterState) -> CheckResult:
+    name = "the read-only entrypoint reaches replicas only"
+    spec = cluster.spec
+    if spec.ports.entrypoint_ro is None:
+        return CheckResult(4, name, "SKIP", f"profile {spec.profile} has no read-only entrypoint (as the lab)")
+    replicas = _replicas(cluster, state)
+    if not replicas:
+        return CheckResult(4, name, "SKIP", "the cluster has no replicas")
+    replica_ports = {spec.ports.postgres[spec.node_index(n)] for n in replicas}
+    samples = _sample(cluster.entrypoint_dsn(readonly=True), 2 * len(replicas) + 2)
+    errors = [s for s in samples if isinstance(s, str)]
+    hits = [s for s in samples if not isinstance(s, str)]
+    seen = sorted({p for p, _ in hits})
+    evidence = f"port {spec.ports.entrypoint_ro}: reached {seen}; replicas are {sorted(replica_ports)}"
+    if errors:
+        return CheckResult(4, name, "FAIL", f"{evidence}; errors: {errors[0]}")
+    if any(not rec or port not in replica_ports for port, rec in hits):
+        return CheckResult(4, name, "FAIL", f"{evidence}; reached a node that is not a replica")
+    return CheckResult(4, name, "PASS", evidence)
+
+
+def check_one_primary(cluster: Cluster, state: ClusterState) -> CheckResult:
+    name = "exactly one primary, per Patroni and per pg_is_in_recovery()"
+    leaders = [m.name for m in state.members if m.is_leader]
+    writable: list[str] = []
+    unreachable: list[str] = []
+    for node in cluster.spec.node_names:
+        try:
+            (recovery,) = _one(cluster.node_dsn(node), "SELECT pg_is_in_recovery()")
+            if not recovery:
+                writable.append(node)
+        except psycopg.Error:
+            unreachable.append(node)
+    evidence = f"Patroni leader(s): {leaders or 'none'}; not in recovery: {writable or 'none'}"
+    if unreachable:
+        evidence += f"; unreachable: {unreachable}"
+    ok = len(leaders) == 1 and writable == leaders and not unreachable
+    return CheckResult(5, name, "PASS" if ok else "FAIL", evidence)
+
+
+def check_dcs(cluster: Cluster, state: ClusterState) -> CheckResult:
+    name = f"the DCS ({cluster.spec.dcs.kind}) answers"
+    detail = ", ".join(f"{d.name} {d.address}: {d.detail}" for d in state.dcs)
+    ok = bool(state.dcs) and all(d.healthy for d in state.dcs)
+    return CheckResult(6, name, "PASS" if ok else "FAIL", detail)
+
+
+def _err(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else e.__class__.__name__
+
+
+CHECKS: tuple[Callable[[Cluster, ClusterState], CheckResult], ...] = (
+    check_replication,
+    check_replicas_read_only,
+    check_rw_entrypoint,
+    check_ro_entrypoint,
+    check_one_primary,
+    check_dcs,
+)
+
+
+def run_checks(cluster: Cluster) -> list[CheckResult]:
+    state = cluster.state()
+    return [check(cluster, state) for check in CHECKS]
+
+
+def all_passed(results: list[CheckResult]) -> bool:
+    return all(r.status != "FAIL" for r in results)

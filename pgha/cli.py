@@ -1,0 +1,227 @@
+"""The `pgha` command: parses, calls Cluster / checks / drill, prints. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pgha.backends.base import BackendError
+from pgha.checks import all_passed, run_checks
+from pgha.cluster import Cluster, ClusterError
+from pgha.probe import ClusterState, health_problem
+from pgha.service_user import ServiceUserError
+from pgha.spec import SpecError, build_spec, load_spec_file
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="A highly available PostgreSQL cluster (Patroni + DCS + HAProxy) in one command.")
+out = Console()
+err = Console(stderr=True)
+
+NameOpt = Annotated[str, typer.Option("--name", help="Which cluster.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+class UserError(Exception):
+    """Bad input or a failed operation: one line, non-zero exit, no traceback."""
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+def _cluster(name: str) -> Cluster:
+    try:
+        return Cluster(name)
+    except SpecError as e:
+        raise UserError(str(e)) from None
+
+
+@app.command()
+def up(
+    name: NameOpt = "default",
+    profile: Annotated[str | None, typer.Option(help="default | seed (the lab as published)")] = None,
+    config: Annotated[Path | None, typer.Option(help="A pgha.yaml spec file.")] = None,
+    nodes: Annotated[int | None, typer.Option(help="Number of Patroni nodes (1-9).")] = None,
+    dcs: Annotated[str | None, typer.Option(help="etcd | zookeeper")] = None,
+    dcs_members: Annotated[int | None, typer.Option(help="DCS members: 1 or 3.")] = None,
+    base_port: Annotated[int | None, typer.Option(help="Shift every port of the cluster.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for a healthy cluster.")] = 180.0,
+) -> None:
+    """Start the cluster (or do nothing if it is already up and healthy)."""
+    shaping = any(v is not None for v in (profile, config, nodes, dcs, dcs_members, base_port))
+    cluster = _cluster(name)
+    requested = None
+    if shaping or not cluster.exists:
+        file_settings = load_spec_file(config) if config else {}
+        dcs_over: dict[str, Any] = {}
+        if dcs is not None:
+            dcs_over["kind"] = dcs
+        if dcs_members is not None:
+            dcs_over["members"] = dcs_members
+        overrides: dict[str, Any] = {"name": name, "profile": profile, "nodes": nodes, "base_port": base_port}
+        if dcs_over:
+            overrides["dcs"] = dcs_over
+        requested = build_spec(profile, file_settings, overrides)
+    with out.status(f"bringing up cluster {name!r}") as status:
+        def progress(msg: str) -> None:
+            status.update(msg)
+            out.log(msg)
+
+        result = cluster.up(requested, progress)
+    if not result.changed:
+        out.print(f"cluster {name!r} is already up and healthy; nothing changed")
+    else:
+        out.print(f"cluster {name!r} is healthy after {result.seconds:.1f} s")
+    _print_state(cluster, result.state)
+
+
+@app.command()
+def status(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
+    """Members, roles, lag, DCS health and HAProxy's view (exit 1 when not healthy)."""
+    cluster = _cluster(name)
+    state = cluster.state()
+    problem = health_problem(cluster.spec, state)
+    if as_json:
+        print(json.dumps({**state.to_json(), "healthy": problem is None, "problem": problem}, indent=2))
+    else:
+        _print_state(cluster, state)
+        out.print(f"[green]healthy[/]" if problem is None else f"[red]not healthy:[/] {problem}")
+    raise typer.Exit(0 if problem is None else 1)
+
+
+def _print_state(cluster: Cluster, state: ClusterState) -> None:
+    spec = cluster.spec
+    members = Table(title=f"cluster {cluster.name} ({spec.profile}, scope {spec.patroni_scope})")
+    for col in ("member", "address", "role", "state", "timeline", "lag (bytes)"):
+        members.add_column(col)
+    listed = {m.name for m in state.members}
+    for m in state.members:
+        style = "bold green" if m.is_leader else ""
+        members.add_row(m.name, f"{m.host}:{m.port}", m.role, m.state, str(m.timeline or ""),
+                        "" if m.lag is None else str(m.lag), style=style)
+    for node in spec.node_names:
+        if node not in listed:
+            i = spec.node_index(node)
+            members.add_row(node, f"{spec.host}:{spec.ports.postgres[i]}", "-", "absent", "", "", style="red")
+    out.print(members)
+    dcs = Table(title=f"DCS ({spec.dcs.kind})")
+    for col in ("member", "address", "health"):
+        dcs.add_column(col)
+    for d in state.dcs:
+        dcs.add_row(d.name, d.address, d.detail, style="" if d.healthy else "red")
+    out.print(dcs)
+    hap = Table(title="HAProxy backends")
+    for col in ("proxy", "port", "server", "status"):
+        hap.add_column(col)
+    ports = {"primary": spec.ports.entrypoint_rw, "replicas": spec.ports.entrypoint_ro}
+    for s in state.haproxy:
+        hap.add_row(s.proxy, str(ports.get(s.proxy, "")), s.server, s.status,
+                    style="green" if s.status == "UP" else "")
+    if not state.haproxy:
+        hap.add_row("-", "", "", "HAProxy not answering", style="red")
+    out.print(hap)
+    for e in state.errors:
+        out.print(f"[yellow]{e}[/]")
+
+
+@app.command()
+def check(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
+    """The lab's checks: replication, read-only replicas, routing, one primary, DCS."""
+    cluster = _cluster(name)
+    results = run_checks(cluster)
+    if as_json:
+        print(json.dumps([r.to_json() for r in results], indent=2))
+    else:
+        table = Table(title=f"pgha check: cluster {name}")
+        for col in ("#", "check", "result", "evidence"):
+            table.add_column(col)
+        colour = {"PASS": "green", "FAIL": "red", "SKIP": "yellow"}
+        for r in results:
+            table.add_row(str(r.number), r.name, f"[{colour[r.status]}]{r.status}[/]", r.evidence)
+        out.print(table)
+    raise typer.Exit(0 if all_passed(results) else 1)
+
+
+@app.command()
+def down(name: NameOpt = "default",
+         purge: Annotated[bool, typer.Option(help="Also delete the cluster's data.")] = False) -> None:
+    """Stop everything the cluster started; --purge also deletes its directory."""
+    cluster = _cluster(name)
+    stopped = cluster.down(purge=purge)
+    what = ", ".join(stopped) if stopped else "nothing was running"
+    out.print(f"cluster {name!r} stopped ({what})" + ("; data deleted" if purge else ""))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ctl(ctx: typer.Context, name: NameOpt = "default") -> None:
+    """Run patronictl against the cluster's own config, e.g. `pgha ctl list`."""
+    cluster = _cluster(name)
+    config = cluster.layout.patroni_config(cluster.spec.node_names[0])
+    patronictl = Path(sys.executable).parent / "patronictl"
+    result = subprocess.run([str(patronictl), "-c", str(config), *ctx.args], check=False)
+    raise typer.Exit(result.returncode)
+
+
+@app.command()
+def connect(name: NameOpt = "default",
+            ro: Annotated[bool, typer.Option("--ro", help="The read-only entrypoint.")] = False) -> None:
+    """How to connect: psql through HAProxy, and the multi-host URI that needs no proxy."""
+    cluster = _cluster(name)
+    spec = cluster.spec
+    port = spec.ports.entrypoint_ro if ro else spec.ports.entrypoint_rw
+    if port is None:
+        raise UserError(f"cluster {name!r} has no read-only entrypoint (profile {spec.profile})")
+    pgpass = cluster.client_pgpass
+    out.print(f"# through HAProxy ({'read-only' if ro else 'read-write'}):")
+    print(f"PGPASSFILE={pgpass} psql 'host={spec.host} port={port} user=postgres dbname=postgres'")
+    out.print("# without a proxy (libpq picks the primary itself):")
+    print(f"PGPASSFILE={pgpass} psql '{cluster.multihost_uri()}'")
+    out.print(f"# passwords: {cluster.layout.secrets_file} (mode 0600)")
+
+
+@app.command("list")
+def list_clusters() -> None:
+    """The clusters on this machine."""
+    for name in Cluster("default").list_clusters():
+        print(name)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except (UserError, ClusterError, BackendError) as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        tail = getattr(e, "log_tail", "")
+        if tail:
+            err.print(tail, style="dim", highlight=False, markup=False)
+        sys.exit(2)
+    except (SpecError, ServiceUserError) as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; everything this command started was stopped")
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:  # click's own usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+    _ = os
+
+
+if __name__ == "__main__":
+    main()

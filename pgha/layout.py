@@ -1,0 +1,97 @@
+"""Where a cluster's files live: one directory per cluster, laid out the same way every time."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVICE_USER = "pgha"
+
+
+def default_home() -> Path:
+    """The directory holding every cluster's directory.
+
+    As root the clusters live under /var/lib/pgha, not /root, because /root is closed to the
+    unprivileged user that PostgreSQL runs as.
+    """
+    env = os.environ.get("PGHA_HOME")
+    if env:
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/pgha")
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "pgha"
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def spec_file(self) -> Path:
+        return self.root / "spec.json"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.root / "secrets.yml"
+
+    @property
+    def conf(self) -> Path:
+        return self.root / "conf"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def runs(self) -> Path:
+        """Drill run directories."""
+        return self.root / "runs"
+
+    def patroni_config(self, node: str) -> Path:
+        return self.conf / f"patroni-{node}.yml"
+
+    def pgdata(self, node: str) -> Path:
+        return self.data / node
+
+    def wal_archive(self, node: str) -> Path:
+        return self.data / f"{node}-wal-archive"
+
+    def pgpass(self, node: str) -> Path:
+        return self.run / f"pgpass-{node}"
+
+    @property
+    def socket_dir(self) -> Path:
+        return self.run
+
+    @property
+    def haproxy_config(self) -> Path:
+        return self.conf / "haproxy.cfg"
+
+    @property
+    def haproxy_socket(self) -> Path:
+        return self.run / "haproxy.sock"
+
+    def dcs_config(self, member: int) -> Path:
+        return self.conf / f"dcs-{member}.conf"
+
+    def dcs_data(self, member: int) -> Path:
+        return self.data / f"dcs-{member}"
+
+    def log(self, component: str) -> Path:
+        return self.logs / f"{component}.log"
+
+    def pidfile(self, component: str) -> Path:
+        return self.run / f"{component}.pid"
+
+    def dirs(self) -> list[Path]:
+        return [self.root, self.conf, self.data, self.logs, self.run, self.runs]

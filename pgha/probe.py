@@ -1,0 +1,222 @@
+"""The running cluster as seen from outside: Patroni's REST API, the DCS and HAProxy's stats.
+
+Health is polled through REST (`GET /cluster`), never through patronictl: each patronictl call
+against ZooKeeper leaves a session alive for ttl seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pgha.render.dcs import member_name
+from pgha.render.haproxy import RO_PROXY, RW_PROXY
+from pgha.spec import Spec
+
+HTTP_TIMEOUT = 1.5
+
+
+@dataclass(frozen=True)
+class MemberState:
+    name: str
+    host: str
+    port: int
+    role: str  # leader | replica | sync_standby | quorum_standby | standby_leader
+    state: str  # running | streaming | stopped | starting ...
+    timeline: int | None
+    lag: int | None  # bytes behind the leader; None when unknown
+
+    @property
+    def is_leader(self) -> bool:
+        return self.role == "leader"
+
+
+@dataclass(frozen=True)
+class DcsMemberState:
+    name: str
+    address: str
+    healthy: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class BackendServerState:
+    proxy: str
+    server: str
+    status: str  # UP | DOWN | MAINT | no check ...
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    members: tuple[MemberState, ...]
+    dcs: tuple[DcsMemberState, ...]
+    haproxy: tuple[BackendServerState, ...]
+    errors: tuple[str, ...] = field(default=())
+
+    @property
+    def leader(self) -> MemberState | None:
+        leaders = [m for m in self.members if m.is_leader]
+        return leaders[0] if len(leaders) == 1 else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "members": [m.__dict__ for m in self.members],
+            "dcs": [d.__dict__ for d in self.dcs],
+            "haproxy": [h.__dict__ for h in self.haproxy],
+            "errors": list(self.errors),
+        }
+
+
+def health_problem(spec: Spec, state: ClusterState) -> str | None:
+    """Why the cluster is not healthy yet, or None when it is (pure)."""
+    unhealthy_dcs = [d.name for d in state.dcs if not d.healthy]
+    if unhealthy_dcs:
+        return f"DCS member(s) not healthy: {', '.join(unhealthy_dcs)}"
+    names = {m.name for m in state.members}
+    missing = [n for n in spec.node_names if n not in names]
+    if missing:
+        return f"node(s) not registered in the DCS: {', '.join(missing)}"
+    leaders = [m for m in state.members if m.is_leader]
+    if len(leaders) != 1:
+        return f"expected one leader, found {len(leaders)}"
+    leader = leaders[0]
+    if leader.state != "running":
+        return f"leader {leader.name} is {leader.state}"
+    for m in state.members:
+        if m is not leader and (m.state != "streaming" or m.lag is None):
+            return f"replica {m.name} is {m.state}, not streaming yet"
+    rw = {s.server: s.status for s in state.haproxy if s.proxy == RW_PROXY}
+    if rw.get(leader.name) != "UP":
+        return f"HAProxy does not route to the leader {leader.name} yet"
+    wrongly_up = [s for s, st in rw.items() if st == "UP" and s != leader.name]
+    if wrongly_up:
+        return f"HAProxy still routes writes to {', '.join(wrongly_up)}"
+    if spec.haproxy.readonly_port:
+        ro = {s.server: s.status for s in state.haproxy if s.proxy == RO_PROXY}
+        down = [m.name for m in state.members if m is not leader and ro.get(m.name) != "UP"]
+        if down:
+            return f"HAProxy read-only port does not route to {', '.join(down)} yet"
+    return None
+
+
+def _get_json(url: str, timeout: float = HTTP_TIMEOUT) -> Any:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        # Patroni answers role endpoints with 503 and a JSON body; the body is still the state.
+        return json.loads(e.read() or b"null")
+
+
+def patroni_members(spec: Spec) -> tuple[list[MemberState], list[str]]:
+    """Members per the first node whose REST API answers `GET /cluster`."""
+    errors: list[str] = []
+    for i, node in enumerate(spec.node_names):
+        url = f"http://{spec.host}:{spec.ports.rest[i]}/cluster"
+        try:
+            data = _get_json(url)
+        except (OSError, ValueError) as e:
+            errors.append(f"{node}: REST API not answering ({e.__class__.__name__})")
+            continue
+        return [_member(m) for m in data.get("members", [])], []
+    return [], errors
+
+
+def _member(m: dict[str, Any]) -> MemberState:
+    lag = m.get("lag")
+    if m.get("role") == "leader":
+        lag = 0
+    return MemberState(
+        name=str(m.get("name")),
+        host=str(m.get("host")),
+        port=int(m.get("port", 0)),
+        role=str(m.get("role")),
+        state=str(m.get("state")),
+        timeline=m.get("timeline"),
+        lag=lag if isinstance(lag, int) else None,
+    )
+
+
+def node_rest(spec: Spec, node: str, endpoint: str = "patroni") -> tuple[int, Any]:
+    """(HTTP status, JSON body) of one node's REST endpoint; (0, None) when it does not answer."""
+    i = spec.node_index(node)
+    url = f"http://{spec.host}:{spec.ports.rest[i]}/{endpoint}"
+    try:
+        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as e:
+        try:
+            return e.code, json.loads(e.read() or b"null")
+        except ValueError:
+            return e.code, None
+    except (OSError, ValueError):
+        return 0, None
+
+
+def _four_letter(host: str, port: int, word: str) -> str:
+    with socket.create_connection((host, port), timeout=HTTP_TIMEOUT) as s:
+        s.sendall(word.encode())
+        chunks = []
+        while chunk := s.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def dcs_members(spec: Spec) -> list[DcsMemberState]:
+    out = []
+    for i, port in enumerate(spec.ports.dcs_client):
+        address = f"{spec.host}:{port}"
+        name = member_name(i)
+        try:
+            if spec.dcs.kind == "etcd":
+                data = _get_json(f"http://{address}/health")
+                healthy = str(data.get("health")) == "true"
+                detail = "healthy" if healthy else f"unhealthy: {data.get('reason') or 'no quorum'}"
+            else:
+                reply = _four_letter(spec.host, port, "srvr")
+                mode = next((ln.split(":", 1)[1].strip() for ln in reply.splitlines()
+                             if ln.startswith("Mode:")), "")
+                healthy = mode in ("leader", "follower", "standalone")
+                detail = mode if healthy else (reply.strip().splitlines() or ["no answer"])[0]
+        except (OSError, ValueError, AttributeError) as e:
+            healthy, detail = False, f"not answering ({e.__class__.__name__})"
+        out.append(DcsMemberState(name, address, healthy, detail))
+    return out
+
+
+def haproxy_servers(socket_path: Path) -> list[BackendServerState]:
+    """HAProxy's view of each server, from its admin socket (`show stat`)."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(HTTP_TIMEOUT)
+            s.connect(str(socket_path))
+            s.sendall(b"show stat\n")
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+    except OSError:
+        return []
+    text = b"".join(chunks).decode(errors="replace").lstrip("# ")
+    rows = csv.DictReader(io.StringIO(text))
+    return [
+        BackendServerState(r["pxname"], r["svname"], r["status"].split(" ")[0])
+        for r in rows
+        if r.get("svname") not in ("FRONTEND", "BACKEND") and r.get("pxname") in (RW_PROXY, RO_PROXY)
+    ]
+
+
+def observe(spec: Spec, haproxy_socket: Path) -> ClusterState:
+    members, errors = patroni_members(spec)
+    return ClusterState(
+        members=tuple(sorted(members, key=lambda m: m.name)),
+        dcs=tuple(dcs_members(spec)),
+        haproxy=tuple(haproxy_servers(haproxy_socket)),
+        errors=tuple(errors),
+    )

@@ -1,0 +1,185 @@
+"""Processes at the edge: start detached, remember by pidfile, signal only what we started.
+
+A pidfile holds the pid and the process's start time, so a recycled pid is never mistaken for
+ours and never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pwd
+import signal
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The unprivileged account processes run as (None fields: the current user)."""
+
+    user: str | None = None
+
+    @property
+    def uid_gid(self) -> tuple[int, int] | None:
+        if self.user is None:
+            return None
+        pw = pwd.getpwnam(self.user)
+        return pw.pw_uid, pw.pw_gid
+
+
+def spawn(argv: Sequence[str], *, log: Path, pidfile: Path, env: dict[str, str], cwd: Path,
+          run_as: RunAs) -> int:
+    """Start argv in its own session, output appended to log; returns its pid."""
+    ids = run_as.uid_gid
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            user=ids[0] if ids else None,
+            group=ids[1] if ids else None,
+            extra_groups=[] if ids else None,
+            close_fds=True,
+        )
+    if ids:
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(log, *ids)
+    write_pidfile(pidfile, proc.pid)
+    return proc.pid
+
+
+def write_pidfile(pidfile: Path, pid: int) -> None:
+    created = psutil.Process(pid).create_time()
+    pidfile.write_text(json.dumps({"pid": pid, "create_time": created}))
+
+
+def read_pidfile(pidfile: Path) -> psutil.Process | None:
+    """The live process recorded in pidfile, or None if it is gone (or the pid was reused)."""
+    try:
+        data = json.loads(pidfile.read_text())
+        proc = psutil.Process(int(data["pid"]))
+        if abs(proc.create_time() - float(data["create_time"])) > 0.05:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError, psutil.Error):
+        return None
+
+
+def postmaster(pgdata: Path) -> psutil.Process | None:
+    """The postmaster of a data directory, read from postmaster.pid (Patroni detaches it)."""
+    try:
+        first = (pgdata / "postmaster.pid").read_text().splitlines()[0]
+        proc = psutil.Process(int(first))
+        cmd = proc.cmdline()
+        if not cmd or "postgres" not in Path(cmd[0]).name:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return proc
+    except (FileNotFoundError, IndexError, ValueError, psutil.Error):
+        return None
+
+
+def with_children(procs: Iterable[psutil.Process | None]) -> list[psutil.Process]:
+    out: dict[int, psutil.Process] = {}
+    for p in procs:
+        if p is None:
+            continue
+        out[p.pid] = p
+        with contextlib.suppress(psutil.Error):
+            for c in p.children(recursive=True):
+                out[c.pid] = c
+    return list(out.values())
+
+
+def send(procs: Iterable[psutil.Process], sig: signal.Signals) -> None:
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(sig)
+
+
+def wait_gone(procs: Sequence[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait for procs to exit; returns those still alive after timeout."""
+    _, alive = psutil.wait_procs(list(procs), timeout=timeout)
+    return [p for p in alive if _alive(p)]
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def terminate(procs: Sequence[psutil.Process], timeout: float) -> None:
+    """SIGTERM, wait, then SIGKILL whatever is left (and thaw it first, SIGSTOPped or not)."""
+    procs = [p for p in procs if _alive(p)]
+    if not procs:
+        return
+    send(procs, signal.SIGCONT)
+    send(procs, signal.SIGTERM)
+    left = wait_gone(procs, timeout)
+    if left:
+        send(left, signal.SIGKILL)
+        wait_gone(left, 5)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def listening_ports(pids: Iterable[int]) -> set[int]:
+    wanted = set(pids)
+    ports: set[int] = set()
+    for c in psutil.net_connections(kind="tcp"):
+        if c.status == psutil.CONN_LISTEN and c.pid in wanted and c.laddr:
+            ports.add(c.laddr.port)
+    return ports
+
+
+
+
+def kill_now(procs: Iterable[psutil.Process]) -> None:
+    send(procs, signal.SIGKILL)
+
+
+def freeze(procs: Iterable[psutil.Process]) -> None:
+    send(procs, signal.SIGSTOP)
+
+
+def thaw(procs: Iterable[psutil.Process]) -> None:
+    send(procs, signal.SIGCONT)
+
+
+
+def ensure_owner(path: Path, run_as: RunAs) -> None:
+    ids = run_as.uid_gid
+    if ids is None:
+        return
+    for dirpath, dirnames, filenames in os.walk(path):
+        os.chown(dirpath, *ids)
+        for name in filenames:
+            with contextlib.suppress(FileNotFoundError):
+                os.lchown(os.path.join(dirpath, name), *ids)
+        # Keep dirnames as-is: os.walk descends into them.
+        _ = dirnames

@@ -1,0 +1,50 @@
+"""Spec -> every file a cluster needs, as data (path, text, mode); writing them is the caller's job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from pgha.layout import Layout
+from pgha.render.dcs import render_etcd, render_zookeeper, zookeeper_myid
+from pgha.render.haproxy import render_haproxy
+from pgha.render.patroni import render_patroni
+from pgha.secrets import Secrets
+from pgha.spec import Spec
+
+ZOOKEEPER_LOG4J = """\
+log4j.rootLogger=INFO, CONSOLE
+log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
+log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
+log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} %-5p [%t] %c{1}: %m%n
+"""
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    path: Path
+    text: str
+    mode: int  # 0o600 for anything holding a password
+
+
+def to_yaml(data: object) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+
+
+def render_all(spec: Spec, layout: Layout, secrets: Secrets) -> list[RenderedFile]:
+    files = [
+        RenderedFile(layout.patroni_config(node), to_yaml(render_patroni(spec, layout, secrets, node)), 0o600)
+        for node in spec.node_names
+    ]
+    files.append(RenderedFile(layout.haproxy_config, render_haproxy(spec, layout, secrets), 0o600))
+    for i in range(spec.dcs.members):
+        if spec.dcs.kind == "etcd":
+            files.append(RenderedFile(layout.dcs_config(i), to_yaml(render_etcd(spec, layout, i)), 0o644))
+        else:
+            files.append(RenderedFile(layout.dcs_config(i), render_zookeeper(spec, layout, i), 0o644))
+            files.append(RenderedFile(layout.dcs_data(i) / "myid", zookeeper_myid(i), 0o644))
+    if spec.dcs.kind == "zookeeper":
+        files.append(RenderedFile(layout.conf / "zookeeper-log4j.properties", ZOOKEEPER_LOG4J, 0o644))
+    return files

@@ -1,0 +1,74 @@
+"""Spec -> the configuration of each DCS member (etcd YAML config or ZooKeeper zoo.cfg)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgha.layout import Layout
+from pgha.spec import Spec
+
+
+def member_name(i: int) -> str:
+    return f"dcs{i}"
+
+
+def render_etcd(spec: Spec, layout: Layout, i: int) -> dict[str, Any]:
+    host = spec.host
+    peers = ",".join(
+        f"{member_name(j)}=http://{host}:{spec.ports.dcs_peer[j]}" for j in range(spec.dcs.members)
+    )
+    client = f"http://{host}:{spec.ports.dcs_client[i]}"
+    peer = f"http://{host}:{spec.ports.dcs_peer[i]}"
+    return {
+        "name": member_name(i),
+        "data-dir": str(layout.dcs_data(i)),
+        "listen-client-urls": client,
+        "advertise-client-urls": client,
+        "listen-peer-urls": peer,
+        "initial-advertise-peer-urls": peer,
+        "initial-cluster": peers,
+        "initial-cluster-token": f"pgha-{spec.name}",
+        "initial-cluster-state": "new",
+        # Patroni talks to etcd through the v3 gRPC gateway, which a config file must switch on
+        # (flags default it to on, a config file to off); v2 stays off.
+        "enable-grpc-gateway": True,
+        "enable-v2": False,
+        "logger": "zap",
+        "log-outputs": ["stderr"],
+        # Faster elections than the WAN-friendly defaults (100 ms / 1000 ms) are not needed on
+        # loopback, but a loaded 2-core machine needs the defaults' slack.
+        "heartbeat-interval": 100,
+        "election-timeout": 1000,
+        "quota-backend-bytes": 256 * 1024 * 1024,
+        "auto-compaction-mode": "periodic",
+        "auto-compaction-retention": "1h",
+    }
+
+
+def render_zookeeper(spec: Spec, layout: Layout, i: int) -> str:
+    host = spec.host
+    lines = [
+        "tickTime=2000",
+        "initLimit=10",
+        "syncLimit=5",
+        f"dataDir={layout.dcs_data(i)}",
+        f"clientPort={spec.ports.dcs_client[i]}",
+        f"clientPortAddress={host}",
+        "maxClientCnxns=100",
+        "admin.enableServer=false",
+        "4lw.commands.whitelist=ruok,srvr,mntr,stat",
+        "autopurge.purgeInterval=1",
+    ]
+    if spec.dcs.members > 1:
+        lines += [
+            f"server.{j + 1}={host}:{spec.ports.dcs_peer[j]}:{spec.ports.dcs_election[j]}"
+            for j in range(spec.dcs.members)
+        ]
+    else:
+        # A standalone member still needs peer ports reserved for a later ensemble; the lab ran one.
+        lines.append("standaloneEnabled=true")
+    return "\n".join(lines) + "\n"
+
+
+def zookeeper_myid(i: int) -> str:
+    return f"{i + 1}\n"

@@ -1,0 +1,76 @@
+"""Spec -> haproxy.cfg: the read-write entrypoint, the read-only one, and the stats page."""
+
+from __future__ import annotations
+
+from pgha.layout import Layout
+from pgha.secrets import STATS_USER, Secrets
+from pgha.spec import Spec
+
+RW_PROXY = "primary"
+RO_PROXY = "replicas"
+
+
+def _default_server(spec: Spec) -> str:
+    h = spec.haproxy
+    parts = [f"inter {h.inter_ms}ms"]
+    if h.fastinter_ms:
+        parts.append(f"fastinter {h.fastinter_ms}ms")
+    if h.downinter_ms:
+        parts.append(f"downinter {h.downinter_ms}ms")
+    parts += [f"fall {h.fall}", f"rise {h.rise}"]
+    if h.shutdown_sessions:
+        # Cut clients off a demoted primary at once instead of letting them hang on it.
+        parts.append("on-marked-down shutdown-sessions")
+    return "    default-server " + " ".join(parts)
+
+
+def _servers(spec: Spec) -> list[str]:
+    return [
+        f"    server {node} {spec.host}:{spec.ports.postgres[i]} check port {spec.ports.rest[i]}"
+        for i, node in enumerate(spec.node_names)
+    ]
+
+
+def _proxy(spec: Spec, name: str, port: int, check_uri: str | None, balance: str | None) -> list[str]:
+    lines = [f"listen {name}", f"    bind {spec.host}:{port}"]
+    if balance:
+        lines.append(f"    balance {balance}")
+    lines.append(f"    option httpchk GET {check_uri}" if check_uri else "    option httpchk")
+    lines.append("    http-check expect status 200")
+    lines.append(_default_server(spec))
+    return [*lines, *_servers(spec), ""]
+
+
+def render_haproxy(spec: Spec, layout: Layout, secrets: Secrets) -> str:
+    h = spec.haproxy
+    glob = ["global", f"    maxconn {h.maxconn}",
+            f"    stats socket {layout.haproxy_socket} mode 600 level admin",
+            "    log stdout format iso local0 info"]
+    if h.threads:
+        glob.append(f"    nbthread {h.threads}")
+    defaults = [
+        "defaults",
+        "    mode tcp",
+        "    log global",
+        "    option dontlognull",
+        "    retries 2",
+        f"    timeout connect {h.timeout_connect_ms}ms",
+        f"    timeout client {h.timeout_client}",
+        f"    timeout server {h.timeout_server}",
+        f"    timeout check {h.timeout_check_ms}ms",
+    ]
+    rw_uri = "/primary" if h.check == "role" else None
+    out = [*glob, "", *defaults, "", *_proxy(spec, RW_PROXY, spec.ports.entrypoint_rw, rw_uri, None)]
+    if h.readonly_port and spec.ports.entrypoint_ro is not None:
+        out += _proxy(spec, RO_PROXY, spec.ports.entrypoint_ro, "/replica", "roundrobin")
+    out += [
+        "listen stats",
+        "    mode http",
+        f"    bind {spec.host}:{spec.ports.stats}",
+        "    stats enable",
+        "    stats uri /",
+        "    stats refresh 5s",
+        f"    stats auth {STATS_USER}:{secrets.stats_password}",
+        "",
+    ]
+    return "\n".join(out)

@@ -1,0 +1,109 @@
+"""Spec -> one Patroni configuration per node (a plain dict, dumped as YAML by the caller)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pgha.layout import Layout
+from pgha.secrets import REPLICATION_USER, REST_USER, SUPERUSER, Secrets
+from pgha.spec import Spec
+
+PG_BIN_DIR = "/usr/lib/postgresql/15/bin"
+LOG_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
+
+
+def dcs_section(spec: Spec) -> dict[str, Any]:
+    hosts = [f"{spec.host}:{p}" for p in spec.ports.dcs_client]
+    if spec.dcs.kind == "etcd":
+        return {"etcd3": {"hosts": hosts}}
+    return {"zookeeper": {"hosts": hosts}}
+
+
+def pg_hba(spec: Spec) -> list[str]:
+    # Only the cluster's own address, only scram: no trust lines, no 0.0.0.0/0.
+    net = f"{spec.host}/32"
+    return [
+        "local all all scram-sha-256",
+        f"host all all {net} scram-sha-256",
+        f"host replication {REPLICATION_USER} {net} scram-sha-256",
+    ]
+
+
+def dynamic_settings(spec: Spec) -> dict[str, Any]:
+    """What Patroni keeps in the DCS (bootstrap.dcs): one value for the whole cluster."""
+    p = spec.patroni
+    return {
+        "ttl": p.ttl,
+        "loop_wait": p.loop_wait,
+        "retry_timeout": p.retry_timeout,
+        "maximum_lag_on_failover": p.maximum_lag_on_failover,
+        "primary_start_timeout": p.primary_start_timeout,
+        "synchronous_mode": p.synchronous_mode,
+        "synchronous_mode_strict": p.synchronous_mode_strict,
+        "failsafe_mode": p.failsafe_mode,
+        "postgresql": {
+            "use_pg_rewind": p.use_pg_rewind,
+            "use_slots": p.use_slots,
+            "parameters": dict(p.parameters),
+        },
+    }
+
+
+def local_parameters(spec: Spec, layout: Layout, node: str) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "unix_socket_directories": str(layout.socket_dir),
+        "password_encryption": "scram-sha-256",
+        "logging_collector": "on",
+        "log_directory": str(layout.logs),
+        "log_filename": f"postgresql-{node}.log",
+        "log_file_mode": "0640",
+        "log_rotation_age": 0,
+        "log_rotation_size": 0,
+        "log_line_prefix": "%m [%p] ",
+        "log_timezone": "UTC",
+    }
+    if str(spec.patroni.parameters.get("archive_mode", "off")) in ("on", "always"):
+        # The lab's archive: kept beside the node's data, never restored from.
+        archive = layout.wal_archive(node)
+        params["archive_command"] = f"test ! -f {archive}/%f && cp %p {archive}/%f"
+    return params
+
+
+def render_patroni(spec: Spec, layout: Layout, secrets: Secrets, node: str) -> dict[str, Any]:
+    i = spec.node_index(node)
+    host = spec.host
+    rest_auth = {"username": REST_USER, "password": secrets.rest_password}
+    return {
+        "scope": spec.patroni_scope,
+        "namespace": "/service/",
+        "name": node,
+        "log": {"level": "INFO", "format": LOG_FORMAT},
+        "restapi": {
+            "listen": f"{host}:{spec.ports.rest[i]}",
+            "connect_address": f"{host}:{spec.ports.rest[i]}",
+            # Patroni asks for these credentials on unsafe methods (POST/PUT/PATCH/DELETE) only.
+            "authentication": rest_auth,
+        },
+        "ctl": {"authentication": rest_auth},
+        **dcs_section(spec),
+        "bootstrap": {
+            "dcs": dynamic_settings(spec),
+            "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums",
+                       {"auth-local": "scram-sha-256"}, {"auth-host": "scram-sha-256"}],
+        },
+        "postgresql": {
+            "listen": f"{host}:{spec.ports.postgres[i]}",
+            "connect_address": f"{host}:{spec.ports.postgres[i]}",
+            "data_dir": str(layout.pgdata(node)),
+            "bin_dir": PG_BIN_DIR,
+            "pgpass": str(layout.pgpass(node)),
+            "authentication": {
+                "superuser": {"username": SUPERUSER, "password": secrets.superuser_password},
+                "replication": {"username": REPLICATION_USER, "password": secrets.replication_password},
+            },
+            "parameters": local_parameters(spec, layout, node),
+            "pg_hba": pg_hba(spec),
+        },
+        "watchdog": {"mode": "off"},
+        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
+    }

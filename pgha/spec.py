@@ -1,0 +1,416 @@
+"""The cluster spec: what one cluster is, validated once and immutable afterwards.
+
+A spec is built from three layers, later ones winning: a built-in profile, an optional YAML file
+(`pgha.yaml`) and CLI flags. Ports are planned from `base_port` unless the file names them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PROFILES = ("default", "seed")
+LAB_BASE_PORT = 5432
+MAX_NODES = 9
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; the message is one line naming the field and the rule."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PatroniSettings(_Frozen):
+    ttl: int = 30
+    loop_wait: int = 10
+    retry_timeout: int = 10
+    maximum_lag_on_failover: int = Field(default=10 * 1024 * 1024, ge=0)
+    primary_start_timeout: int = Field(default=300, ge=0)
+    synchronous_mode: bool = True
+    synchronous_mode_strict: bool = False
+    failsafe_mode: bool = False
+    use_pg_rewind: bool = True
+    use_slots: bool = True
+    parameters: dict[str, str | int | bool] = Field(default_factory=dict)
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, v: int) -> int:
+        # Patroni silently raises a smaller ttl to 20; refusing it keeps the spec honest.
+        if v < 20:
+            raise ValueError("must be >= 20")
+        return v
+
+    @field_validator("loop_wait")
+    @classmethod
+    def _loop_wait(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+    @field_validator("retry_timeout")
+    @classmethod
+    def _retry_timeout(cls, v: int) -> int:
+        if v < 3:
+            raise ValueError("must be >= 3")
+        return v
+
+    @model_validator(mode="after")
+    def _timings(self) -> PatroniSettings:
+        if self.loop_wait + 2 * self.retry_timeout > self.ttl:
+            raise ValueError(
+                f"loop_wait + 2*retry_timeout must be <= ttl "
+                f"({self.loop_wait} + 2*{self.retry_timeout} > {self.ttl})"
+            )
+        return self
+
+
+class HAProxySettings(_Frozen):
+    # "lab": plain `option httpchk` (GET /, 200 on the primary only), as the lab had it.
+    # "role": Patroni's /primary and /replica endpoints, which also allow a read-only port.
+    check: Literal["lab", "role"] = "role"
+    inter_ms: int = Field(default=1000, ge=100)
+    fastinter_ms: int | None = Field(default=None, ge=100)
+    downinter_ms: int | None = Field(default=None, ge=100)
+    fall: int = Field(default=2, ge=1)
+    rise: int = Field(default=1, ge=1)
+    shutdown_sessions: bool = True
+    readonly_port: bool = True
+    threads: int | None = Field(default=None, ge=1, le=64)
+    maxconn: int = Field(default=1000, ge=10)
+    timeout_connect_ms: int = Field(default=2000, ge=100)
+    timeout_check_ms: int = Field(default=1000, ge=100)
+    timeout_client: str = "30m"
+    timeout_server: str = "30m"
+
+    @model_validator(mode="after")
+    def _ro_needs_roles(self) -> HAProxySettings:
+        if self.readonly_port and self.check != "role":
+            raise ValueError("readonly_port needs check: role (the lab check cannot tell replicas apart)")
+        return self
+
+
+class DCSSettings(_Frozen):
+    kind: Literal["etcd", "zookeeper"] = "etcd"
+    members: int = 3
+
+    @field_validator("members")
+    @classmethod
+    def _members(cls, v: int) -> int:
+        if v not in (1, 3, 5):
+            raise ValueError("must be 1, 3 or 5")
+        return v
+
+
+class Ports(_Frozen):
+    entrypoint_rw: int
+    entrypoint_ro: int | None
+    stats: int
+    postgres: tuple[int, ...]
+    rest: tuple[int, ...]
+    dcs_client: tuple[int, ...]
+    dcs_peer: tuple[int, ...]
+    dcs_election: tuple[int, ...] = ()
+
+    def all(self) -> list[tuple[str, int]]:
+        """Every port with a name saying what listens there."""
+        named: list[tuple[str, int]] = [("entrypoint_rw", self.entrypoint_rw), ("stats", self.stats)]
+        if self.entrypoint_ro is not None:
+            named.append(("entrypoint_ro", self.entrypoint_ro))
+        for field in ("postgres", "rest", "dcs_client", "dcs_peer", "dcs_election"):
+            named += [(f"{field}[{i}]", p) for i, p in enumerate(getattr(self, field))]
+        return named
+
+
+_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+
+
+class Spec(_Frozen):
+    name: str = "default"
+    profile: Literal["default", "seed"] = "default"
+    nodes: int = 3
+    node_prefix: str = "node"
+    scope: str = ""
+    host: str = "127.0.0.1"
+    base_port: int = LAB_BASE_PORT
+    dcs: DCSSettings = DCSSettings()
+    patroni: PatroniSettings = PatroniSettings()
+    haproxy: HAProxySettings = HAProxySettings()
+    ports: Ports
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("must be lowercase letters, digits and '-', starting with a letter, <= 31 chars")
+        return v
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes(cls, v: int) -> int:
+        if not 1 <= v <= MAX_NODES:
+            raise ValueError(f"must be between 1 and {MAX_NODES}")
+        return v
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        if not v.startswith("127."):
+            raise ValueError("the local backend binds to loopback only (127.0.0.0/8)")
+        return v
+
+    @field_validator("base_port")
+    @classmethod
+    def _base_port(cls, v: int) -> int:
+        if not 1024 <= v <= 65000:
+            raise ValueError("must be between 1024 and 65000")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Spec:
+        p = self.ports
+        if len(p.postgres) != self.nodes or len(p.rest) != self.nodes:
+            raise ValueError("ports: need one postgres and one rest port per node")
+        if len(p.dcs_client) != self.dcs.members or len(p.dcs_peer) != self.dcs.members:
+            raise ValueError("ports: need one dcs_client and one dcs_peer port per DCS member")
+        if self.dcs.kind == "zookeeper" and len(p.dcs_election) != self.dcs.members:
+            raise ValueError("ports: ZooKeeper needs one dcs_election port per member")
+        if self.haproxy.readonly_port and p.entrypoint_ro is None:
+            raise ValueError("ports.entrypoint_ro: required when haproxy.readonly_port is on")
+        seen: dict[int, str] = {}
+        for what, port in p.all():
+            if not 1024 <= port <= 65535:
+                raise ValueError(f"ports.{what}: {port} is outside 1024-65535")
+            if port in seen:
+                raise ValueError(f"ports.{what}: {port} is also used by {seen[port]}")
+            seen[port] = what
+        return self
+
+    # Derived names, so every module spells them the same way.
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(f"{self.node_prefix}{i}" for i in range(self.nodes))
+
+    @property
+    def patroni_scope(self) -> str:
+        return self.scope or self.name
+
+    def node_index(self, name: str) -> int:
+        try:
+            return self.node_names.index(name)
+        except ValueError:
+            raise SpecError(f"node: no node named {name!r} (nodes: {', '.join(self.node_names)})") from None
+
+
+# --- profiles -----------------------------------------------------------------------------------
+
+_LAB_POSTGRES_PARAMETERS: dict[str, str | int | bool] = {
+    "wal_level": "replica",
+    "hot_standby": "on",
+    "max_wal_senders": 10,
+    "max_replication_slots": 10,
+    "wal_log_hints": "on",
+    # The lab's wal_keep_segments: 8 (of 16 MiB each), renamed on PostgreSQL 13+.
+    "wal_keep_size": "128MB",
+    "archive_mode": "always",
+}
+
+
+def _profile_defaults(profile: str) -> dict[str, Any]:
+    if profile == "seed":
+        return {
+            "profile": "seed",
+            "nodes": 2,
+            "node_prefix": "postgresql",
+            "scope": "my_cluster",
+            "dcs": {"kind": "zookeeper", "members": 1},
+            "patroni": {
+                "ttl": 30,
+                "loop_wait": 10,
+                "retry_timeout": 10,
+                "maximum_lag_on_failover": 10 * 1024 * 1024,
+                "primary_start_timeout": 300,
+                "synchronous_mode": True,
+                "synchronous_mode_strict": False,
+                "failsafe_mode": False,
+                "use_pg_rewind": True,
+                "use_slots": True,
+                "parameters": dict(_LAB_POSTGRES_PARAMETERS),
+            },
+            "haproxy": {
+                "check": "lab",
+                "inter_ms": 3000,
+                "fastinter_ms": None,
+                "downinter_ms": None,
+                "fall": 3,
+                "rise": 2,
+                "shutdown_sessions": True,
+                "readonly_port": False,
+                "maxconn": 100,
+                "timeout_connect_ms": 4000,
+                "timeout_check_ms": 5000,
+                "timeout_client": "30m",
+                "timeout_server": "30m",
+            },
+        }
+    if profile == "default":
+        return {
+            "profile": "default",
+            "nodes": 3,
+            "node_prefix": "node",
+            "dcs": {"kind": "etcd", "members": 3},
+            "patroni": {
+                # The fastest timings Patroni accepts that stayed stable under load here
+                # (bench/up.py and bench/failover.py measure them).
+                "ttl": 20,
+                "loop_wait": 1,
+                "retry_timeout": 5,
+                "maximum_lag_on_failover": 1024 * 1024,
+                "primary_start_timeout": 30,
+                "synchronous_mode": True,
+                "synchronous_mode_strict": False,
+                "failsafe_mode": True,
+                "use_pg_rewind": True,
+                "use_slots": True,
+                "parameters": {
+                    "wal_level": "replica",
+                    "hot_standby": "on",
+                    "max_wal_senders": 10,
+                    "max_replication_slots": 10,
+                    "wal_log_hints": "on",
+                    "wal_keep_size": "128MB",
+                },
+            },
+            "haproxy": {
+                "check": "role",
+                "inter_ms": 1000,
+                "fastinter_ms": 500,
+                "downinter_ms": 1000,
+                "fall": 2,
+                "rise": 1,
+                "shutdown_sessions": True,
+                "readonly_port": True,
+                "maxconn": 1000,
+                "timeout_connect_ms": 2000,
+                "timeout_check_ms": 1000,
+            },
+        }
+    raise SpecError(f"profile: unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
+
+
+def plan_ports(profile: str, base_port: int, nodes: int, dcs_kind: str, dcs_members: int,
+               readonly_port: bool) -> dict[str, Any]:
+    """Every port of a cluster as a function of its base port.
+
+    The seed profile keeps the lab's ports (5432, 5433+, 8008+, 7000, 2181) shifted by
+    base_port - 5432; the default profile packs a cluster into [base_port, base_port + 60),
+    so clusters whose base ports differ by 100 never collide.
+    """
+    n, m = range(nodes), range(dcs_members)
+    if profile == "seed":
+        off = base_port - LAB_BASE_PORT
+        return {
+            "entrypoint_rw": base_port,
+            "entrypoint_ro": (base_port + 20) if readonly_port else None,
+            "stats": 7000 + off,
+            "postgres": [5433 + off + i for i in n],
+            "rest": [8008 + off + i for i in n],
+            "dcs_client": [2181 + off + i for i in m],
+            "dcs_peer": [2888 + off + i for i in m],
+            "dcs_election": [3888 + off + i for i in m] if dcs_kind == "zookeeper" else [],
+        }
+    b = base_port
+    return {
+        "entrypoint_rw": b,
+        "entrypoint_ro": b + 1 if readonly_port else None,
+        "stats": b + 2,
+        "postgres": [b + 10 + i for i in n],
+        "rest": [b + 20 + i for i in n],
+        "dcs_client": [b + 30 + i for i in m],
+        "dcs_peer": [b + 40 + i for i in m],
+        "dcs_election": [b + 50 + i for i in m] if dcs_kind == "zookeeper" else [],
+    }
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "ports":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """The first problem as one line: `field.path: rule`."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    kind, ctx = first["type"], first.get("ctx") or {}
+    if kind == "greater_than_equal":
+        msg = f"must be >= {ctx['ge']}"
+    elif kind == "less_than_equal":
+        msg = f"must be <= {ctx['le']}"
+    elif kind == "extra_forbidden":
+        msg = "unknown setting"
+    elif kind == "value_error":
+        msg = str(ctx.get("error", first["msg"]))
+    else:
+        msg = first["msg"][0].lower() + first["msg"][1:]
+    return f"{loc}: {msg}" if loc else msg
+
+
+def load_spec_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"config: {path} does not exist") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"config: {path} is not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError(f"config: {path} must be a mapping of settings")
+    return data
+
+
+def build_spec(profile: str | None = None, file_settings: dict[str, Any] | None = None,
+               overrides: dict[str, Any] | None = None) -> Spec:
+    """Profile, then file, then flags; ports planned unless given. Raises SpecError."""
+    file_settings = dict(file_settings or {})
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    chosen = overrides.get("profile") or file_settings.get("profile") or profile or "default"
+    if not isinstance(chosen, str):
+        raise SpecError("profile: must be a string")
+    merged = _merge(_merge(_profile_defaults(chosen), file_settings), overrides)
+    merged["profile"] = chosen
+    try:
+        nodes = int(merged.get("nodes", 3))
+        dcs = merged.get("dcs", {})
+        planned = plan_ports(
+            chosen,
+            int(merged.get("base_port", LAB_BASE_PORT)),
+            nodes,
+            str(dcs.get("kind", "etcd")),
+            int(dcs.get("members", 1)),
+            bool(merged.get("haproxy", {}).get("readonly_port", False)),
+        )
+    except (TypeError, ValueError, AttributeError):
+        planned = {}
+    given_ports = merged.get("ports")
+    if isinstance(given_ports, dict):
+        merged["ports"] = {**planned, **given_ports}
+    else:
+        merged["ports"] = planned
+    try:
+        return Spec.model_validate(merged)
+    except ValidationError as e:
+        raise SpecError(format_validation_error(e)) from None
