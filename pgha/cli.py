@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,7 +92,7 @@ def status(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
         print(json.dumps({**state.to_json(), "healthy": problem is None, "problem": problem}, indent=2))
     else:
         _print_state(cluster, state)
-        out.print(f"[green]healthy[/]" if problem is None else f"[red]not healthy:[/] {problem}")
+        out.print("[green]healthy[/]" if problem is None else f"[red]not healthy:[/] {problem}")
     raise typer.Exit(0 if problem is None else 1)
 
 
@@ -220,7 +219,6 @@ def main() -> None:
         if isinstance(e, click.exceptions.Abort):
             sys.exit(130)
         raise
-    _ = os
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ This is what the CLI, the checks and the drill talk to.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -198,18 +197,18 @@ class Cluster:
         with os.fdopen(fd, "w") as f:
             f.write("\n".join(lines) + "\n")
 
-    def dsn(self, port: int, dbname: str = "postgres", **extra: str | int) -> str:
+    def dsn(self, port: int, dbname: str = "postgres", **extra: str) -> str:
         return make_conninfo(host=self.spec.host, port=port, dbname=dbname, user=SUPERUSER,
                              password=self.secrets.superuser_password, **extra)
 
-    def entrypoint_dsn(self, readonly: bool = False, **extra: str | int) -> str:
+    def entrypoint_dsn(self, readonly: bool = False, **extra: str) -> str:
         port = self.spec.ports.entrypoint_ro if readonly else self.spec.ports.entrypoint_rw
         if port is None:
             raise ClusterError(f"cluster {self.name!r} has no read-only entrypoint (profile "
                                f"{self.spec.profile})")
         return self.dsn(port, **extra)
 
-    def node_dsn(self, node: str, **extra: str | int) -> str:
+    def node_dsn(self, node: str, **extra: str) -> str:
         return self.dsn(self.spec.ports.postgres[self.spec.node_index(node)], **extra)
 
     def multihost_uri(self, with_password: bool = False) -> str:

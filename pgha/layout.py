@@ -74,6 +74,11 @@ class Layout:
         return self.run
 
     @property
+    def last_leader_file(self) -> Path:
+        """Which node was primary when the cluster was last stopped."""
+        return self.run / "last-leader"
+
+    @property
     def haproxy_config(self) -> Path:
         return self.conf / "haproxy.cfg"
 

@@ -12,6 +12,7 @@ import os
 import pwd
 import signal
 import subprocess
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,26 +112,41 @@ def send(procs: Iterable[psutil.Process], sig: signal.Signals) -> None:
 
 
 def wait_gone(procs: Sequence[psutil.Process], timeout: float) -> list[psutil.Process]:
-    """Wait for procs to exit; returns those still alive after timeout."""
-    _, alive = psutil.wait_procs(list(procs), timeout=timeout)
-    return [p for p in alive if _alive(p)]
+    """Wait for procs to exit; returns those still alive after timeout.
+
+    A zombie counts as gone: processes started by an earlier pgha command are reaped by PID 1,
+    which may take its time, and psutil.wait_procs would wait for that.
+    """
+    deadline = time.monotonic() + timeout
+    left = [p for p in procs if _alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [p for p in left if _alive(p)]
+    return left
 
 
 def _alive(p: psutil.Process) -> bool:
     try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        return bool(p.is_running() and p.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
 
-def terminate(procs: Sequence[psutil.Process], timeout: float) -> None:
-    """SIGTERM, wait, then SIGKILL whatever is left (and thaw it first, SIGSTOPped or not)."""
-    procs = [p for p in procs if _alive(p)]
-    if not procs:
+def terminate(mains: Sequence[psutil.Process | None], timeout: float,
+              sig: signal.Signals = signal.SIGTERM,
+              also: Sequence[tuple[psutil.Process | None, signal.Signals]] = ()) -> None:
+    """Signal the main processes only (they shut their children down in order), plus any
+    (process, signal) pairs in `also`; wait for all of them and their children, then SIGKILL
+    whatever is left (thawed first, in case it was frozen)."""
+    everything = [p for p in with_children([*mains, *(p for p, _ in also)]) if _alive(p)]
+    if not everything:
         return
-    send(procs, signal.SIGCONT)
-    send(procs, signal.SIGTERM)
-    left = wait_gone(procs, timeout)
+    send(everything, signal.SIGCONT)
+    send([p for p in mains if p is not None and _alive(p)], sig)
+    for p, extra in also:
+        if p is not None and _alive(p):
+            send([p], extra)
+    left = wait_gone(everything, timeout)
     if left:
         send(left, signal.SIGKILL)
         wait_gone(left, 5)

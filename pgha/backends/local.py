@@ -14,7 +14,7 @@ import psutil
 from pgha import procs
 from pgha.backends.base import BackendError, ComponentState, Progress
 from pgha.layout import Layout
-from pgha.probe import dcs_members
+from pgha.probe import dcs_members, node_rest
 from pgha.procs import RunAs
 from pgha.render import render_all
 from pgha.render.dcs import member_name
@@ -26,6 +26,7 @@ ZOOKEEPER_JARS = ("/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-log4j1
                   "/usr/share/java/log4j-1.2.jar")
 DCS_START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
+LEADER_START_TIMEOUT = 60.0
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -103,13 +104,17 @@ class LocalBackend:
     def _main_proc(self, name: str) -> psutil.Process | None:
         return procs.read_pidfile(self.layout.pidfile(name))
 
+    def _node_mains(self, node: str) -> list[psutil.Process | None]:
+        return [self._main_proc(node), procs.postmaster(self.layout.pgdata(node))]
+
     def _node_procs(self, node: str) -> list[psutil.Process]:
-        return procs.with_children([self._main_proc(node), procs.postmaster(self.layout.pgdata(node))])
+        return procs.with_children(self._node_mains(node))
+
+    def _mains_of(self, name: str, kind: str) -> list[psutil.Process | None]:
+        return self._node_mains(name) if kind == "node" else [self._main_proc(name)]
 
     def _procs_of(self, name: str, kind: str) -> list[psutil.Process]:
-        if kind == "node":
-            return self._node_procs(name)
-        return procs.with_children([self._main_proc(name)])
+        return procs.with_children(self._mains_of(name, kind))
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -174,6 +179,13 @@ class LocalBackend:
                 dcs_started = True
         if dcs_started:
             self._wait_dcs(progress)
+        first = self._restart_leader()
+        if first is not None and self._main_proc(first) is None:
+            # On a restart the last primary goes first, so that a replica with less WAL cannot
+            # win the leader race while the primary is still starting.
+            progress(f"starting Patroni node {first} (the last primary) first")
+            self._spawn(first, "node")
+            self._wait_role(first, "primary", progress)
         for node in self.spec.node_names:
             if self._main_proc(node) is None:
                 progress(f"starting Patroni node {node}")
@@ -184,6 +196,25 @@ class LocalBackend:
         time.sleep(0.3)
         for name, _ in self._names():
             self._check_started(name)
+
+    def _restart_leader(self) -> str | None:
+        try:
+            node = self.layout.last_leader_file.read_text().strip()
+        except FileNotFoundError:
+            return None
+        if node in self.spec.node_names and (self.layout.pgdata(node) / "PG_VERSION").exists():
+            return node
+        return None
+
+    def _wait_role(self, node: str, role: str, progress: Progress) -> None:
+        deadline = time.monotonic() + LEADER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            self._check_started(node)
+            _, body = node_rest(self.spec, node)
+            if isinstance(body, dict) and body.get("role") == role:
+                return
+            time.sleep(0.2)
+        progress(f"{node} did not become {role} in {LEADER_START_TIMEOUT:.0f} s; starting the others")
 
     def _wait_dcs(self, progress: Progress) -> None:
         progress("waiting for the DCS to form a quorum")
@@ -199,21 +230,38 @@ class LocalBackend:
         raise BackendError(f"DCS member {name} did not become healthy in {DCS_START_TIMEOUT:.0f} s",
                            _tail(self.layout.log(name)))
 
+    def _leader(self) -> str | None:
+        for node in self.spec.node_names:
+            code, body = node_rest(self.spec, node)
+            if code and isinstance(body, dict) and body.get("role") in ("primary", "master"):
+                return node
+        return None
+
     def stop(self) -> None:
         self._terminate("haproxy", "haproxy")
-        # All nodes at once: stopping the primary first would only make a replica take over.
-        node_procs = [p for n in self.spec.node_names for p in self._node_procs(n)]
-        procs.terminate(node_procs, STOP_TIMEOUT)
-        for n in self.spec.node_names:
-            # Patroni detaches the postmaster; if Patroni died first it is still here.
-            procs.terminate(self._node_procs(n), STOP_TIMEOUT)
+        # Replicas first, then the primary: stopped together, a replica may take over while the
+        # primary shuts down, and the old primary's shutdown checkpoint then diverges from it.
+        leader = self._leader()
+        if leader is not None:
+            self.layout.last_leader_file.write_text(leader)
+        self._stop_nodes([n for n in self.spec.node_names if n != leader])
+        if leader is not None:
+            self._stop_nodes([leader])
         for name in self._dcs_names():
+            # One at a time: stopped together, etcd members wait seconds for a leader transfer
+            # that cannot happen.
             self._terminate(name, "dcs")
         for name, _ in self._names():
             self.layout.pidfile(name).unlink(missing_ok=True)
 
+    def _stop_nodes(self, nodes: list[str]) -> None:
+        # SIGTERM to Patroni and a fast shutdown (SIGINT) to its postmaster at once: a down
+        # need not wait for a smart shutdown or for a sync standby to be released.
+        procs.terminate([self._main_proc(n) for n in nodes], STOP_TIMEOUT,
+                        also=[(procs.postmaster(self.layout.pgdata(n)), signal.SIGINT) for n in nodes])
+
     def _terminate(self, name: str, kind: str) -> None:
-        procs.terminate(self._procs_of(name, kind), STOP_TIMEOUT)
+        procs.terminate(self._mains_of(name, kind), STOP_TIMEOUT)
 
     def components(self) -> list[ComponentState]:
         out = []
@@ -238,7 +286,8 @@ class LocalBackend:
             procs.send([patroni], signal.SIGCONT)
             procs.send([patroni], signal.SIGTERM)
             procs.wait_gone([patroni], STOP_TIMEOUT)
-        procs.terminate(self._node_procs(node), STOP_TIMEOUT)
+        # Patroni normally stops its postmaster; one left behind gets a fast shutdown.
+        procs.terminate([procs.postmaster(self.layout.pgdata(node))], STOP_TIMEOUT, signal.SIGINT)
 
     def kill_node(self, node: str) -> None:
         targets = self._node_procs(node)

@@ -1,0 +1,1 @@
+"""pgha: a highly available PostgreSQL cluster in one command, checked, drilled and explained."""

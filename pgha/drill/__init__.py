@@ -1,0 +1,1 @@
+"""Drills: workload, nemesis, history, checkers and the schedule that ties them."""

@@ -1,0 +1,1 @@
+"""Reports of drill runs: Markdown, HTML and plots."""
