@@ -109,7 +109,7 @@ def _print_state(cluster: Cluster, state: ClusterState) -> None:
     for node in spec.node_names:
         if node not in listed:
             i = spec.node_index(node)
-            members.add_row(node, f"{spec.host}:{spec.ports.postgres[i]}", "-", "absent", "", "", style="red")
+            members.add_row(node, f"{spec.node_host}:{spec.ports.postgres[i]}", "-", "absent", "", "", style="red")
     out.print(members)
     dcs = Table(title=f"DCS ({spec.dcs.kind})")
     for col in ("member", "address", "health"):

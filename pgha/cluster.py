@@ -189,16 +189,16 @@ class Cluster:
 
     def _write_client_pgpass(self) -> None:
         s, spec = self.secrets, self.spec
-        ports = [spec.ports.entrypoint_rw, *spec.ports.postgres]
+        addresses = [(spec.host, spec.ports.entrypoint_rw)] + [(spec.node_host, p) for p in spec.ports.postgres]
         if spec.ports.entrypoint_ro is not None:
-            ports.append(spec.ports.entrypoint_ro)
-        lines = [f"{spec.host}:{p}:*:{SUPERUSER}:{s.superuser_password}" for p in ports]
+            addresses.append((spec.host, spec.ports.entrypoint_ro))
+        lines = [f"{h}:{p}:*:{SUPERUSER}:{s.superuser_password}" for h, p in addresses]
         fd = os.open(self.client_pgpass, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write("\n".join(lines) + "\n")
 
-    def dsn(self, port: int, dbname: str = "postgres", **extra: str) -> str:
-        return make_conninfo(host=self.spec.host, port=port, dbname=dbname, user=SUPERUSER,
+    def dsn(self, port: int, dbname: str = "postgres", host: str | None = None, **extra: str) -> str:
+        return make_conninfo(host=host or self.spec.host, port=port, dbname=dbname, user=SUPERUSER,
                              password=self.secrets.superuser_password, **extra)
 
     def entrypoint_dsn(self, readonly: bool = False, **extra: str) -> str:
@@ -209,10 +209,10 @@ class Cluster:
         return self.dsn(port, **extra)
 
     def node_dsn(self, node: str, **extra: str) -> str:
-        return self.dsn(self.spec.ports.postgres[self.spec.node_index(node)], **extra)
+        return self.dsn(self.spec.ports.postgres[self.spec.node_index(node)], host=self.spec.node_host, **extra)
 
     def multihost_uri(self, with_password: bool = False) -> str:
-        hosts = ",".join(f"{self.spec.host}:{p}" for p in self.spec.ports.postgres)
+        hosts = ",".join(f"{self.spec.node_host}:{p}" for p in self.spec.ports.postgres)
         cred = SUPERUSER + (f":{self.secrets.superuser_password}" if with_password else "")
         return f"postgresql://{cred}@{hosts}/postgres?target_session_attrs=read-write&connect_timeout=2"
 

@@ -92,6 +92,10 @@ def health_problem(spec: Spec, state: ClusterState) -> str | None:
     for m in state.members:
         if m is not leader and (m.state != "streaming" or m.lag is None):
             return f"replica {m.name} is {m.state}, not streaming yet"
+    if spec.patroni.synchronous_mode and spec.nodes > 1 and not any(m.role == "sync_standby" for m in state.members):
+        # Until Patroni names a synchronous standby, no replica may be promoted: a failover at
+        # that moment would wait for the old primary forever.
+        return "Patroni has not chosen a synchronous standby yet"
     rw = {s.server: s.status for s in state.haproxy if s.proxy == RW_PROXY}
     if rw.get(leader.name) != "UP":
         return f"HAProxy does not route to the leader {leader.name} yet"
@@ -119,7 +123,7 @@ def patroni_members(spec: Spec) -> tuple[list[MemberState], list[str]]:
     """Members per the first node whose REST API answers `GET /cluster`."""
     errors: list[str] = []
     for i, node in enumerate(spec.node_names):
-        url = f"http://{spec.host}:{spec.ports.rest[i]}/cluster"
+        url = f"http://{spec.node_host}:{spec.ports.rest[i]}/cluster"
         try:
             data = _get_json(url)
         except (OSError, ValueError) as e:
@@ -147,7 +151,7 @@ def _member(m: dict[str, Any]) -> MemberState:
 def node_rest(spec: Spec, node: str, endpoint: str = "patroni") -> tuple[int, Any]:
     """(HTTP status, JSON body) of one node's REST endpoint; (0, None) when it does not answer."""
     i = spec.node_index(node)
-    url = f"http://{spec.host}:{spec.ports.rest[i]}/{endpoint}"
+    url = f"http://{spec.node_host}:{spec.ports.rest[i]}/{endpoint}"
     try:
         with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as resp:
             return resp.status, json.loads(resp.read() or b"null")
@@ -172,7 +176,7 @@ def _four_letter(host: str, port: int, word: str) -> str:
 def dcs_members(spec: Spec) -> list[DcsMemberState]:
     out = []
     for i, port in enumerate(spec.ports.dcs_client):
-        address = f"{spec.host}:{port}"
+        address = f"{spec.node_host}:{port}"
         name = member_name(i)
         try:
             if spec.dcs.kind == "etcd":
@@ -180,7 +184,7 @@ def dcs_members(spec: Spec) -> list[DcsMemberState]:
                 healthy = str(data.get("health")) == "true"
                 detail = "healthy" if healthy else f"unhealthy: {data.get('reason') or 'no quorum'}"
             else:
-                reply = _four_letter(spec.host, port, "srvr")
+                reply = _four_letter(spec.node_host, port, "srvr")
                 mode = next((ln.split(":", 1)[1].strip() for ln in reply.splitlines()
                              if ln.startswith("Mode:")), "")
                 healthy = mode in ("leader", "follower", "standalone")

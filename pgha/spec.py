@@ -137,7 +137,10 @@ class Spec(_Frozen):
     nodes: int = 3
     node_prefix: str = "node"
     scope: str = ""
+    # Clients reach HAProxy on `host`; nodes and DCS members bind `node_host`, another loopback
+    # address, because Patroni's validator rejects 127.0.0.1 as a connect address.
     host: str = "127.0.0.1"
+    node_host: str = "127.0.1.1"
     base_port: int = LAB_BASE_PORT
     dcs: DCSSettings = DCSSettings()
     patroni: PatroniSettings = PatroniSettings()
@@ -158,7 +161,7 @@ class Spec(_Frozen):
             raise ValueError(f"must be between 1 and {MAX_NODES}")
         return v
 
-    @field_validator("host")
+    @field_validator("host", "node_host")
     @classmethod
     def _host(cls, v: str) -> str:
         if not v.startswith("127."):

@@ -136,9 +136,10 @@ class LocalBackend:
         for name, kind in self._names():
             if self._main_proc(name) is not None:
                 continue
+            host = self.spec.host if kind == "haproxy" else self.spec.node_host
             for what, port in self._ports_of(name, kind):
-                if procs.port_in_use(self.spec.host, port):
-                    raise BackendError(f"port {port} ({what}) is already in use on {self.spec.host}")
+                if procs.port_in_use(host, port):
+                    raise BackendError(f"port {port} ({what}) is already in use on {host}")
 
     def materialize(self) -> None:
         """Write the rendered files and hand the cluster directory to the service account."""

@@ -131,3 +131,34 @@ def read_history(path: Path) -> list[Event]:
 
 def sorted_events(events: Iterable[Event]) -> list[Event]:
     return sorted(events, key=lambda e: e.time)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a drill run was (meta.json in the run directory)."""
+
+    cluster: str
+    profile: str
+    fault: str
+    target: str  # the faulted node, by name
+    via: str  # "haproxy" | "multihost"
+    rate: float  # writes per second asked for
+    started: float
+    ended: float
+    old_primary: str | None
+    new_primary: str | None
+    nodes: list[str] = field(default_factory=list)
+    ttl: int | None = None
+    loop_wait: int | None = None
+    synchronous_mode: bool | None = None
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One meaningful line from a component's log, placed on the drill's clock."""
+
+    time: float
+    component: str  # "node0", "postgresql-node0", "haproxy", "dcs1"
+    node: str | None  # the node it concerns, where one can tell
+    kind: str  # e.g. "lock_acquired", "promoted", "demoted", "following", "rewind", "backend_down"
+    message: str

@@ -13,7 +13,7 @@ def member_name(i: int) -> str:
 
 
 def render_etcd(spec: Spec, layout: Layout, i: int) -> dict[str, Any]:
-    host = spec.host
+    host = spec.node_host
     peers = ",".join(
         f"{member_name(j)}=http://{host}:{spec.ports.dcs_peer[j]}" for j in range(spec.dcs.members)
     )
@@ -46,7 +46,7 @@ def render_etcd(spec: Spec, layout: Layout, i: int) -> dict[str, Any]:
 
 
 def render_zookeeper(spec: Spec, layout: Layout, i: int) -> str:
-    host = spec.host
+    host = spec.node_host
     lines = [
         "tickTime=2000",
         "initLimit=10",

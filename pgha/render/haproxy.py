@@ -26,7 +26,7 @@ def _default_server(spec: Spec) -> str:
 
 def _servers(spec: Spec) -> list[str]:
     return [
-        f"    server {node} {spec.host}:{spec.ports.postgres[i]} check port {spec.ports.rest[i]}"
+        f"    server {node} {spec.node_host}:{spec.ports.postgres[i]} check port {spec.ports.rest[i]}"
         for i, node in enumerate(spec.node_names)
     ]
 

@@ -13,19 +13,20 @@ LOG_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
 
 
 def dcs_section(spec: Spec) -> dict[str, Any]:
-    hosts = [f"{spec.host}:{p}" for p in spec.ports.dcs_client]
+    hosts = [f"{spec.node_host}:{p}" for p in spec.ports.dcs_client]
     if spec.dcs.kind == "etcd":
         return {"etcd3": {"hosts": hosts}}
     return {"zookeeper": {"hosts": hosts}}
 
 
 def pg_hba(spec: Spec) -> list[str]:
-    # Only the cluster's own address, only scram: no trust lines, no 0.0.0.0/0.
-    net = f"{spec.host}/32"
+    # Only the cluster's own addresses, only scram: no trust lines, no 0.0.0.0/0. Connections
+    # to node_host on loopback arrive from 127.0.0.1, so both are listed.
+    nets = sorted({f"{spec.host}/32", f"{spec.node_host}/32"})
     return [
         "local all all scram-sha-256",
-        f"host all all {net} scram-sha-256",
-        f"host replication {REPLICATION_USER} {net} scram-sha-256",
+        *(f"host all all {net} scram-sha-256" for net in nets),
+        *(f"host replication {REPLICATION_USER} {net} scram-sha-256" for net in nets),
     ]
 
 
@@ -71,7 +72,7 @@ def local_parameters(spec: Spec, layout: Layout, node: str) -> dict[str, Any]:
 
 def render_patroni(spec: Spec, layout: Layout, secrets: Secrets, node: str) -> dict[str, Any]:
     i = spec.node_index(node)
-    host = spec.host
+    host = spec.node_host
     rest_auth = {"username": REST_USER, "password": secrets.rest_password}
     return {
         "scope": spec.patroni_scope,
