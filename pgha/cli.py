@@ -194,8 +194,9 @@ def list_clusters() -> None:
 
 
 def main() -> None:
+    # Click handles its own usage errors (exit 2) and Ctrl-C; pgha's errors arrive here.
     try:
-        app(standalone_mode=False)
+        app()
     except (UserError, ClusterError, BackendError) as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         tail = getattr(e, "log_tail", "")
@@ -205,20 +206,6 @@ def main() -> None:
     except (SpecError, ServiceUserError) as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("interrupted; everything this command started was stopped")
-        sys.exit(130)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except Exception as e:  # click's own usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(130)
-        raise
 
 
 if __name__ == "__main__":

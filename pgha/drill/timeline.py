@@ -10,8 +10,8 @@ Which parser a component gets is decided by its name (the log file's stem):
     anything else ("node0", "postgresql0" in the lab profile)   Patroni
 
 Kinds (LogLine.kind):
-    Patroni:    lock_acquired, promoted, demoted, following, lock_free, lock_owner, rewind,
-                starting, bootstrap, failsafe, dcs_error, leader_race, error
+    Patroni:    patroni_start, lock_acquired, promoted, demoted, following, lock_free, lock_owner,
+                rewind, starting, crash_recovery, bootstrap, failsafe, dcs_error, leader_race, error
     PostgreSQL: pg_ready, pg_ready_ro, pg_promoted, pg_shutdown, pg_stopped, pg_crash,
                 crash_recovery, standby, recovery, timeline, streaming, replication_lost, sync
     HAProxy:    backend_up, backend_down, no_server
@@ -58,22 +58,23 @@ def _iso_epoch(stamp: str) -> float | None:
 
 @dataclass
 class _Dedup:
-    """Drops a line identical (kind and message) to the last one kept of the same kind.
+    """Per kind, the messages already kept: a message seen before says nothing new.
 
-    Reset a kind when something happened that makes its next line news again (a restart).
+    Reset kinds when something happened that makes their lines news again (a restart).
     """
 
-    last: dict[str, str] = field(default_factory=dict)
+    seen: dict[str, set[str]] = field(default_factory=dict)
 
     def fresh(self, kind: str, message: str) -> bool:
-        if self.last.get(kind) == message:
+        messages = self.seen.setdefault(kind, set())
+        if message in messages:
             return False
-        self.last[kind] = message
+        messages.add(message)
         return True
 
     def reset(self, *kinds: str) -> None:
-        for kind in kinds:
-            self.last.pop(kind, None)
+        for kind in kinds or tuple(self.seen):
+            self.seen.pop(kind, None)
 
 
 # ---------------------------------------------------------------- Patroni
@@ -81,6 +82,7 @@ class _Dedup:
 _PATRONI = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3}) ([A-Z]+): (.*)$")
 _LOCK_OWNER = re.compile(r"^Lock owner: (\S+?); I am (\S+)")
 _FOLLOWING_LEADER = re.compile(r"following a leader \((\S+?)\)")
+_PATRONI_START = re.compile(r"^(Using default value thread_stack_size|Patroni global thread_pool_size)")
 _UNKNOWN = "\0unknown"  # no "Lock owner" line seen yet: the first one is the steady state, not news
 
 # First match wins; the order matters where phrases overlap ("cleared rewind state after
@@ -99,6 +101,7 @@ _PATRONI_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     )),
     ("following", re.compile(r"following (a different|new) leader|following a leader \(", re.I)),
     ("starting", re.compile(r"starting as (a secondary|readonly)|restarting after failure", re.I)),
+    ("crash_recovery", re.compile(r"crash recovery", re.I)),
     ("bootstrap", re.compile(r"bootstrap|initialized a new cluster|replica has been created", re.I)),
     ("leader_race", re.compile(r"leader race|Could not take out TTL lock|failed to acquire initialize lock", re.I)),
 )
@@ -112,6 +115,7 @@ def _parse_patroni(component: str, text: str, node: str | None) -> list[LogLine]
     out: list[LogLine] = []
     dedup = _Dedup()
     owner = _UNKNOWN
+    leader = ""  # whom the last kept "following" line named (or its text, when it names no one)
     for raw in text.splitlines():
         m = _PATRONI.match(raw)
         if m is None:  # initdb / pg_ctl / pg_controldata output, PostgreSQL's own early lines
@@ -119,26 +123,34 @@ def _parse_patroni(component: str, text: str, node: str | None) -> list[LogLine]
         t = _epoch(m[1], m[2])
         level, message = m[3], m[4].strip()
 
+        if _PATRONI_START.match(message):
+            # A new Patroni process: everything it says from now on is news again.
+            dedup.reset()
+            leader = ""
+            if not (out and out[-1].kind == "patroni_start" and t - out[-1].time < 5.0):  # both start lines
+                out.append(LogLine(t, component, node, "patroni_start", "Patroni started"))
+            continue
+
         lock = _LOCK_OWNER.match(message)
         if lock is not None:
             new_owner = "" if lock[1] == "None" else lock[1]
-            me = lock[2]
             if new_owner != owner and owner != _UNKNOWN:
                 if not new_owner:
                     out.append(LogLine(t, component, node, "lock_free", message))
-                elif new_owner != me:  # our own lock shows up as lock_acquired already
+                elif new_owner != lock[2]:  # our own lock shows up as lock_acquired already
                     out.append(LogLine(t, component, node, "lock_owner", message))
             owner = new_owner
             continue
 
         kind = _patroni_kind(message)
         if kind == "following":
-            # "no action. ... following a leader (x)" comes every loop; it is news only when x
-            # changes. Other "following ..." lines carry a reason, which is the news.
-            leader = _FOLLOWING_LEADER.search(message)
-            key = leader[1] if leader is not None else message
-            if not dedup.fresh("following", key):
+            # "no action. ... following a leader (x)" comes every loop: news only when x changes.
+            # Other "following ..." lines carry a reason, and the reason is the news.
+            named = _FOLLOWING_LEADER.search(message)
+            key = named[1] if named is not None else message
+            if key == leader:
                 continue
+            leader = key
         elif kind is None:
             if level not in ("ERROR", "CRITICAL"):
                 continue
@@ -149,9 +161,14 @@ def _parse_patroni(component: str, text: str, node: str | None) -> list[LogLine]
             continue  # a steady-state loop line that happens to match a rule
         elif not dedup.fresh(kind, message):
             continue
-        if kind in ("starting", "lock_acquired", "demoted", "bootstrap"):
-            # After a restart or a role change, whom we follow and what we repeat is news again.
-            dedup.reset("following", "leader_race", "dcs_error", "error", "failsafe")
+
+        if kind in ("lock_acquired", "demoted"):
+            # A role change: what the node repeated before (starting, errors, races) is news again.
+            dedup.reset()
+            leader = ""
+        elif kind == "starting":
+            dedup.reset(*(k for k in dedup.seen if k != "starting"))
+            leader = ""
         out.append(LogLine(t, component, node, kind, message))
     return out
 
@@ -172,7 +189,7 @@ _POSTGRES_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"terminating any other active server processes|server process .* was terminated by signal|"
         r"all server processes terminated; reinitializing|was terminated by signal"
     )),
-    ("crash_recovery", re.compile(r"was not properly shut down; automatic recovery|was interrupted while in")),
+    ("crash_recovery", re.compile(r"was not properly shut down; automatic recovery")),
     ("streaming", re.compile(r"started streaming WAL from primary|restarted WAL streaming")),
     ("replication_lost", re.compile(
         r"replication terminated by primary server|could not connect to the primary server|"
@@ -180,7 +197,8 @@ _POSTGRES_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     )),
     ("timeline", re.compile(r"new target timeline is")),
     ("standby", re.compile(r"entering standby mode")),
-    ("recovery", re.compile(r"redo done|archive recovery complete")),
+    # "interrupted while in recovery" is also what a standby says after pg_rewind: not a crash.
+    ("recovery", re.compile(r"redo done|archive recovery complete|was interrupted while in recovery")),
     ("sync", re.compile(r"is now a synchronous standby")),
 )
 
@@ -248,7 +266,8 @@ def _parse_haproxy(component: str, text: str, node: str | None) -> list[LogLine]
 
 _ETCD_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("dcs_leader_lost", re.compile(r"lost leader|stepped down to follower")),
-    ("dcs_leader", re.compile(r"elected leader|became leader at term|leader changed")),
+    # Each member logs "elected leader"; the winner's "became leader" at the same instant repeats it.
+    ("dcs_leader", re.compile(r"elected leader|leader changed")),
     ("dcs_event", re.compile(
         r"received signal; shutting down|closed etcd server|starting an etcd server|"
         r"restarting local member|member has been permanently removed"

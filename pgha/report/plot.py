@@ -1,0 +1,161 @@
+"""One picture of a drill run: writes per 100 ms above, each node's role below, on one time axis.
+
+Time is seconds since the fault (the first nemesis "fault" event), or since the run started when
+there was none, so the picture reads "what happened N seconds after the primary was cut off".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: reports are rendered by the drill runner, often over ssh
+
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from pgha.drill.checkers import role_intervals, split_brain_windows, write_rate
+from pgha.drill.history import Event, RunInfo
+from pgha.report.clock import nemesis_times, origin_of
+
+BUCKET_S = 0.1
+SIZE_IN = (12.0, 7.0)
+DPI = 100  # SIZE_IN * DPI = 1200 x 700 px
+
+ROLE_COLOURS = {
+    "primary": "#1f77b4",
+    "replica": "#aec7e8",
+    "down": "#8c8c8c",
+    "unknown": "#ffbb78",
+}
+OK_COLOUR = "#98d98e"
+OK_LINE = "#1a7a1a"
+FAIL_COLOUR = "#f08080"
+FAIL_LINE = "#b01010"
+SMOOTH_BUCKETS = 10  # the 1 s average drawn over the 100 ms steps
+SPLIT_BRAIN_COLOUR = "#ff0000"
+FAULT_COLOUR = "#000000"
+HEAL_COLOUR = "#9467bd"
+
+
+def _title(info: RunInfo) -> str:
+    new = info.new_primary or "none seen"
+    return (
+        f"{info.cluster} ({info.profile}): {info.fault} on {info.target}, via {info.via}"
+        f"  -  old primary {info.old_primary or '?'}, new primary {new}"
+    )
+
+
+def _node_label(node: str, info: RunInfo) -> str:
+    tags = [
+        tag
+        for tag, applies in (
+            ("faulted", node == info.target),
+            ("new primary", node == info.new_primary and node != info.old_primary),
+        )
+        if applies
+    ]
+    return f"{node} ({', '.join(tags)})" if tags else node
+
+
+def _moving_average(values: Sequence[int], width: int) -> list[float]:
+    """Centred mean over `width` buckets (fewer at the edges)."""
+    half = width // 2
+    out = []
+    for i in range(len(values)):
+        window = values[max(0, i - half) : i + half + 1]
+        out.append(sum(window) / len(window))
+    return out
+
+
+def _draw_writes(ax: Axes, events: Sequence[Event], origin: float) -> None:
+    rate = write_rate(events, BUCKET_S)
+    if not rate:
+        ax.text(0.5, 0.5, "no writes in the history", transform=ax.transAxes, ha="center", va="center")
+        ax.set_ylabel(f"writes per {BUCKET_S * 1000:.0f} ms")
+        return
+    # Filled steps, not bars: hundreds of 100 ms bars alias into stripes at this width.
+    xs = [t - origin for t, _, _ in rate]
+    xs.append(xs[-1] + BUCKET_S)
+    oks = [ok for _, ok, _ in rate]
+    totals = [ok + bad for _, ok, bad in rate]
+    oks.append(oks[-1])
+    totals.append(totals[-1])
+    ax.fill_between(xs, 0, oks, step="post", color=OK_COLOUR, linewidth=0)
+    ax.fill_between(xs, oks, totals, step="post", color=FAIL_COLOUR, linewidth=0)
+    # At a few writes per bucket the raw steps flicker between 0, 1 and 2; a 1 s average on top
+    # shows the trend, the steps underneath keep the exact moment writes stopped.
+    mids = [x + BUCKET_S / 2 for x in xs[:-1]]
+    ax.plot(mids, _moving_average(oks[:-1], SMOOTH_BUCKETS), color=OK_LINE, linewidth=1.6)
+    fails = [total - ok for ok, total in zip(oks[:-1], totals[:-1], strict=True)]
+    if any(fails):
+        # NaN leaves gaps: no red line along the axis while nothing fails.
+        smooth = [v if v > 0 else float("nan") for v in _moving_average(fails, SMOOTH_BUCKETS)]
+        ax.plot(mids, smooth, color=FAIL_LINE, linewidth=1.6)
+    ax.set_ylim(0, max(totals) * 1.15 + 0.5)
+    ax.set_ylabel(f"writes per {BUCKET_S * 1000:.0f} ms")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _draw_roles(ax: Axes, events: Sequence[Event], info: RunInfo, origin: float) -> list[str]:
+    bands = role_intervals(events)
+    # The run's node list first (stable order across reports), then anything else the monitor saw.
+    nodes = [n for n in info.nodes if n in bands] + sorted(n for n in bands if n not in info.nodes)
+    for row, node in enumerate(nodes):
+        for label, colour in ROLE_COLOURS.items():
+            spans = [(s - origin, e - s) for s, e, lab in bands[node] if lab == label]
+            if spans:
+                ax.broken_barh(spans, (row - 0.35, 0.7), facecolors=colour, linewidth=0)
+    ax.set_yticks(range(len(nodes)), [_node_label(n, info) for n in nodes])
+    ax.set_ylim(-0.6, max(len(nodes), 1) - 0.4)
+    ax.invert_yaxis()  # node0 on top, like every other listing of the cluster
+    if not nodes:
+        ax.text(0.5, 0.5, "the monitor recorded no roles", transform=ax.transAxes, ha="center", va="center")
+    ax.set_xlabel("seconds since the fault" if nemesis_times(events, "fault") else "seconds since the run started")
+    return nodes
+
+
+def plot_run(events: Iterable[Event], info: RunInfo, path: Path) -> None:
+    """Write the run's picture as a PNG at `path` (about 1200 x 700 px)."""
+    evs = sorted(events, key=lambda e: e.time)
+    origin = origin_of(evs, info)
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=SIZE_IN, dpi=DPI, sharex=True, gridspec_kw={"height_ratios": [3, 2], "hspace": 0.08}
+    )
+    try:
+        _draw_writes(top, evs, origin)
+        _draw_roles(bottom, evs, info, origin)
+        windows = split_brain_windows(evs)
+        for ax in (top, bottom):
+            for start, end, _ in windows:
+                ax.axvspan(start - origin, end - origin, color=SPLIT_BRAIN_COLOUR, alpha=0.25, linewidth=0)
+            for t in nemesis_times(evs, "fault"):
+                ax.axvline(t - origin, color=FAULT_COLOUR, linestyle="--", linewidth=1.2)
+            for t in nemesis_times(evs, "heal"):
+                ax.axvline(t - origin, color=HEAL_COLOUR, linestyle="-.", linewidth=1.2)
+        lo, hi = info.started - origin, info.ended - origin
+        if evs:
+            lo, hi = min(lo, evs[0].time - origin), max(hi, evs[-1].time - origin)
+        if hi > lo:
+            bottom.set_xlim(lo, hi)
+
+        handles = [
+            Patch(color=OK_COLOUR, label="acknowledged writes"),
+            Line2D([], [], color=OK_LINE, label="acknowledged, 1 s average"),
+            Patch(color=FAIL_COLOUR, label="failed / indeterminate writes"),
+            Line2D([], [], color=FAIL_LINE, label="failed, 1 s average"),
+            *(Patch(color=c, label=f"role: {r}") for r, c in ROLE_COLOURS.items()),
+            Patch(color=SPLIT_BRAIN_COLOUR, alpha=0.25, label="split brain (2+ writable)"),
+            Line2D([], [], color=FAULT_COLOUR, linestyle="--", label=f"fault ({info.fault})"),
+            Line2D([], [], color=HEAL_COLOUR, linestyle="-.", label="heal"),
+        ]
+        top.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        fig.suptitle(_title(info), fontsize=11)
+        fig.subplots_adjust(left=0.14, right=0.80, top=0.92, bottom=0.08)
+        fig.savefig(path, format="png", dpi=DPI)
+    finally:
+        plt.close(fig)  # the runner may plot many runs in one process

@@ -1,0 +1,166 @@
+"""Real clusters: PostgreSQL 15, Patroni, etcd/ZooKeeper and HAProxy, driven through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from helpers import PGHA, processes_under, run_pgha
+
+from pgha.cluster import Cluster
+
+pytestmark = pytest.mark.integration
+PATRONI = str(Path(sys.executable).parent / "patroni")
+
+
+def _listening(ports: list[int]) -> list[int]:
+    busy = {c.laddr.port for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN and c.laddr}
+    return [p for p in ports if p in busy]
+
+
+def _assert_gone(home: Path, name: str, ports: list[int]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (processes_under(home / name) or _listening(ports)):
+        time.sleep(0.2)
+    assert processes_under(home / name) == []
+    assert _listening(ports) == []
+
+
+@pytest.fixture
+def cluster_factory(pgha_home: Path) -> Iterator[object]:
+    started: list[str] = []
+
+    def up(name: str, *args: str) -> Cluster:
+        started.append(name)
+        run_pgha("up", "--name", name, *args, check=True, timeout=300)
+        return Cluster(name)
+
+    yield up
+    for name in started:
+        run_pgha("down", "--name", name, "--purge", timeout=120)
+
+
+def _check(name: str) -> tuple[int, list[dict[str, str]]]:
+    result = run_pgha("check", "--name", name, "--json", timeout=120)
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_default_profile_on_etcd(cluster_factory, pgha_home: Path) -> None:  # type: ignore[no-untyped-def]
+    cluster = cluster_factory("etcd3", "--base-port", "15432")
+    spec = cluster.spec
+    assert (spec.nodes, spec.dcs.kind, spec.dcs.members) == (3, "etcd", 3)
+
+    rc, results = _check("etcd3")
+    assert rc == 0, results
+    assert [r["status"] for r in results] == ["PASS"] * 6
+
+    status = run_pgha("status", "--name", "etcd3", "--json", check=True)
+    state = json.loads(status.stdout)
+    assert state["healthy"] is True
+    assert sum(m["role"] == "leader" for m in state["members"]) == 1
+    assert {s["status"] for s in state["haproxy"] if s["proxy"] == "primary"} == {"UP", "DOWN"}
+
+    again = run_pgha("up", "--name", "etcd3", check=True)
+    assert "already up and healthy; nothing changed" in again.stdout
+
+    different = run_pgha("up", "--name", "etcd3", "--nodes", "2")
+    assert different.returncode == 2 and "different spec" in different.stderr
+
+    # The live config passes Patroni's own validator (-i: its ports are taken by itself).
+    for node in spec.node_names:
+        v = subprocess.run([PATRONI, "--validate-config", "-i", str(cluster.layout.patroni_config(node))],
+                           capture_output=True, text=True, check=False)
+        assert v.returncode == 0, v.stdout + v.stderr
+
+    ctl = run_pgha("ctl", "--name", "etcd3", "list", check=True)
+    assert "Leader" in ctl.stdout and "etcd3" in ctl.stdout
+
+    # The checks can fail: a stopped replica fails them.
+    leader = cluster.state().leader
+    assert leader is not None
+    replica = next(n for n in spec.node_names if n != leader.name)
+    cluster.backend().stop_node(replica)
+    rc, results = _check("etcd3")
+    assert rc == 1
+    assert any(r["status"] == "FAIL" and replica in r["evidence"] for r in results), results
+    bad_status = run_pgha("status", "--name", "etcd3")
+    assert bad_status.returncode == 1
+
+    ports = [p for _, p in spec.ports.all()]
+    down = run_pgha("down", "--name", "etcd3", check=True)
+    assert "stopped" in down.stdout
+    _assert_gone(pgha_home, "etcd3", ports)
+    assert (pgha_home / "etcd3" / "data").exists()  # without --purge the data stays
+
+
+def test_seed_profile_on_zookeeper_beside_another_cluster(cluster_factory, pgha_home: Path) -> None:  # type: ignore[no-untyped-def]
+    lab = cluster_factory("lab", "--profile", "seed", "--base-port", "16432")
+    other = cluster_factory("other", "--profile", "default", "--nodes", "2", "--dcs-members", "1",
+                            "--base-port", "16532")
+    assert lab.spec.dcs.kind == "zookeeper" and lab.spec.node_names == ("postgresql0", "postgresql1")
+    rc, results = _check("lab")
+    assert rc == 0, results
+    statuses = {r["number"]: r["status"] for r in results}
+    assert statuses == {1: "PASS", 2: "PASS", 3: "PASS", 4: "SKIP", 5: "PASS", 6: "PASS"}
+    rc_other, _ = _check("other")
+    assert rc_other == 0
+    lab_ports = [p for _, p in lab.spec.ports.all()]
+    run_pgha("down", "--name", "lab", "--purge", check=True)
+    _assert_gone(pgha_home, "lab", lab_ports)
+    assert not (pgha_home / "lab").exists()
+    # Stopping one cluster leaves the other alone.
+    assert run_pgha("status", "--name", "other").returncode == 0
+    assert other.state().leader is not None
+
+
+def test_three_member_zookeeper_ensemble(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    cluster = cluster_factory("zk3", "--dcs", "zookeeper", "--dcs-members", "3", "--nodes", "2",
+                              "--base-port", "17432")
+    rc, results = _check("zk3")
+    assert rc == 0, results
+    dcs = next(r for r in results if r["number"] == 6)
+    assert dcs["evidence"].count("leader") == 1 and dcs["evidence"].count("follower") == 2
+    # One member down: the check names it and fails.
+    cluster.backend().stop_dcs_member(1)
+    rc, results = _check("zk3")
+    assert rc == 1
+    assert "dcs1" in next(r for r in results if r["number"] == 6)["evidence"]
+
+
+def test_an_occupied_port_is_named_before_anything_starts(pgha_home: Path) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 18432))
+        s.listen()
+        result = run_pgha("up", "--name", "busy", "--base-port", "18432")
+    assert result.returncode == 2
+    assert "port 18432 (HAProxy read-write entrypoint) is already in use" in result.stderr
+    assert processes_under(pgha_home / "busy") == []
+    assert not (pgha_home / "busy" / "spec.json").exists()
+
+
+def test_ctrl_c_during_up_leaves_nothing_running(pgha_home: Path) -> None:
+    proc = subprocess.Popen([PGHA, "up", "--name", "intr", "--base-port", "19432"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 60
+        # Interrupt once Patroni is starting: the DCS is up and nodes are being spawned.
+        while time.monotonic() < deadline and not any("patroni" in c for c in processes_under(pgha_home / "intr")):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+        assert proc.returncode != 0
+        _assert_gone(pgha_home, "intr", [19432])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        run_pgha("down", "--name", "intr", "--purge")

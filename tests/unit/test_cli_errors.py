@@ -1,0 +1,49 @@
+"""Bad input: one line on stderr, a non-zero exit, no traceback, nothing started."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import processes_under, run_pgha
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["up", "--nodes", "0"], "nodes: must be between 1 and 9"),
+        (["up", "--nodes", "12"], "nodes: must be between 1 and 9"),
+        (["up", "--dcs", "consul"], "dcs.kind:"),
+        (["up", "--dcs-members", "2"], "dcs.members: must be 1, 3 or 5"),
+        (["up", "--profile", "prod"], "profile: unknown profile"),
+        (["up", "--base-port", "80"], "base_port: must be between 1024 and 65000"),
+        (["up", "--name", "Bad_Name"], "name: must be lowercase"),
+        (["status", "--name", "nosuch"], "no cluster named 'nosuch'"),
+        (["check", "--name", "nosuch"], "no cluster named 'nosuch'"),
+        (["down", "--name", "nosuch"], "no cluster named 'nosuch'"),
+        (["connect", "--name", "nosuch"], "no cluster named 'nosuch'"),
+    ],
+)
+def test_bad_input_is_one_clear_line(pgha_home: Path, args: list[str], expected: str) -> None:
+    result = run_pgha(*args, "--name", "errs") if "--name" not in args else run_pgha(*args)
+    assert result.returncode != 0
+    assert expected in result.stderr.replace("\n", " ")
+    assert "Traceback" not in result.stderr + result.stdout
+    assert processes_under(pgha_home / "errs") == []
+    assert not (pgha_home / "errs").exists()
+
+
+def test_a_bad_spec_file_is_one_clear_line(pgha_home: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "pgha.yaml"
+    spec.write_text("patroni:\n  ttl: 10\n")
+    result = run_pgha("up", "--name", "errs2", "--config", str(spec))
+    assert result.returncode == 2
+    assert "patroni.ttl: must be >= 20" in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = run_pgha("up", "--name", "errs2", "--config", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+
+
+def test_unknown_flag_is_a_usage_error(pgha_home: Path) -> None:
+    result = run_pgha("up", "--nodez", "3")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
