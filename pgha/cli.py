@@ -186,6 +186,75 @@ def connect(name: NameOpt = "default",
     out.print(f"# passwords: {cluster.layout.secrets_file} (mode 0600)")
 
 
+@app.command()
+def drill(
+    name: NameOpt = "default",
+    fault: Annotated[str, typer.Option(help="stop | kill | node-loss | freeze | crash-postgres | dcs-down | "
+                                            "stall-then-kill | switchover")] = "stop",
+    target: Annotated[str, typer.Option(help="primary | replica | a node name (dcs-down: dcs0.. | all)")] = "primary",
+    via: Annotated[str, typer.Option(help="haproxy | multihost")] = "haproxy",
+    rate: Annotated[float, typer.Option(help="Writes per second.")] = 20.0,
+    repeat: Annotated[int, typer.Option(min=1, max=100, help="Run the drill this many times.")] = 1,
+    hold: Annotated[float | None, typer.Option(help="Keep a held fault this many seconds after recovery.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Inject a fault under a live write load; measure outage, lost writes, split-brain, rejoin."""
+    from pgha.drill.run import DrillError, DrillOptions, run_drill
+
+    cluster = _cluster(name)
+    options = DrillOptions(fault=fault, target=target, via=via, rate=rate, hold=hold)
+    outcomes = []
+    for i in range(repeat):
+        if repeat > 1:
+            out.rule(f"drill {i + 1} of {repeat}")
+        try:
+            with out.status(f"drill {fault}") as status:
+                def say(msg: str) -> None:
+                    status.update(msg)
+                    if not as_json:
+                        out.log(msg)
+
+                outcomes.append(run_drill(cluster, options, say))
+        except DrillError as e:
+            raise UserError(str(e)) from None
+    if as_json:
+        print(json.dumps([{"run": str(o.run_dir), "passed": o.passed,
+                           "results": [r.__dict__ for r in o.results]} for o in outcomes], indent=2))
+    else:
+        for o in outcomes:
+            _print_outcome(o)
+    raise typer.Exit(0 if all(o.passed for o in outcomes) else 1)
+
+
+def _print_outcome(outcome: Any) -> None:
+    info = outcome.info
+    table = Table(title=f"drill {info.fault} on {info.target} ({info.profile}, via {info.via}): "
+                        f"primary {info.old_primary} -> {info.new_primary}")
+    for col in ("checker", "result", "summary"):
+        table.add_column(col)
+    for r in outcome.results:
+        table.add_row(r.name, "[green]PASS[/]" if r.passed else "[red]FAIL[/]", r.summary)
+    out.print(table)
+    out.print(f"run directory: {outcome.run_dir}")
+
+
+@app.command()
+def report(run: Annotated[Path | None, typer.Argument(help="A run directory (default: the latest).")] = None,
+           name: NameOpt = "default") -> None:
+    """(Re)render a drill run's report as Markdown and a self-contained HTML page."""
+    from pgha.report import build_report
+
+    if run is None:
+        runs = sorted(p for p in _cluster(name).layout.runs.glob("*") if (p / "history.jsonl").exists())
+        if not runs:
+            raise UserError(f"cluster {name!r} has no drill runs yet (run `pgha drill --name {name}`)")
+        run = runs[-1]
+    if not (run / "history.jsonl").exists():
+        raise UserError(f"{run} is not a drill run directory (no history.jsonl)")
+    md, html = build_report(run)
+    out.print(f"report: {md}\nreport: {html}")
+
+
 @app.command("list")
 def list_clusters() -> None:
     """The clusters on this machine."""

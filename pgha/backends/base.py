@@ -66,6 +66,11 @@ class Backend(Protocol):
     def kill_postgres(self, node: str) -> None:
         """SIGKILL the postmaster only; Patroni stays up."""
 
+    def freeze_walreceiver(self, node: str) -> bool:
+        """SIGSTOP a replica's WAL receiver (streaming pauses); False if it has none."""
+
+    def thaw_walreceiver(self, node: str) -> None: ...
+
     def stop_dcs_member(self, member: int) -> None: ...
 
     def start_dcs_member(self, member: int) -> None: ...

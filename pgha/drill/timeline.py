@@ -13,7 +13,7 @@ Kinds (LogLine.kind):
     Patroni:    patroni_start, lock_acquired, promoted, demoted, following, lock_free, lock_owner,
                 rewind, starting, crash_recovery, bootstrap, failsafe, dcs_error, leader_race, error
     PostgreSQL: pg_ready, pg_ready_ro, pg_promoted, pg_shutdown, pg_stopped, pg_crash,
-                crash_recovery, standby, recovery, timeline, streaming, replication_lost, sync
+                crash_recovery, diverged, standby, recovery, timeline, streaming, replication_lost, sync
     HAProxy:    backend_up, backend_down, no_server
     etcd:       dcs_leader, dcs_leader_lost, dcs_event, dcs_peer
     ZooKeeper:  dcs_leader, dcs_follower, dcs_looking, session_expired, dcs_event
@@ -190,10 +190,12 @@ _POSTGRES_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
         r"all server processes terminated; reinitializing|was terminated by signal"
     )),
     ("crash_recovery", re.compile(r"was not properly shut down; automatic recovery")),
+    # A rejoining old primary that wrote past the fork point: pg_rewind (or a rebuild) must follow.
+    ("diverged", re.compile(r"forked off current database system timeline")),
     ("streaming", re.compile(r"started streaming WAL from primary|restarted WAL streaming")),
     ("replication_lost", re.compile(
         r"replication terminated by primary server|could not connect to the primary server|"
-        r"could not receive data from WAL stream"
+        r"could not receive data from WAL stream|could not start WAL streaming"
     )),
     ("timeline", re.compile(r"new target timeline is")),
     ("standby", re.compile(r"entering standby mode")),
@@ -211,6 +213,7 @@ def _postgres_kind(message: str) -> str | None:
 def _parse_postgres(component: str, text: str, node: str | None) -> list[LogLine]:
     out: list[LogLine] = []
     replication = ""  # the last replication kind kept: the walreceiver retries every 5 s
+    diverged: set[str] = set()
     for raw in text.splitlines():
         m = _POSTGRES.match(raw)
         if m is None:  # DETAIL/HINT continuation lines are tab-indented, without a stamp
@@ -226,8 +229,14 @@ def _parse_postgres(component: str, text: str, node: str | None) -> list[LogLine
             if replication == kind:
                 continue
             replication = kind
+        elif kind == "diverged":
+            if message in diverged:
+                continue  # the startup process repeats it after every failed streaming attempt
+            diverged.add(message)
         elif kind in ("streaming", "pg_stopped", "pg_crash", "standby"):
             replication = ""  # a restarted or reconnected walreceiver may lose the primary again
+            if kind != "streaming":
+                diverged.clear()
         out.append(LogLine(t, component, node, kind, message))
     return out
 
@@ -275,7 +284,9 @@ _ETCD_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("dcs_peer", re.compile(r"^peer became (in)?active")),
 )
 
-_ZOOKEEPER = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3}) ([A-Z]+)\s+\[[^\]]*\] (\S+?): (.*)$")
+# log4j "%d{ISO8601} %-5p [%t] %c{1}: %m" (pgha.render.ZOOKEEPER_LOG4J); thread names nest brackets:
+# "[QuorumPeer[myid=1](plain=127.0.0.1:2181)(secure=disabled)]".
+_ZOOKEEPER = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3}) ([A-Z]+)\s+\[.*?\] (\S+?): (.*)$")
 _ZOOKEEPER_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("dcs_leader", re.compile(r"^LEADING\b")),
     ("dcs_follower", re.compile(r"^FOLLOWING\b")),
