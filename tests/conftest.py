@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ def pgha_home() -> Iterator[Path]:
     old = os.environ.get("PGHA_HOME")
     os.environ["PGHA_HOME"] = str(home)
     yield home
+    shutil.rmtree(home, ignore_errors=True)
     if old is None:
         os.environ.pop("PGHA_HOME", None)
     else:

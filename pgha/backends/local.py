@@ -66,7 +66,7 @@ class LocalBackend:
         if self.spec.dcs.kind == "etcd":
             return [shutil.which("etcd") or "/usr/bin/etcd", "--config-file", str(self.layout.dcs_config(i))]
         # A small heap: the JVM would otherwise reserve a quarter of the machine's memory.
-        return ["/usr/bin/java", "-Xms16m", "-Xmx128m", "-XX:+UseSerialGC",
+        return ["/usr/bin/java", "-Xms16m", "-Xmx128m", "-XX:+UseSerialGC", "-XX:-UsePerfData",
                 f"-Dlog4j.configuration=file:{self.layout.conf / 'zookeeper-log4j.properties'}",
                 "-Dzookeeper.jmx.log4j.disable=true",
                 "-cp", ":".join(ZOOKEEPER_JARS),

@@ -505,17 +505,44 @@ def conflicting_writes(
     return pairs, examples
 
 
-def check_split_brain(events: Iterable[Event], sample_hold_s: float = 1.0) -> CheckerResult:
-    """No two nodes may accept writes at once, per the monitor or per the acknowledged writes.
+def stale_acknowledged(events: Iterable[Event], sample_hold_s: float = 1.0) -> list[Write]:
+    """Acknowledged writes that overlap a split-brain window on a node other than its newest primary.
 
-    The write witness is real-time overlap: two "ok" writes on different nodes whose invoke..ok
-    intervals overlap. Overlap makes concurrent commits possible, not certain (a commit happens
-    somewhere inside its interval), so read a witness together with the monitor's windows.
+    Within a window the node with the highest timeline is the legitimate (newest) primary; the
+    others are stale (e.g. a thawed old primary before Patroni demotes it). A write acknowledged
+    there diverges from the cluster's history and is lost at the next rewind.
+    """
+    evs = sorted_events(events)
+    obs = observations(evs)
+    writes = [w for w in pair_writes(evs) if w.result == "ok" and w.complete is not None]
+    stale: list[Write] = []
+    for start, end, nodes in split_brain_windows(evs, sample_hold_s):
+        timeline: dict[str, int] = {}
+        for o in obs:
+            if o.node in nodes and start - sample_hold_s <= o.time <= end and o.sample.timeline is not None:
+                timeline[o.node] = max(timeline.get(o.node, 0), o.sample.timeline)
+        newest = max(nodes, key=lambda n: timeline.get(n, -1))
+        for w in writes:
+            assert w.complete is not None
+            if w.node in nodes and w.node != newest and w.invoke <= end and w.complete >= start:
+                stale.append(w)
+    return stale
+
+
+def check_split_brain(events: Iterable[Event], sample_hold_s: float = 1.0) -> CheckerResult:
+    """Two nodes accepting writes at once: measured by the monitor, judged by the writes.
+
+    window_s is every moment the monitor saw two or more nodes accept writes (e.g. a thawed old
+    primary before Patroni's next loop demotes it). The verdict fails when that window could have
+    cost a client something: an acknowledged write on the stale node of a window, or two
+    acknowledged writes on different nodes whose invoke..ok intervals overlap (overlap makes
+    concurrent commits possible, not certain). Lost writes themselves are lost_writes' verdict.
     """
     evs = sorted_events(events)
     windows = split_brain_windows(evs, sample_hold_s)
     window_s = sum(end - start for start, end, _ in windows)
     pairs, examples = conflicting_writes(evs)
+    stale = stale_acknowledged(evs, sample_hold_s)
     origin = evs[0].time if evs else 0.0
     details = [
         f"{'+'.join(nodes)} accepted writes together from +{start - origin:.3f} s to +{end - origin:.3f} s"
@@ -523,20 +550,27 @@ def check_split_brain(events: Iterable[Event], sample_hold_s: float = 1.0) -> Ch
     ] + [
         f"write {a.id} on {a.node} {_span(a, origin)} overlaps write {b.id} on {b.node} {_span(b, origin)}"
         for a, b in examples
-    ]
+    ] + [f"write {w.id} was acknowledged by stale node {w.node} {_span(w, origin)}" for w in stale[:MAX_DETAILS]]
     metrics: Metrics = {
         "window_s": window_s,
         "windows": len(windows),
         "conflicting_writes": pairs,
+        "stale_acknowledged": len(stale),
         "sample_hold_s": sample_hold_s,
     }
-    passed = window_s == 0 and pairs == 0
-    if passed:
+    passed = pairs == 0 and not stale
+    if window_s == 0 and passed:
         summary = "No two nodes accepted writes at the same time."
+    elif passed:
+        summary = (
+            f"The monitor saw two nodes accept writes at once for {_s(window_s)}, "
+            "but no acknowledged write landed on the stale node and none overlapped across nodes."
+        )
     else:
         summary = (
-            f"Two or more nodes accepted writes at once for {_s(window_s)} per the monitor, "
-            f"with {pairs} overlapping pair(s) of acknowledged writes on different nodes."
+            f"Two or more nodes accepted writes at once for {_s(window_s)} per the monitor; "
+            f"{len(stale)} write(s) were acknowledged by a stale node and {pairs} overlapping pair(s) "
+            "of acknowledged writes landed on different nodes."
         )
     return CheckerResult("split_brain", passed, summary, metrics, details)
 

@@ -297,16 +297,32 @@ def test_clean_failover_has_no_split_brain() -> None:
     assert result.metrics["window_s"] == 0 and result.metrics["conflicting_writes"] == 0
 
 
-def test_two_nodes_accepting_writes_for_half_a_second_fails() -> None:
+def _thawed_old_primary() -> list[Event]:
+    """n1 (timeline 1) is demoted at 5.0; n2 was promoted to timeline 2 at 4.5."""
     events: list[Event] = []
     for t in steps(0.0, 10.0, 0.1):
-        events.append(role("n1", t, primary=t < 5.0))  # n1 demoted at 5.0
-        events.append(role("n2", t, primary=t >= 4.5, timeline=2 if t >= 4.5 else 1))  # n2 promoted at 4.5
+        events.append(role("n1", t, primary=t < 5.0, timeline=1))
+        events.append(role("n2", t, primary=t >= 4.5, timeline=2 if t >= 4.5 else 1))
+    return events
+
+
+def test_a_window_of_two_writable_nodes_is_measured_and_passes_without_stale_acknowledgements() -> None:
+    events = _thawed_old_primary() + write("w", 1, 4.6, 4.7, node="n2")
     result = check_split_brain(shuffled(events))
-    assert not result.passed
     assert result.metrics["window_s"] == pytest.approx(0.5, abs=MS)
+    assert result.metrics["stale_acknowledged"] == 0
+    assert result.passed
+    assert "0.50 s" in result.summary
     [(start, end, nodes)] = split_brain_windows(events)
     assert start == pytest.approx(at(4.5)) and end == pytest.approx(at(5.0)) and nodes == ("n1", "n2")
+
+
+def test_a_write_acknowledged_by_the_stale_node_in_the_window_fails() -> None:
+    events = _thawed_old_primary() + write("w", 7, 4.7, 4.8, node="n1")
+    result = check_split_brain(shuffled(events))
+    assert not result.passed
+    assert result.metrics["stale_acknowledged"] == 1
+    assert any("write 7" in d and "n1" in d for d in result.details)
 
 
 def test_sample_hold_caps_how_long_a_silent_node_counts_as_writable() -> None:
@@ -314,8 +330,8 @@ def test_sample_hold_caps_how_long_a_silent_node_counts_as_writable() -> None:
     events = [role("n1", 0.0, primary=True), role("n1", 5.0, down=True)]
     events += [role("n2", t, primary=t >= 2.0) for t in steps(0.0, 5.0, 0.5)]
     assert check_split_brain(events, sample_hold_s=1.0).passed
+    assert check_split_brain(events, sample_hold_s=1.0).metrics["window_s"] == 0
     held = check_split_brain(events, sample_hold_s=3.0)
-    assert not held.passed
     assert held.metrics["window_s"] == pytest.approx(1.0, abs=MS)
 
 

@@ -94,7 +94,7 @@ def test_seed_haproxy_keeps_the_labs_check_and_default_uses_role_endpoints(tmp_p
     assert "listen replicas" not in seed
     default = render_haproxy(build_spec("default"), layout, SECRETS)
     assert "option httpchk GET /primary" in default and "option httpchk GET /replica" in default
-    assert "inter 1000ms fastinter 500ms downinter 1000ms fall 2 rise 1" in default
+    assert "inter 1000ms fastinter 500ms downinter 500ms fall 2 rise 1" in default
     # The stats page is on loopback and asks for a password.
     assert "bind 127.0.0.1:5434" in default and f"stats auth admin:{SECRETS.stats_password}" in default
 

@@ -1,0 +1,74 @@
+"""Short drills on a real default-profile cluster: the checkers' verdicts on real faults."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import run_pgha
+
+pytestmark = pytest.mark.integration
+NAME = "drills"
+OUTAGE_BOUND_S = 60.0  # generous: behaviour, not speed (numbers come from bench/failover.py)
+
+
+@pytest.fixture(scope="module")
+def drill_cluster(pgha_home: Path) -> Iterator[Path]:
+    run_pgha("up", "--name", NAME, "--base-port", "20432", check=True)
+    yield pgha_home / NAME
+    run_pgha("down", "--name", NAME, "--purge", timeout=120)
+
+
+def _drill(*args: str) -> tuple[int, dict[str, object]]:
+    result = run_pgha("drill", "--name", NAME, "--json", *args, timeout=600)
+    runs = json.loads(result.stdout)
+    assert len(runs) == 1, result.stdout + result.stderr
+    return result.returncode, runs[0]
+
+
+def _by_name(run: dict[str, object]) -> dict[str, dict[str, object]]:
+    results = run["results"]
+    assert isinstance(results, list)
+    return {r["name"]: r for r in results}
+
+
+@pytest.mark.parametrize(("fault", "via"), [("stop", "haproxy"), ("kill", "haproxy"), ("freeze", "haproxy"),
+                                            ("stop", "multihost")])
+def test_drill_on_the_primary(drill_cluster: Path, fault: str, via: str) -> None:
+    rc, run = _drill("--fault", fault, "--via", via)
+    results = _by_name(run)
+    assert rc == 0, results
+    outage = results["outage"]["metrics"]
+    assert outage["outage_s"] is not None and 0 <= outage["outage_s"] < OUTAGE_BOUND_S
+    lost = results["lost_writes"]["metrics"]
+    assert lost["lost"] == 0 and lost["acknowledged"] > 20
+    assert results["split_brain"]["passed"] and results["split_brain"]["metrics"]["stale_acknowledged"] == 0
+    assert results["rejoin"]["passed"]
+
+    run_dir = Path(str(run["run"]))
+    for name in ("history.jsonl", "meta.json", "final.json", "results.json", "report.md", "report.html", "plot.png"):
+        assert (run_dir / name).exists(), name
+    meta = json.loads((run_dir / "meta.json").read_text())
+    html = (run_dir / "report.html").read_text()
+    assert meta["new_primary"] and meta["new_primary"] in html
+    if fault in ("stop", "freeze"):
+        assert meta["new_primary"] != meta["old_primary"]
+    assert run_pgha("check", "--name", NAME).returncode == 0
+
+
+def test_report_rerenders_the_latest_run(drill_cluster: Path) -> None:
+    runs = sorted((drill_cluster / "runs").glob("*"))
+    assert runs, "no drill ran before"
+    (runs[-1] / "report.html").unlink()
+    result = run_pgha("report", "--name", NAME, check=True)
+    assert "report.html" in result.stdout
+    assert (runs[-1] / "report.html").exists()
+
+
+def test_bad_drill_input_is_one_line(drill_cluster: Path) -> None:
+    for args, message in ((["--fault", "meteor"], "unknown fault"), (["--via", "carrier-pigeon"], "via:"),
+                          (["--target", "node9"], "no node named 'node9'")):
+        result = run_pgha("drill", "--name", NAME, *args)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
