@@ -196,27 +196,35 @@ def drill(
     rate: Annotated[float, typer.Option(help="Writes per second.")] = 20.0,
     repeat: Annotated[int, typer.Option(min=1, max=100, help="Run the drill this many times.")] = 1,
     hold: Annotated[float | None, typer.Option(help="Keep a held fault this many seconds after recovery.")] = None,
+    soak: Annotated[str | None, typer.Option(help="Soak for this long (e.g. 90s, 10m): random faults one "
+                                                  "after another under one continuous load.")] = None,
+    faults: Annotated[str, typer.Option(help="Faults a soak picks from, comma-separated.")] = "stop,kill,freeze",
+    seed: Annotated[int | None, typer.Option(help="Random seed of a soak, to replay it.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Inject a fault under a live write load; measure outage, lost writes, split-brain, rejoin."""
-    from pgha.drill.run import DrillError, DrillOptions, run_drill
+    from pgha.drill.run import DrillError, DrillOptions, run_drill, run_soak
 
     cluster = _cluster(name)
     options = DrillOptions(fault=fault, target=target, via=via, rate=rate, hold=hold)
     outcomes = []
-    for i in range(repeat):
-        if repeat > 1:
-            out.rule(f"drill {i + 1} of {repeat}")
-        try:
-            with out.status(f"drill {fault}") as status:
-                def say(msg: str) -> None:
-                    status.update(msg)
-                    if not as_json:
-                        out.log(msg)
+    try:
+        with out.status(f"drill {fault}") as status:
+            def say(msg: str) -> None:
+                status.update(msg)
+                if not as_json:
+                    out.log(msg)
 
-                outcomes.append(run_drill(cluster, options, say))
-        except DrillError as e:
-            raise UserError(str(e)) from None
+            if soak is not None:
+                soak_faults = [f.strip() for f in faults.split(",") if f.strip()]
+                outcomes.append(run_soak(cluster, options, soak_faults, parse_duration(soak), say, seed))
+            else:
+                for i in range(repeat):
+                    if repeat > 1:
+                        say(f"drill {i + 1} of {repeat}")
+                    outcomes.append(run_drill(cluster, options, say))
+    except DrillError as e:
+        raise UserError(str(e)) from None
     if as_json:
         print(json.dumps([{"run": str(o.run_dir), "passed": o.passed,
                            "results": [r.__dict__ for r in o.results]} for o in outcomes], indent=2))
@@ -224,6 +232,19 @@ def drill(
         for o in outcomes:
             _print_outcome(o)
     raise typer.Exit(0 if all(o.passed for o in outcomes) else 1)
+
+
+def parse_duration(text: str) -> float:
+    """'90', '90s', '10m', '1h' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise UserError(f"soak: {text!r} is not a duration (e.g. 90s, 10m, 1h)") from None
+    if not 10 <= seconds <= 7 * 24 * 3600:
+        raise UserError("soak: must be between 10 s and 7 days")
+    return seconds
 
 
 def _print_outcome(outcome: Any) -> None:

@@ -6,9 +6,10 @@ Everything observed goes into one history; the verdict comes from the pure check
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import psycopg
 
 from pgha.cluster import Cluster, ClusterError
 from pgha.drill import checkers
-from pgha.drill.history import CheckerResult, Event, FinalState, History, RunInfo
+from pgha.drill.history import CheckerResult, Event, FinalState, History, RunInfo, sorted_events
 from pgha.drill.nemesis import FAULTS, Nemesis
 from pgha.drill.workload import TABLE, Workload
 
@@ -143,96 +144,164 @@ def _log_offsets(cluster: Cluster) -> dict[str, int]:
     return out
 
 
-def run_drill(cluster: Cluster, options: DrillOptions, say: Say) -> DrillOutcome:
+def _validate(options: DrillOptions) -> None:
     if options.fault not in FAULTS:
         raise DrillError(f"fault: unknown fault {options.fault!r} (choose from {', '.join(FAULTS)})")
     if options.via not in ("haproxy", "multihost"):
         raise DrillError("via: must be haproxy or multihost")
     if not 0.5 <= options.rate <= 500:
         raise DrillError("rate: must be between 0.5 and 500 writes per second")
-    fault = FAULTS[options.fault]
-    spec = cluster.spec
-    say("waiting for a healthy cluster")
-    cluster.wait_healthy(60)
-    target, old_primary = _resolve_target(cluster, options)
-    started_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_dir = cluster.layout.runs / f"{started_at}-{options.fault}-{target}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    offsets = _log_offsets(cluster)
-    history = History(run_dir / "history.jsonl")
-    backend = cluster.backend()
-    nemesis = Nemesis(spec, backend, cluster.secrets.rest_password)
-    _prepare_table(cluster)
-    write_dsn = cluster.entrypoint_dsn() if options.via == "haproxy" else cluster.multihost_uri(with_password=True)
-    read_dsn = cluster.entrypoint_dsn(readonly=True) if spec.ports.entrypoint_ro else None
-    workload = Workload(spec, history, write_dsn, read_dsn,
-                        {n: cluster.node_dsn(n) for n in spec.node_names}, options.rate)
-    deadline_s = options.recovery_deadline or (3 * spec.patroni.ttl + 30)
-    started = time.time()
-    healed = False
-    workload.start()
-    try:
-        def phase(name: str) -> None:
-            history.append(Event(time.time(), "drill", "info", "phase", {"phase": name}))
 
-        say(f"steady load at {options.rate:g} writes/s via {options.via}")
+
+class Session:
+    """One continuous write load with a history, during which faults come and go."""
+
+    def __init__(self, cluster: Cluster, options: DrillOptions, label: str, say: Say) -> None:
+        self.cluster = cluster
+        self.options = options
+        self.say = say
+        spec = cluster.spec
+        say("waiting for a healthy cluster")
+        cluster.wait_healthy(60)
+        state = cluster.state()
+        self.old_primary = state.leader.name if state.leader else None
+        started_at = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        self.run_dir = cluster.layout.runs / f"{started_at}-{label}"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.offsets = _log_offsets(cluster)
+        self.history = History(self.run_dir / "history.jsonl")
+        self.nemesis = Nemesis(spec, cluster.backend(), cluster.secrets.rest_password)
+        _prepare_table(cluster)
+        via = options.via
+        write_dsn = cluster.entrypoint_dsn() if via == "haproxy" else cluster.multihost_uri(with_password=True)
+        read_dsn = cluster.entrypoint_dsn(readonly=True) if spec.ports.entrypoint_ro else None
+        self.workload = Workload(spec, self.history, write_dsn, read_dsn,
+                                 {n: cluster.node_dsn(n) for n in spec.node_names}, options.rate)
+        self.started = time.time()
+        self.cycles: list[tuple[float, str, str]] = []  # (fault time, fault, target)
+
+    def phase(self, name: str) -> None:
+        self.history.append(Event(time.time(), "drill", "info", "phase", {"phase": name}))
+
+    def __enter__(self) -> Session:
+        self.workload.start()
+        self.say(f"steady load at {self.options.rate:g} writes/s via {self.options.via}")
         time.sleep(STEADY_SECONDS)
-        phase("steady")
-        say(f"fault: {options.fault} on {target}")
-        fault_time = time.time()
-        history.append(Event(fault_time, "nemesis", "info", "fault", {"fault": options.fault, "target": target}))
-        nemesis.inject(options.fault, target)
-        phase("fault")
-        say("waiting for writes to recover")
-        deadline = fault_time + deadline_s
-        while time.time() < deadline and not _recovered(history.events, fault_time, AFTER_RECOVERY_SECONDS):
-            time.sleep(0.2)
-        phase("recovered" if time.time() < deadline else "deadline")
-        if fault.held and options.hold:
-            time.sleep(options.hold)
-        say(f"heal: {options.fault} on {target}")
-        history.append(Event(time.time(), "nemesis", "info", "heal", {"fault": options.fault, "target": target}))
-        nemesis.heal(options.fault, target)
-        healed = True
-        phase("healed")
-        say("waiting for the faulted node to rejoin")
-        try:
-            cluster.wait_healthy(REJOIN_DEADLINE)
-            phase("rejoined")
-        except ClusterError as e:
-            say(f"not healthy after heal: {e}")
-        time.sleep(AFTER_RECOVERY_SECONDS)
-    finally:
-        if not healed:
-            history.append(Event(time.time(), "nemesis", "info", "heal", {"fault": options.fault, "target": target}))
-            nemesis.heal(options.fault, target)
-        say("stopping the load")
-        workload.stop_writes()
-        workload.stop_monitor()
-        history.append(Event(time.time(), "drill", "info", "phase", {"phase": "done"}))
-        history.close()
+        self.phase("steady")
+        return self
 
-    say("reading the final state")
-    try:
-        final = _final_state(cluster)
-    except (ClusterError, psycopg.Error) as e:
-        final = FinalState(primary=None, rows={}, caught_up={})
-        say(f"could not read the final state: {e}")
-    events = history.events
-    node_target = target if target in spec.node_names else (old_primary or spec.node_names[0])
-    results = checkers.run_all(events, final, node_target, fault_time=fault_time, deadline_s=REJOIN_DEADLINE)
-    info = RunInfo(
-        cluster=cluster.name, profile=spec.profile, fault=options.fault, target=target, via=options.via,
-        rate=options.rate, started=started, ended=time.time(), old_primary=old_primary,
-        new_primary=final.primary, nodes=list(spec.node_names), ttl=spec.patroni.ttl,
-        loop_wait=spec.patroni.loop_wait, synchronous_mode=spec.patroni.synchronous_mode,
-    )
-    _write_json(run_dir / "meta.json", asdict(info))
-    _write_json(run_dir / "final.json", asdict(final))
-    _write_json(run_dir / "results.json", [asdict(r) for r in results])
-    _copy_logs(cluster, offsets, run_dir / "logs")
-    build_report_files(run_dir, say)
-    return DrillOutcome(run_dir, info, results)
+    def __exit__(self, *exc: object) -> None:
+        self.say("stopping the load")
+        self.workload.stop_writes()
+        self.workload.stop_monitor()
+        self.phase("done")
+        self.history.close()
+
+    def cycle(self, fault_name: str, target_spec: str) -> None:
+        """Inject one fault, hold it until writes recover (or a deadline), heal, wait for rejoin."""
+        fault = FAULTS[fault_name]
+        spec = self.cluster.spec
+        target, _ = _resolve_target(self.cluster, replace(self.options, fault=fault_name, target=target_spec))
+        self.say(f"fault: {fault_name} on {target}")
+        fault_time = time.time()
+        self.cycles.append((fault_time, fault_name, target))
+        self.history.append(Event(fault_time, "nemesis", "info", "fault", {"fault": fault_name, "target": target}))
+        healed = False
+        try:
+            self.nemesis.inject(fault_name, target)
+            self.phase("fault")
+            self.say("waiting for writes to recover")
+            deadline = fault_time + (self.options.recovery_deadline or (3 * spec.patroni.ttl + 30))
+            while time.time() < deadline and not _recovered(self.history.events, fault_time,
+                                                              AFTER_RECOVERY_SECONDS):
+                time.sleep(0.2)
+            self.phase("recovered" if time.time() < deadline else "deadline")
+            if fault.held and self.options.hold:
+                time.sleep(self.options.hold)
+            self.say(f"heal: {fault_name} on {target}")
+            self.history.append(Event(time.time(), "nemesis", "info", "heal", {"fault": fault_name, "target": target}))
+            self.nemesis.heal(fault_name, target)
+            healed = True
+            self.phase("healed")
+        finally:
+            if not healed:
+                self.history.append(Event(time.time(), "nemesis", "info", "heal",
+                                          {"fault": fault_name, "target": target}))
+                self.nemesis.heal(fault_name, target)
+        self.say("waiting for the faulted node to rejoin")
+        try:
+            self.cluster.wait_healthy(REJOIN_DEADLINE)
+            self.phase("rejoined")
+        except ClusterError as e:
+            self.say(f"not healthy after heal: {e}")
+        time.sleep(AFTER_RECOVERY_SECONDS)
+
+    def finish(self, results_for: Callable[[list[Event], FinalState], list[CheckerResult]]) -> DrillOutcome:
+        self.say("reading the final state")
+        try:
+            final = _final_state(self.cluster)
+        except (ClusterError, psycopg.Error) as e:
+            final = FinalState(primary=None, rows={}, caught_up={})
+            self.say(f"could not read the final state: {e}")
+        results = results_for(self.history.events, final)
+        spec = self.cluster.spec
+        first_fault, first_target = (self.cycles[0][1], self.cycles[0][2]) if self.cycles else ("none", "none")
+        fault_label = first_fault if len(self.cycles) <= 1 else "soak"
+        info = RunInfo(
+            cluster=self.cluster.name, profile=spec.profile, fault=fault_label, target=first_target,
+            via=self.options.via, rate=self.options.rate, started=self.started, ended=time.time(),
+            old_primary=self.old_primary, new_primary=final.primary, nodes=list(spec.node_names),
+            ttl=spec.patroni.ttl, loop_wait=spec.patroni.loop_wait, synchronous_mode=spec.patroni.synchronous_mode,
+        )
+        _write_json(self.run_dir / "meta.json", asdict(info))
+        _write_json(self.run_dir / "final.json", asdict(final))
+        _write_json(self.run_dir / "results.json", [asdict(r) for r in results])
+        _copy_logs(self.cluster, self.offsets, self.run_dir / "logs")
+        build_report_files(self.run_dir, self.say)
+        return DrillOutcome(self.run_dir, info, results)
+
+    def node_target(self, target: str) -> str:
+        spec = self.cluster.spec
+        return target if target in spec.node_names else (self.old_primary or spec.node_names[0])
+
+
+def run_drill(cluster: Cluster, options: DrillOptions, say: Say) -> DrillOutcome:
+    _validate(options)
+    _resolve_target(cluster, options)  # refuse a bad target before any load starts
+    session = Session(cluster, options, f"{options.fault}-{options.target}", say)
+    with session:
+        session.cycle(options.fault, options.target)
+    fault_time, _, target = session.cycles[0]
+    return session.finish(lambda events, final: checkers.run_all(
+        events, final, session.node_target(target), fault_time=fault_time, deadline_s=REJOIN_DEADLINE))
+
+
+def soak_results(events: list[Event], final: FinalState, cycles: list[tuple[float, str, str]],
+                 node_target: Callable[[str], str]) -> list[CheckerResult]:
+    """Lost writes and split-brain over the whole soak; outage and rejoin per fault (pure)."""
+    evs = sorted_events(events)
+    results = [checkers.check_lost_writes(evs, final), checkers.check_split_brain(evs)]
+    bounds = [t for t, _, _ in cycles[1:]] + [float("inf")]
+    for i, ((fault_time, fault, target), end) in enumerate(zip(cycles, bounds, strict=True), start=1):
+        window = [e for e in evs if e.time < end]
+        for r in (checkers.check_outage(window, fault_time),
+                  checkers.check_rejoin(window, node_target(target), REJOIN_DEADLINE)):
+            results.append(replace(r, name=f"{r.name} #{i} ({fault} on {target})"))
+    return results
+
+
+def run_soak(cluster: Cluster, options: DrillOptions, faults: list[str], duration: float, say: Say,
+             seed: int | None = None) -> DrillOutcome:
+    """Random faults one after another under one continuous load, with one verdict."""
+    for f in faults:
+        _validate(replace(options, fault=f))
+    rng = random.Random(seed)
+    session = Session(cluster, options, "soak", say)
+    end = time.monotonic() + duration
+    with session:
+        while time.monotonic() < end:
+            session.cycle(rng.choice(faults), options.target)
+    return session.finish(lambda events, final: soak_results(events, final, session.cycles, session.node_target))
 
 
 def build_report_files(run_dir: Path, say: Say) -> None:
