@@ -60,7 +60,7 @@ def _iso_epoch(stamp: str) -> float | None:
 class _Dedup:
     """Per kind, the messages already kept: a message seen before says nothing new.
 
-    Reset kinds when something happened that makes their lines news again (a restart).
+    Reset when something happened that makes the lines news again (a restart, a role change).
     """
 
     seen: dict[str, set[str]] = field(default_factory=dict)
@@ -72,9 +72,9 @@ class _Dedup:
         messages.add(message)
         return True
 
-    def reset(self, *kinds: str) -> None:
-        for kind in kinds or tuple(self.seen):
-            self.seen.pop(kind, None)
+    def reset(self, keep: str | None = None) -> None:
+        """Forget every kind's messages but `keep`'s."""
+        self.seen = {kind: seen for kind, seen in self.seen.items() if kind == keep}
 
 
 # ---------------------------------------------------------------- Patroni
@@ -83,6 +83,9 @@ _PATRONI = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3}) ([A-Z]+):
 _LOCK_OWNER = re.compile(r"^Lock owner: (\S+?); I am (\S+)")
 _FOLLOWING_LEADER = re.compile(r"following a leader \((\S+?)\)")
 _PATRONI_START = re.compile(r"^(Using default value thread_stack_size|Patroni global thread_pool_size)")
+_STEADY_OWNER = re.compile(
+    r"^no action\. I am \((\S+?)\), the leader with the lock|^no action\. .*following a leader \((\S+?)\)"
+)
 _UNKNOWN = "\0unknown"  # no "Lock owner" line seen yet: the first one is the steady state, not news
 
 # First match wins; the order matters where phrases overlap ("cleared rewind state after
@@ -142,6 +145,12 @@ def _parse_patroni(component: str, text: str, node: str | None) -> list[LogLine]
             owner = new_owner
             continue
 
+        # The steady-state loop lines name the lock's owner too; without them a leader that never
+        # printed "Lock owner: ..." would not see its lock pass to another node as news.
+        steady = _STEADY_OWNER.match(message)
+        if steady is not None:
+            owner = steady[1] or steady[2]
+
         kind = _patroni_kind(message)
         if kind == "following":
             # "no action. ... following a leader (x)" comes every loop: news only when x changes.
@@ -159,15 +168,21 @@ def _parse_patroni(component: str, text: str, node: str | None) -> list[LogLine]
                 continue
         elif message.startswith("no action."):
             continue  # a steady-state loop line that happens to match a rule
+        elif kind == "starting":
+            # "restarting after failure in progress" repeats every loop while PostgreSQL starts;
+            # "starting as a secondary" again after a rewind is a new start.
+            if out and out[-1].kind == kind and out[-1].message == message:
+                continue
         elif not dedup.fresh(kind, message):
             continue
 
         if kind in ("lock_acquired", "demoted"):
-            # A role change: what the node repeated before (starting, errors, races) is news again.
-            dedup.reset()
+            # A role change: what the node repeated before (starting, errors, races) is news again;
+            # the change's own follow-up lines ("starting after demotion in progress") are not.
+            dedup.reset(keep=kind)
             leader = ""
         elif kind == "starting":
-            dedup.reset(*(k for k in dedup.seen if k != "starting"))
+            dedup.reset()
             leader = ""
         out.append(LogLine(t, component, node, kind, message))
     return out
@@ -207,7 +222,6 @@ _POSTGRES_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 def _postgres_kind(message: str) -> str | None:
     return next((kind for kind, rule in _POSTGRES_RULES if rule.search(message)), None)
-
 
 
 def _parse_postgres(component: str, text: str, node: str | None) -> list[LogLine]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from pgha.drill.checkers import observations, split_brain_windows
 from pgha.drill.history import CheckerResult, Event, LogLine, RunInfo
 from pgha.report.clock import nemesis_times, origin_of, rel
 
@@ -73,55 +74,85 @@ def _fault_sentence(info: RunInfo, events: Sequence[Event]) -> str:
     return f"At 0 s the drill applied {info.fault} to {info.target}, {role}.{more}"
 
 
-def _takeover_sentence(
-    info: RunInfo, results: Sequence[CheckerResult], timeline: Sequence[LogLine], origin: float
-) -> str:
-    new = new_primary_of(info, results)
-    outage = _result(results, "outage")
-    failover_s = _num(outage.metrics.get("failover_s")) if outage is not None else None
-    if new is None or new == info.old_primary:
-        grabbed = next(
-            (line for line in timeline if line.kind == "lock_acquired" and line.time >= origin),
+def _writable_again(events: Sequence[Event], node: str, after: float) -> float | None:
+    """When the monitor first saw `node` accept writes after having seen it not accept them."""
+    lost = False
+    for o in observations(events):
+        if o.node != node or o.time < after:
+            continue
+        if not o.sample.accepts_writes:
+            lost = True
+        elif lost:
+            return o.time
+    return None
+
+
+def _takeover_parts(
+    node: str, timeline: Sequence[LogLine], origin: float, seen_writable: float | None, again: bool
+) -> list[str]:
+    """What the logs and the monitor say about `node` becoming primary, in time order."""
+    parts: list[tuple[float, str]] = []
+    if not again:
+        freed = _first(timeline, "lock_free", origin)
+        if freed is not None:
+            who = freed.node or freed.component
+            parts.append((freed.time, f"Patroni on {who} saw the leader lock free at {rel(freed.time, origin)}"))
+    locked = _first(timeline, "lock_acquired", origin, node)
+    if locked is not None:
+        took = "took the leader lock again" if again else "acquired the leader lock"
+        parts.append((locked.time, f"{node} {took} at {rel(locked.time, origin)}"))
+    promoted = _first(timeline, "pg_promoted", origin, node)
+    if promoted is not None:
+        new_tl = next(
+            (
+                m[1]
+                for line in timeline
+                if line.kind == "pg_promoted" and line.node == node and line.time >= origin
+                and (m := _TIMELINE_ID.search(line.message)) is not None
+            ),
             None,
         )
-        if info.target != info.old_primary and info.old_primary is not None:
-            return f"The primary did not change: {info.old_primary} kept the leader role throughout."
+        onto = f" onto timeline {new_tl}" if new_tl else ""
+        parts.append((promoted.time, f"its PostgreSQL was promoted{onto} at {rel(promoted.time, origin)}"))
+    if seen_writable is not None:
+        again_ = " again" if again else ""
+        parts.append((seen_writable, f"the monitor saw it accept writes{again_} at {rel(seen_writable, origin)}"))
+    routed = _first(timeline, "backend_up", origin, node, "Server primary/")
+    if routed is not None:
+        did = "marked it up as the primary again" if again else "switched its primary backend to it"
+        parts.append((routed.time, f"HAProxy {did} at {rel(routed.time, origin)}"))
+    return [text for _, text in sorted(parts, key=lambda p: p[0])]
+
+
+def _takeover_sentence(
+    info: RunInfo, results: Sequence[CheckerResult], timeline: Sequence[LogLine], events: Sequence[Event],
+    origin: float,
+) -> str:
+    new, old = new_primary_of(info, results), info.old_primary
+    if new is None:
+        grabbed = _first(timeline, "lock_acquired", origin)
         said = (
             f", although the logs show {grabbed.node or grabbed.component} acquiring the leader lock at "
             f"{rel(grabbed.time, origin)}"
             if grabbed is not None
             else ""
         )
-        if new == info.old_primary and new is not None:
-            return f"No other node took over: {new} was the primary again by the end of the run{said}."
         return f"No node took over: the monitor never saw a new primary{said}."
+    if new == old:
+        if info.target != old:
+            return f"The primary did not change: {old} kept the leader role throughout."
+        parts = _takeover_parts(new, timeline, origin, _writable_again(events, new, origin), again=True)
+        if parts:
+            return f"No other node took over; {new} came back as the primary itself: {_join(parts)}."
+        return f"No other node took over: {new} was the primary again by the end of the run."
 
-    parts: list[str] = []
-    freed = _first(timeline, "lock_free", origin)
-    if freed is not None:
-        who = freed.node or freed.component
-        parts.append(f"Patroni on {who} saw the leader lock free at {rel(freed.time, origin)}")
-    locked = _first(timeline, "lock_acquired", origin, new)
-    if locked is not None:
-        parts.append(f"{new} acquired the leader lock at {rel(locked.time, origin)}")
-    promoted = _first(timeline, "pg_promoted", origin, new)
-    if promoted is not None:
-        new_tl = next(
-            (
-                m[1]
-                for line in timeline
-                if line.kind == "pg_promoted" and line.node == new and line.time >= origin
-                and (m := _TIMELINE_ID.search(line.message)) is not None
-            ),
-            None,
-        )
-        onto = f" onto timeline {new_tl}" if new_tl else ""
-        parts.append(f"its PostgreSQL was promoted{onto} at {rel(promoted.time, origin)}")
-    if failover_s is not None:
-        parts.append(f"the monitor saw it accept writes at {failover_s:+.1f} s")
-    routed = _first(timeline, "backend_up", origin, new, "Server primary/")
-    if routed is not None:
-        parts.append(f"HAProxy switched its primary backend to it at {rel(routed.time, origin)}")
+    outage = _result(results, "outage")
+    # The checker's failover time is about the node *it* saw take writes first; only quote it
+    # when that is the node the run names as the new primary.
+    same = outage is not None and outage.metrics.get("new_primary") == new
+    failover_s = _num(outage.metrics.get("failover_s")) if outage is not None and same else None
+    seen = origin + failover_s if failover_s is not None else None
+    parts = _takeover_parts(new, timeline, origin, seen, again=False)
     if not parts:
         return f"{new} took over as the new primary, but neither the logs nor the monitor say when."
     return f"{new} took over as the new primary: {_join(parts)}."
@@ -174,35 +205,63 @@ def _lost_sentence(results: Sequence[CheckerResult]) -> str:
             else ""
         )
         return f"Nothing was lost: all {acked} acknowledged writes were found on the final primary{committed}."
-    return f"Writes were lost or corrupted: {lost.summary}"
+    return f"The lost-writes check failed: {lost.summary}"
 
 
-def _split_brain_sentence(results: Sequence[CheckerResult]) -> str:
+def _split_brain_sentence(results: Sequence[CheckerResult], events: Sequence[Event], origin: float) -> str:
     split = _result(results, "split_brain")
     if split is None:
         return "Split-brain was not checked."
     if split.passed:
         return "There was no split-brain: the monitor never saw two nodes accept writes at once."
     window = _num(split.metrics.get("window_s")) or 0.0
-    return (
-        f"There was split-brain: two or more nodes accepted writes at once for {window:.2f} s, with "
-        f"{split.metrics.get('conflicting_writes', 0)} overlapping pair(s) of acknowledged writes on different nodes."
+    pairs = split.metrics.get("conflicting_writes") or 0
+    windows = split_brain_windows(events, _num(split.metrics.get("sample_hold_s")) or 1.0)
+    where = ""
+    if windows:
+        start, end, nodes = windows[0]
+        more = f" (the first of {len(windows)} such windows)" if len(windows) > 1 else ""
+        together = "both" if len(nodes) == 2 else "all"
+        where = (
+            f"; {_join(list(nodes))} {together} accepted writes from {rel(start, origin)} to "
+            f"{rel(end, origin)}{more}"
+        )
+    witness = (
+        f"{pairs} pair(s) of acknowledged writes on different nodes overlapped in time"
+        if pairs
+        else "no two acknowledged writes on different nodes overlapped in time"
     )
+    return f"There was split-brain for {window:.2f} s in total{where}; {witness}."
 
 
-def _return_sentence(
-    info: RunInfo, results: Sequence[CheckerResult], timeline: Sequence[LogLine], events: Sequence[Event],
-    origin: float,
-) -> str:
-    who = info.target
+def _heal_time(events: Sequence[Event], node: str) -> float | None:
     heals = [
         e.time for e in events
-        if e.process == "nemesis" and e.op == "heal" and isinstance(e.value, dict) and e.value.get("target") == who
+        if e.process == "nemesis" and e.op == "heal" and isinstance(e.value, dict) and e.value.get("target") == node
     ]
-    if not heals:
-        return f"{who} was not healed during the run, so its return was not observed."
-    heal = heals[-1]
-    steps: list[tuple[float, str]] = []  # (when, what), told in time order
+    return heals[-1] if heals else None
+
+
+def _demoted_sentence(info: RunInfo, timeline: Sequence[LogLine], events: Sequence[Event], origin: float) -> str | None:
+    """The faulted node's Patroni giving up the primary role while the fault lasted (a partition, a
+    DCS outage); a demotion after the heal is told with the node's return instead."""
+    demoted = _first(timeline, "demoted", origin, info.target)
+    heal = _heal_time(events, info.target)
+    if demoted is None or (heal is not None and demoted.time >= heal):
+        return None
+    return f"Patroni on {info.target} demoted it at {rel(demoted.time, origin)} (\u201c{demoted.message}\u201d)."
+
+
+def _return_steps(
+    who: str, timeline: Sequence[LogLine], heal: float, origin: float, timeline_id: object
+) -> list[str]:
+    """What the faulted node's logs show it doing after the heal, in time order."""
+    steps: list[tuple[float, str]] = []
+    demoted = _first(timeline, "demoted", heal, who)
+    if demoted is not None:
+        steps.append(
+            (demoted.time, f"was demoted by its Patroni at {rel(demoted.time, origin)} (\u201c{demoted.message}\u201d)")
+        )
     rewind = _first(timeline, "rewind", heal, who)
     if rewind is not None:
         steps.append((rewind.time, f"ran pg_rewind at {rel(rewind.time, origin)}"))
@@ -217,20 +276,35 @@ def _return_sentence(
     )
     if follow is not None:
         steps.append((follow[0], f"followed {follow[1]} from {rel(follow[0], origin)}"))
-    streaming = _first(timeline, "streaming", heal, who)
+    # A rejoining old primary first streams its own, old timeline and is cut off where the
+    # histories fork; the line that matters is the first on the timeline it rejoined.
+    streams = [line for line in timeline if line.kind == "streaming" and line.node == who and line.time >= heal]
+    on_tl = [line for line in streams if timeline_id is not None and line.message.endswith(f"timeline {timeline_id}")]
+    streaming = on_tl[0] if on_tl else streams[0] if streams else None
     if streaming is not None:
-        steps.append((streaming.time, f"streamed WAL again from {rel(streaming.time, origin)}"))
-    done = [what for _, what in sorted(steps)]
+        steps.append((streaming.time, f"streamed WAL from the primary from {rel(streaming.time, origin)}"))
+    return [what for _, what in sorted(steps, key=lambda step: step[0])]
+
+
+def _return_sentence(
+    info: RunInfo, results: Sequence[CheckerResult], timeline: Sequence[LogLine], events: Sequence[Event],
+    origin: float,
+) -> str:
+    who = info.target
+    heal = _heal_time(events, who)
+    if heal is None:
+        return f"{who} was not healed during the run, so its return was not observed."
+    rejoin = _result(results, "rejoin")
+    tl = rejoin.metrics.get("timeline") if rejoin is not None else None
+    done = _return_steps(who, timeline, heal, origin, tl)
     after = f"After the heal at {rel(heal, origin)}, {who}"
 
-    rejoin = _result(results, "rejoin")
     rejoin_s = _num(rejoin.metrics.get("rejoin_s")) if rejoin is not None else None
     if rejoin is not None and rejoin_s is not None:
         role = rejoin.metrics.get("rejoined_as") or "replica"
-        tl = rejoin.metrics.get("timeline")
         on = f" on timeline {tl}" if tl is not None else ""
         late = "" if rejoin.passed else ", past the deadline"
-        return f"{after} {_join([*done, f'was back as a {role}{on} {rejoin_s:.1f} s after the heal{late}'])}."
+        return f"{after} {_join([*done, f'was back as a {role}{on}, {rejoin_s:.1f} s after the heal{late}'])}."
     if done:
         return (
             f"{after} {_join(done)}, but the monitor never saw it back as a streaming replica on the "
@@ -252,10 +326,11 @@ def explain(
     return " ".join(
         [
             _fault_sentence(info, evs),
-            _takeover_sentence(info, results, lines, origin),
+            _takeover_sentence(info, results, lines, evs, origin),
             _writes_sentence(results, origin),
             _lost_sentence(results),
-            _split_brain_sentence(results),
+            _split_brain_sentence(results, evs, origin),
+            *filter(None, [_demoted_sentence(info, lines, evs, origin)]),
             _return_sentence(info, results, lines, evs, origin),
         ]
     )

@@ -7,6 +7,7 @@ there was none, so the picture reads "what happened N seconds after the primary 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import matplotlib
@@ -18,11 +19,15 @@ from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from pgha.drill.checkers import role_intervals, split_brain_windows, write_rate
+from pgha.drill.checkers import observations, role_intervals, split_brain_windows, write_rate
 from pgha.drill.history import Event, RunInfo
 from pgha.report.clock import nemesis_times, origin_of
 
+Band = tuple[float, float, str]  # (start, end, role label), as checkers.role_intervals gives them
+
 BUCKET_S = 0.1
+SMOOTH_BUCKETS = 10  # the 1 s average drawn over the 100 ms steps
+SAMPLE_HOLD_S = 1.0  # as the split-brain checker: a sample says nothing about the node after this
 SIZE_IN = (12.0, 7.0)
 DPI = 100  # SIZE_IN * DPI = 1200 x 700 px
 
@@ -32,11 +37,11 @@ ROLE_COLOURS = {
     "down": "#8c8c8c",
     "unknown": "#ffbb78",
 }
+NO_SAMPLE_COLOUR = "#999999"
 OK_COLOUR = "#98d98e"
 OK_LINE = "#1a7a1a"
 FAIL_COLOUR = "#f08080"
 FAIL_LINE = "#b01010"
-SMOOTH_BUCKETS = 10  # the 1 s average drawn over the 100 ms steps
 SPLIT_BRAIN_COLOUR = "#ff0000"
 FAULT_COLOUR = "#000000"
 HEAL_COLOUR = "#9467bd"
@@ -44,6 +49,8 @@ HEAL_COLOUR = "#9467bd"
 
 def _title(info: RunInfo) -> str:
     new = info.new_primary or "none seen"
+    if info.new_primary is not None and info.new_primary == info.old_primary:
+        new += " (unchanged)"
     return (
         f"{info.cluster} ({info.profile}): {info.fault} on {info.target}, via {info.via}"
         f"  -  old primary {info.old_primary or '?'}, new primary {new}"
@@ -96,13 +103,56 @@ def _draw_writes(ax: Axes, events: Sequence[Event], origin: float) -> None:
         # NaN leaves gaps: no red line along the axis while nothing fails.
         smooth = [v if v > 0 else float("nan") for v in _moving_average(fails, SMOOTH_BUCKETS)]
         ax.plot(mids, smooth, color=FAIL_LINE, linewidth=1.6)
-    ax.set_ylim(0, max(totals) * 1.15 + 0.5)
+    # One burst (HAProxy refusing everything at once) must not flatten the rest of the run: the
+    # scale follows the 99th percentile and a clipped peak is labelled with its value.
+    ranked = sorted(totals)
+    top = max(ranked[int(0.99 * (len(ranked) - 1))] * 1.6, 3.0)
+    peak = max(totals)
+    if peak > top:
+        at = xs[totals.index(peak)]
+        ax.annotate(f"{peak} \u2191", (at, top), xytext=(3, -12), textcoords="offset points", fontsize=8,
+                    color=FAIL_LINE)
+    else:
+        top = peak * 1.15 + 0.5
+    ax.set_ylim(0, top)
     ax.set_ylabel(f"writes per {BUCKET_S * 1000:.0f} ms")
     ax.grid(axis="y", alpha=0.3)
 
 
-def _draw_roles(ax: Axes, events: Sequence[Event], info: RunInfo, origin: float) -> list[str]:
-    bands = role_intervals(events)
+def silences(events: Sequence[Event], hold_s: float = SAMPLE_HOLD_S) -> dict[str, list[tuple[float, float]]]:
+    """node -> stretches the monitor has no sample for: from hold_s after a sample to the next one.
+
+    role_intervals holds a sample until the next, which over a hung node (frozen, partitioned,
+    the monitor's poll blocked) would paint its last role across the whole fault.
+    """
+    times: dict[str, list[float]] = {}
+    for o in observations(events):
+        times.setdefault(o.node, []).append(o.time)
+    return {
+        node: [(a + hold_s, b) for a, b in pairwise(ts) if b - a > hold_s]
+        for node, ts in times.items()
+    }
+
+
+def clip(bands: Sequence[Band], holes: Sequence[tuple[float, float]]) -> list[Band]:
+    """The bands minus the holes (both sorted, holes disjoint)."""
+    out: list[Band] = []
+    for start, end, label in bands:
+        cursor = start
+        for h_start, h_end in holes:
+            if h_end <= cursor or h_start >= end:
+                continue
+            if h_start > cursor:
+                out.append((cursor, h_start, label))
+            cursor = max(cursor, h_end)
+        if cursor < end:
+            out.append((cursor, end, label))
+    return out
+
+
+def _draw_roles(ax: Axes, events: Sequence[Event], info: RunInfo, origin: float) -> None:
+    gaps = silences(events)
+    bands = {node: clip(b, gaps.get(node, [])) for node, b in role_intervals(events).items()}
     # The run's node list first (stable order across reports), then anything else the monitor saw.
     nodes = [n for n in info.nodes if n in bands] + sorted(n for n in bands if n not in info.nodes)
     for row, node in enumerate(nodes):
@@ -110,13 +160,18 @@ def _draw_roles(ax: Axes, events: Sequence[Event], info: RunInfo, origin: float)
             spans = [(s - origin, e - s) for s, e, lab in bands[node] if lab == label]
             if spans:
                 ax.broken_barh(spans, (row - 0.35, 0.7), facecolors=colour, linewidth=0)
+        quiet = [(s - origin, e - s) for s, e in gaps.get(node, [])]
+        if quiet:
+            ax.broken_barh(
+                quiet, (row - 0.35, 0.7), facecolors="white", edgecolors=NO_SAMPLE_COLOUR, hatch="///",
+                linewidth=0.5,
+            )
     ax.set_yticks(range(len(nodes)), [_node_label(n, info) for n in nodes])
     ax.set_ylim(-0.6, max(len(nodes), 1) - 0.4)
     ax.invert_yaxis()  # node0 on top, like every other listing of the cluster
     if not nodes:
         ax.text(0.5, 0.5, "the monitor recorded no roles", transform=ax.transAxes, ha="center", va="center")
     ax.set_xlabel("seconds since the fault" if nemesis_times(events, "fault") else "seconds since the run started")
-    return nodes
 
 
 def plot_run(events: Iterable[Event], info: RunInfo, path: Path) -> None:
@@ -149,6 +204,7 @@ def plot_run(events: Iterable[Event], info: RunInfo, path: Path) -> None:
             Patch(color=FAIL_COLOUR, label="failed / indeterminate writes"),
             Line2D([], [], color=FAIL_LINE, label="failed, 1 s average"),
             *(Patch(color=c, label=f"role: {r}") for r, c in ROLE_COLOURS.items()),
+            Patch(facecolor="white", edgecolor=NO_SAMPLE_COLOUR, hatch="///", label="no monitor sample"),
             Patch(color=SPLIT_BRAIN_COLOUR, alpha=0.25, label="split brain (2+ writable)"),
             Line2D([], [], color=FAULT_COLOUR, linestyle="--", label=f"fault ({info.fault})"),
             Line2D([], [], color=HEAL_COLOUR, linestyle="-.", label="heal"),

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from pgha.drill.history import CheckerResult, LogLine, RunInfo
-from pgha.report.clock import origin_from_results
+from pgha.report.clock import origin_without_events
 
 # The metrics a reader looks at first, per checker; the rest stay in results.json.
 KEY_METRICS: dict[str, tuple[str, ...]] = {
@@ -98,7 +98,7 @@ def _md_cell(text: str) -> str:
 def render_markdown(
     info: RunInfo, results: list[CheckerResult], timeline: list[LogLine], narrative: str, plot_name: str
 ) -> str:
-    origin = origin_from_results(info, results)
+    origin = origin_without_events(info, results, timeline)
     out = [
         f"# Drill {info.cluster}: {info.fault} on {info.target} - {_verdict(results)}",
         "",
@@ -115,6 +115,8 @@ def render_markdown(
             f"{_md_cell(', '.join(f'{k}={v}' for k, v in key_metrics(r)))} |"
             for r in results
         ),
+        "",
+        *(f"- {r.name}: {_md_cell(d)}" for r in results for d in r.details),
         "",
         f"![writes and roles over time]({plot_name})",
         "",
@@ -164,7 +166,15 @@ def _e(text: object) -> str:
 def _verdict_row(r: CheckerResult) -> str:
     css, word = ("ok", "PASS") if r.passed else ("bad", "FAIL")
     metrics = "<br>".join(f"{_e(k)} = {_e(v)}" for k, v in key_metrics(r))
-    return f'<tr><td>{_e(r.name)}</td><td class="{css}">{word}</td><td>{_e(r.summary)}</td><td>{metrics}</td></tr>'
+    details = (
+        "<details><summary>details</summary><ul>" + "".join(f"<li>{_e(d)}</li>" for d in r.details) + "</ul></details>"
+        if r.details
+        else ""
+    )
+    return (
+        f'<tr><td>{_e(r.name)}</td><td class="{css}">{word}</td><td>{_e(r.summary)}{details}</td>'
+        f"<td>{metrics}</td></tr>\n"
+    )
 
 
 def _timeline_row(line: LogLine, origin: float) -> str:
@@ -178,7 +188,7 @@ def _timeline_row(line: LogLine, origin: float) -> str:
 def render_html(
     info: RunInfo, results: list[CheckerResult], timeline: list[LogLine], narrative: str, png: bytes
 ) -> str:
-    origin = origin_from_results(info, results)
+    origin = origin_without_events(info, results, timeline)
     verdict = _verdict(results)
     css_class = {"PASS": "pass", "FAIL": "fail"}.get(verdict, "none")
     title = f"Drill {info.cluster}: {info.fault} on {info.target}"

@@ -19,7 +19,7 @@ from pgha.drill.checkers import run_all
 from pgha.drill.history import CheckerResult, Event, FinalState, LogLine, RoleSample, RunInfo
 from pgha.report import build_report
 from pgha.report.narrative import explain
-from pgha.report.plot import plot_run
+from pgha.report.plot import clip, plot_run, silences
 from pgha.report.render import render_html, render_markdown
 
 T0 = datetime(2026, 11, 27, 16, 0, 0, tzinfo=UTC).timestamp()
@@ -228,6 +228,27 @@ def test_plot_run_copes_with_an_empty_history(tmp_path: Path) -> None:
     assert png_size((tmp_path / "empty.png").read_bytes())[0] > 0
 
 
+def test_silences_and_clip_keep_a_hung_node_from_looking_primary() -> None:
+    # The monitor saw node0 as primary at 0 and 0.5 s, then nothing until 10 s (its poll hung).
+    events = [
+        Event(T0 + t, "monitor", "info", "role", asdict(PRIMARY_TL1), node="node0") for t in (0.0, 0.5, 10.0)
+    ]
+    holes = silences(events, hold_s=1.0)
+    assert holes == {"node0": [(T0 + 1.5, T0 + 10.0)]}
+    bands = [(T0, T0 + 10.0, "primary")]
+    assert clip(bands, holes["node0"]) == [(T0, T0 + 1.5, "primary")]
+    assert clip([(0.0, 5.0, "replica"), (5.0, 9.0, "down")], [(1.0, 2.0), (4.0, 6.0)]) == [
+        (0.0, 1.0, "replica"), (2.0, 4.0, "replica"), (6.0, 9.0, "down"),
+    ]
+
+
+def test_build_report_without_final_or_results(tmp_path: Path) -> None:
+    make_run_dir(tmp_path)
+    (tmp_path / "final.json").unlink()
+    md, _ = build_report(tmp_path)
+    assert "| lost_writes | FAIL | There was no primary to verify the writes against. |" in md.read_text()
+
+
 # ---------------------------------------------------------------- narrative
 
 
@@ -283,10 +304,21 @@ def test_narrative_reports_split_brain_and_lost_writes() -> None:
     ]
     text = explain(info(), results, [], events)
     assert "3 acknowledged write(s) lost" in text
-    assert "There was split-brain: two or more nodes accepted writes at once for 1.25 s" in text
-    assert "4 overlapping pair(s)" in text
+    assert "There was split-brain for 1.25 s in total; 4 pair(s) of acknowledged writes" in text
     assert "the monitor never saw it back" not in text  # no rejoin result and no logs: says so differently
     assert "node0 did not come back" in text
+
+
+def test_narrative_names_the_split_brain_window_from_the_monitor() -> None:
+    # node0 thaws at +20 s still believing it is the primary, next to node1: 1.5 s of two writers.
+    thawed = [
+        Event(T0 + t, "monitor", "info", "role", asdict(PRIMARY_TL1), node="node0") for t in (20.0, 20.5, 21.0)
+    ]
+    events = sorted(history() + thawed, key=lambda e: e.time)
+    text = explain(info(), run_all(events, final(events), "node0"), [], events)
+    assert "There was split-brain for" in text
+    assert "node0 and node1 both accepted writes from +10.0 s to +11.5 s" in text  # origin = the fault
+    assert "no two acknowledged writes on different nodes overlapped in time" in text
 
 
 def test_narrative_without_a_heal_says_the_return_was_not_observed() -> None:
@@ -316,7 +348,18 @@ def test_render_html_escapes_log_lines_and_narrative() -> None:
 
 def test_render_html_times_are_relative_to_the_fault() -> None:
     page = render_html(info(), results_with(True), [EVIL], "", b"")
-    assert '<td class="t">+1.000</td>' in page
+    assert '<td class="t">+1.000</td>' in page  # the outage checker's fault_time
+    fault = LogLine(T0 + 10.5, "nemesis", "node0", "fault", "fault kill on node0")
+    page = render_html(info(), [], [fault, EVIL], "", b"")  # no results: the nemesis line sets zero
+    assert '<td class="t">+0.500</td>' in page
+    assert "seconds since the fault" in page
+
+
+def test_render_shows_checker_details() -> None:
+    result = replace(results_with(False)[0], details=["first failure: writer-0 id 7 <late>"])
+    assert "<li>first failure: writer-0 id 7 &lt;late&gt;</li>" in render_html(info(), [result], [], "", b"")
+    md = render_markdown(info(), [result], [], "", "plot.png")
+    assert "- outage: first failure: writer-0 id 7 &lt;late&gt;" in md
 
 
 @pytest.mark.parametrize(("new_primary", "shown"), [("node1", "node1"), (None, "none (no node took over)"),
