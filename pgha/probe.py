@@ -148,12 +148,12 @@ def _member(m: dict[str, Any]) -> MemberState:
     )
 
 
-def node_rest(spec: Spec, node: str, endpoint: str = "patroni") -> tuple[int, Any]:
+def node_rest(spec: Spec, node: str, endpoint: str = "patroni", timeout: float = HTTP_TIMEOUT) -> tuple[int, Any]:
     """(HTTP status, JSON body) of one node's REST endpoint; (0, None) when it does not answer."""
     i = spec.node_index(node)
     url = f"http://{spec.node_host}:{spec.ports.rest[i]}/{endpoint}"
     try:
-        with urllib.request.urlopen(url, timeout=HTTP_TIMEOUT) as resp:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as e:
         try:

@@ -13,7 +13,8 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict
 from typing import Any
 
@@ -160,24 +161,14 @@ class Workload:
     # --- monitor ---------------------------------------------------------------------------------
 
     def _monitor_loop(self, node: str) -> None:
-        conn: psycopg.Connection[Any] | None = None
+        # The SQL probe runs in its own thread: on a frozen node it blocks until the thaw, and the
+        # monitor must keep recording "no answer" samples meanwhile rather than fall silent.
+        probe = _SqlProbe(self.node_dsns[node])
         while not self._monitor_stop.is_set():
-            code, body = node_rest(self.spec, node)
+            code, body = node_rest(self.spec, node, timeout=0.5)
             rest = body if isinstance(body, dict) and code else {}
-            in_recovery: bool | None = None
-            read_only = True
-            try:
-                if conn is None or conn.closed:
-                    conn = psycopg.connect(self.node_dsns[node], connect_timeout=1, autocommit=True)
-                row = conn.execute(
-                    "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')"
-                ).fetchone()
-                assert row is not None
-                in_recovery, read_only = bool(row[0]), row[1] == "on"
-            except psycopg.Error:
-                if conn is not None:
-                    conn.close()
-                conn = None
+            answer = probe.poll(MONITOR_INTERVAL)
+            in_recovery, read_only = answer if answer is not None else (None, True)
             sample = RoleSample(
                 rest_role=rest.get("role"),
                 in_recovery=in_recovery,
@@ -187,9 +178,48 @@ class Workload:
             )
             self._event(process="monitor", type="info", op="role", node=node, value=asdict(sample))
             self._monitor_stop.wait(MONITOR_INTERVAL)
-        if conn is not None:
-            conn.close()
+        probe.close()
 
     def stop_monitor(self) -> None:
         self._monitor_stop.set()
         self.join()
+
+
+class _SqlProbe:
+    """pg_is_in_recovery() and transaction_read_only of one node over a kept connection, asked in
+    a worker thread so that a hung node costs the caller at most `timeout`."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: psycopg.Connection[Any] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
+        self._pending: Future[tuple[bool, bool] | None] | None = None
+
+    def _ask(self) -> tuple[bool, bool] | None:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(self.dsn, connect_timeout=1, autocommit=True)
+            row = self._conn.execute("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')").fetchone()
+            assert row is not None
+            return bool(row[0]), row[1] == "on"
+        except psycopg.Error:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+            return None
+
+    def poll(self, timeout: float) -> tuple[bool, bool] | None:
+        """The latest answer, or None if the node did not answer within timeout."""
+        if self._pending is None:
+            self._pending = self._pool.submit(self._ask)
+        try:
+            answer = self._pending.result(timeout=timeout)
+        except FutureTimeout:
+            return None
+        self._pending = None
+        return answer
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if (self._pending is None or self._pending.done()) and self._conn is not None:
+            self._conn.close()
