@@ -8,7 +8,7 @@ APT_PACKAGES := postgresql-15 postgresql-client-15 haproxy zookeeper etcd-server
 # Integration tests bring clusters up in parallel-safe port ranges; keep CI under 25 minutes.
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv demo test lint soak clean
+.PHONY: setup system venv demo test lint soak bench clean
 
 setup: system venv
 
@@ -38,6 +38,19 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# A long soak on its own cluster: random faults under one continuous load, one verdict.
+SOAK ?= 10m
+SOAK_FAULTS ?= stop,kill,freeze,crash-postgres,node-loss
+soak: setup
+	$(PGHA) up --name soak --base-port 26432
+	$(PGHA) drill --name soak --soak $(SOAK) --faults $(SOAK_FAULTS); rc=$$?; \
+	$(PGHA) down --name soak --purge; exit $$rc
+
+bench: setup
+	$(PY) bench/up.py
+	$(PY) bench/entrypoint.py
+	$(PY) bench/failover.py
 
 lint: venv
 	$(VENV)/bin/ruff check pgha tests bench
