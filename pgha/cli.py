@@ -12,9 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pgha.backends.base import BackendError
 from pgha.checks import all_passed, run_checks
-from pgha.cluster import Cluster, ClusterError
+from pgha.cluster import Cluster
+from pgha.errors import PghaError
 from pgha.probe import ClusterState, health_problem
 from pgha.service_user import ServiceUserError
 from pgha.spec import SpecError, build_spec, load_spec_file
@@ -287,7 +287,7 @@ def main() -> None:
     # Click handles its own usage errors (exit 2) and Ctrl-C; pgha's errors arrive here.
     try:
         app()
-    except (UserError, ClusterError, BackendError) as e:
+    except (UserError, PghaError) as e:
         err.print(f"[red]error:[/] {e}", highlight=False)
         tail = getattr(e, "log_tail", "")
         if tail:

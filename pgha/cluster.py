@@ -17,6 +17,7 @@ from psycopg.conninfo import make_conninfo
 from pgha import secrets as secrets_store
 from pgha.backends.base import Backend, BackendError, Progress
 from pgha.backends.local import LocalBackend
+from pgha.errors import PghaError, tail
 from pgha.layout import Layout, default_home
 from pgha.probe import ClusterState, health_problem, observe
 from pgha.secrets import SUPERUSER, Secrets
@@ -26,12 +27,8 @@ from pgha.spec import Spec, SpecError
 HEALTHY_TIMEOUT = 180.0
 
 
-class ClusterError(RuntimeError):
+class ClusterError(PghaError):
     """One line for the user, and optionally the tail of the log that explains it."""
-
-    def __init__(self, message: str, log_tail: str = "") -> None:
-        super().__init__(message)
-        self.log_tail = log_tail
 
 
 @dataclass(frozen=True)
@@ -39,13 +36,6 @@ class UpResult:
     changed: bool
     state: ClusterState
     seconds: float
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return ""
 
 
 class Cluster:
@@ -147,14 +137,14 @@ class Cluster:
             dead = [c for c in self.backend().components() if not c.running]
             if dead:
                 c = dead[0]
-                raise ClusterError(f"{c.name} is not running (see {c.log})", _tail(c.log))
+                raise ClusterError(f"{c.name} is not running (see {c.log})", tail(c.log))
             state = self.state()
             problem = check(state) or ""
             if not problem:
                 return state
             time.sleep(0.25)
         raise ClusterError(f"cluster not healthy after {timeout:.0f} s: {problem}",
-                           _tail(self._log_for(problem)))
+                           tail(self._log_for(problem)))
 
     def _log_for(self, problem: str) -> Path:
         for c in self.backend().components():

@@ -27,9 +27,10 @@ class _Frozen(BaseModel):
 
 
 class PatroniSettings(_Frozen):
-    ttl: int = 30
-    loop_wait: int = 10
-    retry_timeout: int = 10
+    # Patroni silently raises a smaller ttl to 20; refusing it keeps the spec honest.
+    ttl: int = Field(default=30, ge=20)
+    loop_wait: int = Field(default=10, ge=1)
+    retry_timeout: int = Field(default=10, ge=3)
     maximum_lag_on_failover: int = Field(default=10 * 1024 * 1024, ge=0)
     primary_start_timeout: int = Field(default=300, ge=0)
     synchronous_mode: bool = True
@@ -38,28 +39,6 @@ class PatroniSettings(_Frozen):
     use_pg_rewind: bool = True
     use_slots: bool = True
     parameters: dict[str, str | int | bool] = Field(default_factory=dict)
-
-    @field_validator("ttl")
-    @classmethod
-    def _ttl(cls, v: int) -> int:
-        # Patroni silently raises a smaller ttl to 20; refusing it keeps the spec honest.
-        if v < 20:
-            raise ValueError("must be >= 20")
-        return v
-
-    @field_validator("loop_wait")
-    @classmethod
-    def _loop_wait(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("must be >= 1")
-        return v
-
-    @field_validator("retry_timeout")
-    @classmethod
-    def _retry_timeout(cls, v: int) -> int:
-        if v < 3:
-            raise ValueError("must be >= 3")
-        return v
 
     @model_validator(mode="after")
     def _timings(self) -> PatroniSettings:
@@ -281,14 +260,8 @@ def _profile_defaults(profile: str) -> dict[str, Any]:
                 "failsafe_mode": True,
                 "use_pg_rewind": True,
                 "use_slots": True,
-                "parameters": {
-                    "wal_level": "replica",
-                    "hot_standby": "on",
-                    "max_wal_senders": 10,
-                    "max_replication_slots": 10,
-                    "wal_log_hints": "on",
-                    "wal_keep_size": "128MB",
-                },
+                # The lab's replication settings, without its WAL archive that nothing restores from.
+                "parameters": {k: v for k, v in _LAB_POSTGRES_PARAMETERS.items() if k != "archive_mode"},
             },
             "haproxy": {
                 "check": "role",

@@ -11,15 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from pgha.errors import PghaError
+
 Progress = Callable[[str], None]
 
 
-class BackendError(RuntimeError):
+class BackendError(PghaError):
     """A one-line reason why the backend could not do what it was asked."""
-
-    def __init__(self, message: str, log_tail: str = "") -> None:
-        super().__init__(message)
-        self.log_tail = log_tail
 
 
 @dataclass(frozen=True)

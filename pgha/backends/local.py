@@ -13,6 +13,7 @@ import psutil
 
 from pgha import procs
 from pgha.backends.base import BackendError, ComponentState, Progress
+from pgha.errors import tail
 from pgha.layout import Layout
 from pgha.probe import dcs_members, node_rest
 from pgha.procs import RunAs
@@ -27,13 +28,6 @@ ZOOKEEPER_JARS = ("/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-log4j1
 DCS_START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 LEADER_START_TIMEOUT = 60.0
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return ""
 
 
 class LocalBackend:
@@ -168,7 +162,7 @@ class LocalBackend:
     def _check_started(self, name: str) -> None:
         if self._main_proc(name) is None:
             log = self.layout.log(name)
-            raise BackendError(f"{name} exited right after start (see {log})", _tail(log))
+            raise BackendError(f"{name} exited right after start (see {log})", tail(log))
 
     def start(self, progress: Progress) -> None:
         self.materialize()
@@ -229,7 +223,7 @@ class LocalBackend:
         bad = next((m for m in dcs_members(self.spec) if not m.healthy), None)
         name = bad.name if bad else self._dcs_names()[0]
         raise BackendError(f"DCS member {name} did not become healthy in {DCS_START_TIMEOUT:.0f} s",
-                           _tail(self.layout.log(name)))
+                           tail(self.layout.log(name)))
 
     def _leader(self) -> str | None:
         for node in self.spec.node_names:
