@@ -763,3 +763,21 @@ def role_intervals(events: Iterable[Event]) -> dict[str, list[tuple[float, float
                 node_bands.append((o.time, end, label))
         bands[node] = node_bands
     return bands
+
+
+def check_healthy_after_heal(events: Iterable[Event], target: str) -> CheckerResult:
+    """For faults that hit no node (a DCS member, or all of them): the cluster must be healthy
+    again after the last heal, as the drill observed it (its "rejoined" phase)."""
+    evs = sorted_events(events)
+    heals = [e for e in _nemesis(evs, "heal") if _target(e) == target]
+    if not heals:
+        return CheckerResult("rejoin", False, f"There is no heal event for {target}.", {"rejoin_s": None})
+    heal_time = heals[-1].time
+    rejoined = [e for e in evs if e.op == "phase" and e.process == "drill" and e.time >= heal_time
+                and isinstance(e.value, dict) and e.value.get("phase") == "rejoined"]
+    if not rejoined:
+        return CheckerResult("rejoin", False, f"The cluster was not healthy again after healing {target}.",
+                             {"rejoin_s": None})
+    seconds = rejoined[0].time - heal_time
+    return CheckerResult("rejoin", True, f"The cluster was healthy again {_s(seconds)} after healing {target}.",
+                         {"rejoin_s": seconds, "rejoined_as": "cluster"})

@@ -272,8 +272,18 @@ def run_drill(cluster: Cluster, options: DrillOptions, say: Say) -> DrillOutcome
     with session:
         session.cycle(options.fault, options.target)
     fault_time, _, target = session.cycles[0]
-    return session.finish(lambda events, final: checkers.run_all(
-        events, final, session.node_target(target), fault_time=fault_time, deadline_s=REJOIN_DEADLINE))
+    return session.finish(lambda events, final: single_results(events, final, fault_time, target,
+                                                               cluster.spec.node_names))
+
+
+def single_results(events: list[Event], final: FinalState, fault_time: float, target: str,
+                   nodes: tuple[str, ...]) -> list[CheckerResult]:
+    """The four verdicts of one drill; a fault that hit no node (the DCS) is judged by whether
+    the cluster was healthy again after the heal instead of by a node's rejoin (pure)."""
+    results = checkers.run_all(events, final, target, fault_time=fault_time, deadline_s=REJOIN_DEADLINE)
+    if target not in nodes:
+        results[-1] = checkers.check_healthy_after_heal(events, target)
+    return results
 
 
 def soak_results(events: list[Event], final: FinalState, cycles: list[tuple[float, str, str]],
@@ -284,8 +294,9 @@ def soak_results(events: list[Event], final: FinalState, cycles: list[tuple[floa
     bounds = [t for t, _, _ in cycles[1:]] + [float("inf")]
     for i, ((fault_time, fault, target), end) in enumerate(zip(cycles, bounds, strict=True), start=1):
         window = [e for e in evs if e.time < end]
-        for r in (checkers.check_outage(window, fault_time),
-                  checkers.check_rejoin(window, node_target(target), REJOIN_DEADLINE)):
+        rejoin = (checkers.check_rejoin(window, node_target(target), REJOIN_DEADLINE) if node_target(target) == target
+                  else checkers.check_healthy_after_heal(window, target))
+        for r in (checkers.check_outage(window, fault_time), rejoin):
             results.append(replace(r, name=f"{r.name} #{i} ({fault} on {target})"))
     return results
 

@@ -75,3 +75,20 @@ def test_a_soak_is_judged_per_fault_and_as_a_whole() -> None:
     # One lost acknowledged write anywhere in the soak fails the whole verdict.
     lossy = FinalState(primary="b", rows={"b": ids[1:], "a": ids[1:]}, caught_up={"a": True})
     assert not next(r for r in soak_results(events, lossy, cycles, lambda t: t) if r.name == "lost_writes").passed
+
+
+def test_a_dcs_fault_is_judged_by_the_cluster_being_healthy_after_the_heal() -> None:
+    from pgha.drill.run import single_results
+
+    events = [_role("a", t / 10, primary=True, timeline=1) for t in range(100)]
+    for i in range(1, 40):
+        events += _write(i, i / 4, "a")
+    events += [Event(2.0, "nemesis", "info", "fault", {"fault": "dcs-down", "target": "all"}),
+               Event(6.0, "nemesis", "info", "heal", {"fault": "dcs-down", "target": "all"})]
+    final = FinalState(primary="a", rows={"a": list(range(1, 40))}, caught_up={})
+    unhealthy = {r.name: r for r in single_results(events, final, 2.0, "all", ("a",))}
+    assert not unhealthy["rejoin"].passed
+    events.append(Event(7.5, "drill", "info", "phase", {"phase": "rejoined"}))
+    healthy = {r.name: r for r in single_results(events, final, 2.0, "all", ("a",))}
+    assert healthy["rejoin"].passed and healthy["rejoin"].metrics["rejoin_s"] == pytest.approx(1.5)
+    assert healthy["outage"].passed and healthy["lost_writes"].passed
