@@ -72,3 +72,14 @@ def test_bad_drill_input_is_one_line(drill_cluster: Path) -> None:
                           (["--target", "node9"], "no node named 'node9'")):
         result = run_pgha("drill", "--name", NAME, *args)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_losing_every_dcs_member_keeps_the_primary_serving_with_failsafe(drill_cluster: Path) -> None:
+    rc, run = _drill("--fault", "dcs-down", "--target", "all")
+    results = _by_name(run)
+    assert rc == 0, results
+    # failsafe_mode: the primary reaches every member through the REST API and keeps its role.
+    meta = json.loads((Path(str(run["run"])) / "meta.json").read_text())
+    assert meta["new_primary"] == meta["old_primary"]
+    assert results["outage"]["metrics"]["outage_s"] < 5
+    assert results["lost_writes"]["metrics"]["lost"] == 0
