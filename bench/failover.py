@@ -119,6 +119,7 @@ def main() -> None:
     parser.add_argument("--profiles", default="seed,default,default-async")
     parser.add_argument("--faults", default=ALL_FAULTS)
     parser.add_argument("--via", default="haproxy,multihost")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the table")
     args = parser.parse_args()
     home = Path(os.environ.get("PGHA_HOME") or tempfile.mkdtemp(prefix="pgha-bench-failover-", dir="/tmp"))
     home.mkdir(parents=True, exist_ok=True)
@@ -145,8 +146,8 @@ def main() -> None:
         f"{home}/<cluster>/runs.\n\n{table}\n\nRerun: `.venv/bin/python bench/failover.py --repeat "
         f"{args.repeat} --profiles {args.profiles} --faults {args.faults} --via {args.via}`\n"
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
     print(text)
 
 

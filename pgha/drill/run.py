@@ -209,10 +209,13 @@ class Session:
         healed = False
         try:
             self.nemesis.inject(fault_name, target)
+            # A fault may take a while to land (stall-then-kill stalls first, then kills):
+            # recovery is judged from the moment it has landed, not from when it began.
+            landed = time.time()
             self.phase("fault")
             self.say("waiting for writes to recover")
-            deadline = fault_time + (self.options.recovery_deadline or (3 * spec.patroni.ttl + 30))
-            while time.time() < deadline and not _recovered(self.history.events, fault_time,
+            deadline = landed + (self.options.recovery_deadline or (3 * spec.patroni.ttl + 30))
+            while time.time() < deadline and not _recovered(self.history.events, landed,
                                                               AFTER_RECOVERY_SECONDS):
                 time.sleep(0.2)
             self.phase("recovered" if time.time() < deadline else "deadline")
