@@ -64,10 +64,10 @@ class Backend(Protocol):
     def kill_postgres(self, node: str) -> None:
         """SIGKILL the postmaster only; Patroni stays up."""
 
-    def freeze_walreceiver(self, node: str) -> bool:
-        """SIGSTOP a replica's WAL receiver (streaming pauses); False if it has none."""
+    def freeze_walsenders(self, node: str) -> bool:
+        """SIGSTOP a primary's WAL senders (streaming to its replicas pauses); False if none."""
 
-    def thaw_walreceiver(self, node: str) -> None: ...
+    def thaw_walsenders(self, node: str) -> None: ...
 
     def stop_dcs_member(self, member: int) -> None: ...
 

@@ -310,24 +310,24 @@ class LocalBackend:
             procs.kill_now([pm])
             procs.wait_gone([pm], 10)
 
-    def _walreceivers(self, node: str) -> list[psutil.Process]:
+    def _walsenders(self, node: str) -> list[psutil.Process]:
         pm = procs.postmaster(self.layout.pgdata(node))
         out = []
         for p in procs.with_children([pm])[1:]:
             try:
-                if "walreceiver" in " ".join(p.cmdline()):
+                if "walsender" in " ".join(p.cmdline()):
                     out.append(p)
             except psutil.Error:
                 continue
         return out
 
-    def freeze_walreceiver(self, node: str) -> bool:
-        found = self._walreceivers(node)
+    def freeze_walsenders(self, node: str) -> bool:
+        found = self._walsenders(node)
         procs.freeze(found)
         return bool(found)
 
-    def thaw_walreceiver(self, node: str) -> None:
-        procs.thaw(self._walreceivers(node))
+    def thaw_walsenders(self, node: str) -> None:
+        procs.thaw(self._walsenders(node))
 
     def stop_dcs_member(self, member: int) -> None:
         self._terminate(member_name(member), "dcs")

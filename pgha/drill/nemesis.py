@@ -38,7 +38,7 @@ FAULTS: dict[str, Fault] = {
     "crash-postgres": Fault("crash-postgres", "SIGKILL to the postmaster only; Patroni stays up", False, False),
     "dcs-down": Fault("dcs-down", "stop one DCS member (target 'all': every member); restarted at heal",
                       False, True),
-    "stall-then-kill": Fault("stall-then-kill", f"pause WAL streaming to every replica for {STALL_SECONDS:.0f} s "
+    "stall-then-kill": Fault("stall-then-kill", f"pause the primary's WAL senders for {STALL_SECONDS:.0f} s "
                              "under load, then lose the primary (node-loss)", True, True),
     "switchover": Fault("switchover", "planned switchover through Patroni's REST API", True, False),
 }
@@ -70,13 +70,12 @@ class Nemesis:
             for member in self._dcs_members(target):
                 b.stop_dcs_member(member)
         elif fault == "stall-then-kill":
-            replicas = [n for n in self.spec.node_names if n != target]
-            for node in replicas:
-                b.freeze_walreceiver(node)
+            # The senders stop, not the receivers: a stopped receiver's kernel still takes the WAL
+            # into its socket buffer and nothing would be lost. What the senders never sent dies
+            # with the primary, unless commits waited for a synchronous standby.
+            b.freeze_walsenders(target)
             self.sleep(STALL_SECONDS)
             b.kill_node(target)
-            for node in replicas:
-                b.thaw_walreceiver(node)
         elif fault == "switchover":
             self._switchover(target)
         else:
