@@ -5,10 +5,13 @@ This is what the CLI, the checks and the drill talk to.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +30,31 @@ from pgha.spec import Spec, SpecError
 HEALTHY_TIMEOUT = 180.0
 
 
+def _never() -> bool:
+    return False
+
+
+@contextlib.contextmanager
+def _interrupt_as_flag() -> Iterator[threading.Event]:
+    """Within the block, Ctrl-C (and SIGTERM) only set a flag that the caller checks between
+    steps: a KeyboardInterrupt raised at an arbitrary point could land between starting a
+    process and recording it, and leak that process."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        flag.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 class ClusterError(PghaError):
     """One line for the user, and optionally the tail of the log that explains it."""
 
@@ -43,6 +71,7 @@ class Cluster:
         self.name = name
         self.layout = Layout((home or default_home()) / name)
         self._spec: Spec | None = None
+        self._cancelled: Callable[[], bool] = _never
 
     # --- stored state ----------------------------------------------------------------------------
 
@@ -110,21 +139,28 @@ class Cluster:
             self._save_spec(spec)
             secrets_store.load_or_create(self.layout.secrets_file)
         backend = self.backend()
-        try:
-            backend.preflight()
-            backend.start(progress)
-            self._write_client_pgpass()
-            progress("waiting for one leader, streaming replicas and HAProxy routing")
-            state = self.wait_healthy(timeout)
-        except KeyboardInterrupt:
-            backend.stop()
-            raise
-        except BackendError as e:
-            backend.stop()
-            raise ClusterError(str(e), e.log_tail) from None
-        except ClusterError:
-            backend.stop()
-            raise
+        with _interrupt_as_flag() as interrupted:
+            backend.cancelled = interrupted.is_set
+            self._cancelled = interrupted.is_set
+            try:
+                backend.preflight()
+                backend.start(progress)
+                self._write_client_pgpass()
+                progress("waiting for one leader, streaming replicas and HAProxy routing")
+                state = self.wait_healthy(timeout)
+                if interrupted.is_set():
+                    raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                backend.stop()
+                raise
+            except BackendError as e:
+                backend.stop()
+                raise ClusterError(str(e), e.log_tail) from None
+            except ClusterError:
+                backend.stop()
+                raise
+            finally:
+                self._cancelled = _never
         return UpResult(True, state, time.monotonic() - start)
 
     def wait_healthy(self, timeout: float = HEALTHY_TIMEOUT,
@@ -134,6 +170,8 @@ class Cluster:
         problem = "not observed yet"
         state: ClusterState | None = None
         while time.monotonic() < deadline:
+            if self._cancelled():
+                raise KeyboardInterrupt
             dead = [c for c in self.backend().components() if not c.running]
             if dead:
                 c = dead[0]

@@ -12,7 +12,6 @@ import os
 import pwd
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,36 +38,28 @@ def spawn(argv: Sequence[str], *, log: Path, pidfile: Path, env: dict[str, str],
           run_as: RunAs) -> int:
     """Start argv in its own session, output appended to log; returns its pid.
 
-    Ctrl-C is held back until the pidfile is written: a process started but not recorded could
-    never be stopped by `pgha down`. Only a single-threaded caller needs that (signals reach the
-    main thread only), and only there is preexec_fn safe.
+    Callers that must survive Ctrl-C (pgha up) turn SIGINT into a flag they check between
+    steps, so no interrupt can land between the fork and the pidfile.
     """
     ids = run_as.uid_gid
-    hold = threading.active_count() == 1
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM} if hold else set())
-    try:
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=cwd,
-                start_new_session=True,
-                user=ids[0] if ids else None,
-                group=ids[1] if ids else None,
-                extra_groups=[] if ids else None,
-                close_fds=True,
-                # The child must not inherit the blocked mask.
-                preexec_fn=(lambda: signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)) if hold else None,
-            )
-        if ids:
-            with contextlib.suppress(FileNotFoundError):
-                os.chown(log, *ids)
-        write_pidfile(pidfile, proc.pid)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            user=ids[0] if ids else None,
+            group=ids[1] if ids else None,
+            extra_groups=[] if ids else None,
+            close_fds=True,
+        )
+    if ids:
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(log, *ids)
+    write_pidfile(pidfile, proc.pid)
     return proc.pid
 
 

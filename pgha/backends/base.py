@@ -31,6 +31,8 @@ class ComponentState:
 
 class Backend(Protocol):
     kind: str
+    # Checked between steps of start(); True makes it raise KeyboardInterrupt (Ctrl-C as a flag).
+    cancelled: Callable[[], bool]
 
     def preflight(self) -> None:
         """Raise BackendError if a binary is missing or a port is taken (before starting anything)."""

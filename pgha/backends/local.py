@@ -7,6 +7,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -38,6 +39,8 @@ class LocalBackend:
         self.layout = layout
         self.secrets = secrets
         self.run_as = run_as
+        # Set by a caller that turned Ctrl-C into a flag: long waits give up when it says so.
+        self.cancelled: Callable[[], bool] = lambda: False
 
     # --- what runs -------------------------------------------------------------------------------
 
@@ -156,10 +159,14 @@ class LocalBackend:
         self.layout.data.chmod(0o700)
 
     def _spawn(self, name: str, kind: str) -> None:
+        if self.cancelled():
+            raise KeyboardInterrupt
         procs.spawn(self._argv(name, kind), log=self.layout.log(name), pidfile=self.layout.pidfile(name),
                     env=self._env(), cwd=self.layout.root, run_as=self.run_as)
 
     def _check_started(self, name: str) -> None:
+        if self.cancelled():
+            raise KeyboardInterrupt
         if self._main_proc(name) is None:
             log = self.layout.log(name)
             raise BackendError(f"{name} exited right after start (see {log})", tail(log))

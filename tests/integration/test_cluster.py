@@ -157,8 +157,8 @@ def test_ctrl_c_during_up_leaves_nothing_running(pgha_home: Path) -> None:
         while time.monotonic() < deadline and not any("patroni" in c for c in processes_under(pgha_home / "intr")):
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
-        assert proc.returncode != 0
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode != 0, out + err
         _assert_gone(pgha_home, "intr", [19432])
     finally:
         if proc.poll() is None:
