@@ -168,17 +168,6 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def listening_ports(pids: Iterable[int]) -> set[int]:
-    wanted = set(pids)
-    ports: set[int] = set()
-    for c in psutil.net_connections(kind="tcp"):
-        if c.status == psutil.CONN_LISTEN and c.pid in wanted and c.laddr:
-            ports.add(c.laddr.port)
-    return ports
-
-
-
-
 def kill_now(procs: Iterable[psutil.Process]) -> None:
     send(procs, signal.SIGKILL)
 
