@@ -19,13 +19,11 @@ from pgha.layout import Layout
 from pgha.probe import dcs_members, node_rest
 from pgha.procs import RunAs
 from pgha.render import render_all
-from pgha.render.dcs import member_name
+from pgha.render.dcs import ZOOKEEPER_JARS, member_name, zookeeper_argv
 from pgha.render.patroni import PG_BIN_DIR
 from pgha.secrets import Secrets
 from pgha.spec import Spec
 
-ZOOKEEPER_JARS = ("/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-log4j12.jar",
-                  "/usr/share/java/log4j-1.2.jar")
 DCS_START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 LEADER_START_TIMEOUT = 60.0
@@ -62,12 +60,7 @@ class LocalBackend:
         i = self._dcs_names().index(name)
         if self.spec.dcs.kind == "etcd":
             return [shutil.which("etcd") or "/usr/bin/etcd", "--config-file", str(self.layout.dcs_config(i))]
-        # A small heap: the JVM would otherwise reserve a quarter of the machine's memory.
-        return ["/usr/bin/java", "-Xms16m", "-Xmx128m", "-XX:+UseSerialGC", "-XX:-UsePerfData",
-                f"-Dlog4j.configuration=file:{self.layout.conf / 'zookeeper-log4j.properties'}",
-                "-Dzookeeper.jmx.log4j.disable=true",
-                "-cp", ":".join(ZOOKEEPER_JARS),
-                "org.apache.zookeeper.server.quorum.QuorumPeerMain", str(self.layout.dcs_config(i))]
+        return zookeeper_argv(str(self.layout.dcs_config(i)), str(self.layout.conf / "zookeeper-log4j.properties"))
 
     def _env(self) -> dict[str, str]:
         # Deliberately no PG* variables: PGPASSWORD would override Patroni's pgpass and break

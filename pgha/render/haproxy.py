@@ -1,6 +1,14 @@
-"""Spec -> haproxy.cfg: the read-write entrypoint, the read-only one, and the stats page."""
+"""Spec -> haproxy.cfg: the read-write entrypoint, the read-only one, and the stats page.
+
+`haproxy_config` is the whole file from explicit addresses, so the local backend (loopback
+addresses and planned ports) and the compose deployment (service names, fixed in-container
+ports, DNS re-resolution) share one renderer.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pgha.layout import Layout
 from pgha.secrets import STATS_USER, Secrets
@@ -8,6 +16,23 @@ from pgha.spec import Spec
 
 RW_PROXY = "primary"
 RO_PROXY = "replicas"
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str  # the Patroni member name: the probe matches HAProxy's view to members by it
+    host: str
+    port: int
+    check_port: int
+    options: str = ""  # appended to the server line (e.g. resolvers)
+
+
+@dataclass(frozen=True)
+class Listen:
+    host: str
+    rw_port: int
+    ro_port: int | None
+    stats_port: int
 
 
 def _default_server(spec: Spec) -> str:
@@ -24,27 +49,31 @@ def _default_server(spec: Spec) -> str:
     return "    default-server " + " ".join(parts)
 
 
-def _servers(spec: Spec) -> list[str]:
+def _server_lines(servers: Sequence[Server]) -> list[str]:
     return [
-        f"    server {node} {spec.node_host}:{spec.ports.postgres[i]} check port {spec.ports.rest[i]}"
-        for i, node in enumerate(spec.node_names)
+        f"    server {s.name} {s.host}:{s.port} check port {s.check_port}" + (f" {s.options}" if s.options else "")
+        for s in servers
     ]
 
 
-def _proxy(spec: Spec, name: str, port: int, check_uri: str | None, balance: str | None) -> list[str]:
-    lines = [f"listen {name}", f"    bind {spec.host}:{port}"]
+def _proxy(spec: Spec, name: str, bind: str, check_uri: str | None, balance: str | None,
+           servers: Sequence[Server]) -> list[str]:
+    lines = [f"listen {name}", f"    bind {bind}"]
     if balance:
         lines.append(f"    balance {balance}")
     lines.append(f"    option httpchk GET {check_uri}" if check_uri else "    option httpchk")
     lines.append("    http-check expect status 200")
     lines.append(_default_server(spec))
-    return [*lines, *_servers(spec), ""]
+    return [*lines, *_server_lines(servers), ""]
 
 
-def render_haproxy(spec: Spec, layout: Layout, secrets: Secrets) -> str:
+def haproxy_config(spec: Spec, listen: Listen, servers: Sequence[Server], stats_sockets: Sequence[str],
+                   stats_auth: str, extra_sections: Sequence[str] = ()) -> str:
+    """The whole haproxy.cfg; `stats_auth` is the `stats auth` argument, `extra_sections` are
+    whole sections (e.g. `resolvers`) placed before the proxies."""
     h = spec.haproxy
     glob = ["global", f"    maxconn {h.maxconn}",
-            f"    stats socket {layout.haproxy_socket} mode 600 level admin",
+            *(f"    stats socket {s}" for s in stats_sockets),
             "    log stdout format iso local0 info"]
     if h.threads:
         glob.append(f"    nbthread {h.threads}")
@@ -60,17 +89,26 @@ def render_haproxy(spec: Spec, layout: Layout, secrets: Secrets) -> str:
         f"    timeout check {h.timeout_check_ms}ms",
     ]
     rw_uri = "/primary" if h.check == "role" else None
-    out = [*glob, "", *defaults, "", *_proxy(spec, RW_PROXY, spec.ports.entrypoint_rw, rw_uri, None)]
-    if h.readonly_port and spec.ports.entrypoint_ro is not None:
-        out += _proxy(spec, RO_PROXY, spec.ports.entrypoint_ro, "/replica", "roundrobin")
+    out = [*glob, "", *defaults, "", *extra_sections,
+           *_proxy(spec, RW_PROXY, f"{listen.host}:{listen.rw_port}", rw_uri, None, servers)]
+    if h.readonly_port and listen.ro_port is not None:
+        out += _proxy(spec, RO_PROXY, f"{listen.host}:{listen.ro_port}", "/replica", "roundrobin", servers)
     out += [
         "listen stats",
         "    mode http",
-        f"    bind {spec.host}:{spec.ports.stats}",
+        f"    bind {listen.host}:{listen.stats_port}",
         "    stats enable",
         "    stats uri /",
         "    stats refresh 5s",
-        f"    stats auth {STATS_USER}:{secrets.stats_password}",
+        f"    stats auth {stats_auth}",
         "",
     ]
     return "\n".join(out)
+
+
+def render_haproxy(spec: Spec, layout: Layout, secrets: Secrets) -> str:
+    p = spec.ports
+    servers = [Server(node, spec.node_host, p.postgres[i], p.rest[i]) for i, node in enumerate(spec.node_names)]
+    return haproxy_config(spec, Listen(spec.host, p.entrypoint_rw, p.entrypoint_ro, p.stats), servers,
+                          [f"{layout.haproxy_socket} mode 600 level admin"],
+                          f"{STATS_USER}:{secrets.stats_password}")
