@@ -276,6 +276,39 @@ def report(run: Annotated[Path | None, typer.Argument(help="A run directory (def
     out.print(f"report: {md}\nreport: {html}")
 
 
+render_app = typer.Typer(no_args_is_help=True, help="Write a cluster's files without starting anything.")
+app.add_typer(render_app, name="render")
+
+
+@render_app.command("compose")
+def render_compose_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the deployment into.")],
+    name: NameOpt = "default",
+    profile: Annotated[str | None, typer.Option(help="default | seed (the lab as published)")] = None,
+    config: Annotated[Path | None, typer.Option(help="A pgha.yaml spec file.")] = None,
+    base_port: Annotated[int | None, typer.Option(help="Shift every published port.")] = None,
+    base_image: Annotated[str | None, typer.Option(help="Build FROM this image instead of the Containerfile's "
+                                                        "default (written to .env as PGHA_BASE_IMAGE).")] = None,
+) -> None:
+    """A compose deployment (Containerfile, compose.yaml, configs, .env) for docker/podman compose."""
+    from pgha.deployment import existing_secrets, write_files
+    from pgha.render.compose import render_compose
+    from pgha.secrets import Secrets
+
+    file_settings = load_spec_file(config) if config else {}
+    spec = build_spec(profile, file_settings, {"name": name, "profile": profile, "base_port": base_port})
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out: {out_dir} exists and is not a directory")
+    # A re-render keeps the passwords: the data volumes were initialised with them.
+    secrets = existing_secrets(out_dir) or Secrets.generate()
+    try:
+        written = write_files(out_dir, render_compose(spec, secrets, base_image))
+    except OSError as e:
+        raise UserError(f"--out: cannot write {out_dir}: {e.strerror}") from None
+    out.print(f"wrote {len(written)} files to {out_dir} (profile {spec.profile}); "
+              f"start it with `podman-compose up -d` or `docker compose up -d` there")
+
+
 @app.command("list")
 def list_clusters() -> None:
     """The clusters on this machine."""

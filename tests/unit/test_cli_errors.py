@@ -47,3 +47,21 @@ def test_a_bad_spec_file_is_one_clear_line(pgha_home: Path, tmp_path: Path) -> N
 def test_unknown_flag_is_a_usage_error(pgha_home: Path) -> None:
     result = run_pgha("up", "--nodez", "3")
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--profile", "prod"], "profile: unknown profile"),
+        (["--base-port", "80"], "base_port: must be between 1024 and 65000"),
+        (["--out", "/etc/hostname"], "exists and is not a directory"),
+    ],
+)
+def test_render_compose_bad_input(tmp_path: Path, extra: list[str], expected: str) -> None:
+    args = ["render", "compose", *extra] if "--out" in extra else ["render", "compose", "--out",
+                                                                  str(tmp_path / "d"), *extra]
+    result = run_pgha(*args)
+    assert result.returncode == 2
+    assert expected in result.stderr.replace("\n", " ")
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "d").exists()

@@ -1,0 +1,49 @@
+"""A compose deployment on disk: write the rendered files into a directory, keeping the
+passwords of an earlier render (the data volumes were initialised with them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pgha.render import RenderedFile
+from pgha.render.compose import ENV_FILE, ENV_REPLICATION, ENV_REST, ENV_STATS, ENV_SUPERUSER
+from pgha.secrets import Secrets
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a .env file that pgha wrote (comments and blank lines skipped)."""
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            out[key.strip()] = value.strip()
+    return out
+
+
+def existing_secrets(directory: Path) -> Secrets | None:
+    """The passwords in directory/.env, or None when there is no complete set."""
+    try:
+        env = read_env(directory / ENV_FILE)
+    except FileNotFoundError:
+        return None
+    keys = (ENV_SUPERUSER, ENV_REPLICATION, ENV_REST, ENV_STATS)
+    if not all(env.get(k) for k in keys):
+        return None
+    return Secrets(*(env[k] for k in keys))
+
+
+def write_files(directory: Path, files: list[RenderedFile]) -> list[Path]:
+    """Write each file under directory with its mode from the start (a password file is never
+    readable by others, even briefly); returns the paths written."""
+    written = []
+    for f in files:
+        path = directory / f.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
+        with os.fdopen(fd, "w") as out:
+            out.write(f.text)
+        path.chmod(f.mode)
+        written.append(path)
+    return written

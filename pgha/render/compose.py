@@ -1,0 +1,401 @@
+"""Spec -> a self-contained compose deployment (Docker Compose or podman-compose).
+
+The files, as data: a Containerfile (PostgreSQL 15 + Patroni + the DCS + HAProxy in one image,
+each service picking its command), `compose.yaml`, one Patroni config per node, the DCS
+configs, `haproxy.cfg`, a `.env` holding the passwords and ignore files that keep `.env` out of
+the build context. The Patroni, DCS and HAProxy files come from the same renderers as the local
+backend's, with the addresses a container network needs: service names and each program's
+standard port.
+
+What the lab did wrong is fixed here: no password in the image or in compose.yaml (Patroni and
+HAProxy read them from the environment, filled from `.env` at run time), HAProxy re-resolves
+service names (a recreated container gets a new address), the Patroni REST API is only
+`expose`d, and whatever is published is bound to the host's loopback address.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pgha.layout import Layout
+from pgha.render import ZOOKEEPER_LOG4J, RenderedFile, to_yaml
+from pgha.render.dcs import member_name, render_etcd, render_zookeeper, zookeeper_argv
+from pgha.render.haproxy import Listen, Server, haproxy_config
+from pgha.render.patroni import render_patroni
+from pgha.secrets import REPLICATION_USER, REST_USER, STATS_USER, SUPERUSER, Secrets
+from pgha.spec import Spec
+
+# The image pins what the project's venv runs (pyproject pins Patroni to the same version).
+PATRONI_REQUIREMENT = "patroni[etcd3,zookeeper]==4.1.5"
+PSYCOPG_REQUIREMENT = "psycopg[binary]==3.3.9"
+# What `FROM` builds on when no BASE_IMAGE is given: the Debian release the local base is made of.
+DEFAULT_BASE_IMAGE = "docker.io/library/debian:bookworm-slim"
+
+# Inside every container: one program per container, each on its standard port.
+PG_PORT = 5432
+REST_PORT = 8008
+ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
+ZK_CLIENT_PORT = 2181
+ZK_PEER_PORT = 2888
+ZK_ELECTION_PORT = 3888
+HAPROXY_RW_PORT = 5432
+HAPROXY_RO_PORT = 5433
+HAPROXY_STATS_PORT = 7000
+# HAProxy's admin socket as TCP on the container's own loopback: reachable only from inside
+# the container's network namespace, where pgha's probe joins it.
+HAPROXY_ADMIN_PORT = 7001
+
+CONTAINER_LAYOUT = Layout(Path("/var/lib/pgha"))
+CONFIG_DIR = PurePosixPath("/etc/pgha")  # where the image holds the rendered configs
+HAPROXY_SERVICE = "haproxy"
+ENV_FILE = ".env"
+CONTAINERFILE = "Containerfile"
+
+# Variables of `.env`, read by compose for `${...}` interpolation.
+ENV_SUPERUSER = "PGHA_SUPERUSER_PASSWORD"
+ENV_REPLICATION = "PGHA_REPLICATION_PASSWORD"
+ENV_REST = "PGHA_REST_PASSWORD"
+ENV_STATS = "PGHA_STATS_PASSWORD"
+ENV_BASE_IMAGE = "PGHA_BASE_IMAGE"
+
+# The lab's service names, kept by the seed profile only.
+_LAB_NODE_SERVICES = ("pg-master", "pg-slave")
+_NO_SECRETS = Secrets("", "", "", "")
+
+
+# --- names ---------------------------------------------------------------------------------------
+
+
+def project_name(spec: Spec) -> str:
+    return f"pgha-{spec.name}"
+
+
+def image_name(spec: Spec) -> str:
+    # "localhost/": a local image that no engine tries to pull from a registry.
+    return f"localhost/pgha-{spec.name}:latest"
+
+
+def node_service(spec: Spec, i: int) -> str:
+    if spec.profile == "seed":
+        return _LAB_NODE_SERVICES[i] if i < len(_LAB_NODE_SERVICES) else f"pg-slave{i}"
+    return spec.node_names[i]
+
+
+def dcs_service(spec: Spec, i: int) -> str:
+    if spec.profile == "seed":
+        return "zoo" if spec.dcs.members == 1 else f"zoo{i}"
+    return member_name(i)
+
+
+def container_name(spec: Spec, service: str) -> str:
+    """Unique per cluster, so clusters with different names run side by side."""
+    return f"{project_name(spec)}-{service}"
+
+
+def services(spec: Spec) -> list[tuple[str, str, str]]:
+    """(service, component, kind) for every container; component is pgha's name for it
+    (the Patroni member name, "dcs<i>" or "haproxy")."""
+    out = [(dcs_service(spec, i), member_name(i), "dcs") for i in range(spec.dcs.members)]
+    out += [(node_service(spec, i), node, "node") for i, node in enumerate(spec.node_names)]
+    return [*out, (HAPROXY_SERVICE, "haproxy", "haproxy")]
+
+
+# --- configs -------------------------------------------------------------------------------------
+
+
+def _dcs_hosts(spec: Spec) -> list[str]:
+    port = ETCD_CLIENT_PORT if spec.dcs.kind == "etcd" else ZK_CLIENT_PORT
+    return [f"{dcs_service(spec, i)}:{port}" for i in range(spec.dcs.members)]
+
+
+def container_pg_hba() -> list[str]:
+    # samenet: the compose network the container sits on (its peers, HAProxy, and the host's
+    # published-port traffic, which arrives from the network's gateway); 127.0.0.1: pgha's
+    # probe inside the container's namespace and Patroni itself. scram everywhere.
+    return [
+        "local all all scram-sha-256",
+        "host all all 127.0.0.1/32 scram-sha-256",
+        "host all all samenet scram-sha-256",
+        f"host replication {REPLICATION_USER} 127.0.0.1/32 scram-sha-256",
+        f"host replication {REPLICATION_USER} samenet scram-sha-256",
+    ]
+
+
+def container_patroni(spec: Spec, node: str) -> dict[str, Any]:
+    """The local Patroni config, readdressed for a container and stripped of every password
+    (Patroni takes them from PATRONI_* environment variables)."""
+    i = spec.node_index(node)
+    service = node_service(spec, i)
+    cfg = render_patroni(spec, CONTAINER_LAYOUT, _NO_SECRETS, node)
+    cfg["restapi"] = {"listen": f"0.0.0.0:{REST_PORT}", "connect_address": f"{service}:{REST_PORT}"}
+    cfg.pop("ctl", None)
+    for kind in ("etcd3", "zookeeper"):
+        if kind in cfg:
+            cfg[kind] = {"hosts": _dcs_hosts(spec)}
+    pg = cfg["postgresql"]
+    pg.pop("authentication", None)
+    pg["listen"] = f"0.0.0.0:{PG_PORT}"
+    pg["connect_address"] = f"{service}:{PG_PORT}"
+    pg["pg_hba"] = container_pg_hba()
+    params = pg["parameters"]
+    # PostgreSQL logs to stderr, which Patroni passes on: both end up in the container's log.
+    for key in ("log_directory", "log_filename", "log_file_mode", "log_rotation_age", "log_rotation_size"):
+        params.pop(key, None)
+    params["logging_collector"] = "off"
+    if "archive_command" in params:
+        # The lab's archive lived in the container's /tmp, never restored from; so does this one.
+        archive = "/tmp/wal-archive"
+        params["archive_command"] = f"mkdir -p {archive} && test ! -f {archive}/%f && cp %p {archive}/%f"
+    return cfg
+
+
+def container_etcd(spec: Spec, i: int) -> dict[str, Any]:
+    cfg = render_etcd(spec, CONTAINER_LAYOUT, i)
+    peers = ",".join(f"{member_name(j)}=http://{dcs_service(spec, j)}:{ETCD_PEER_PORT}"
+                     for j in range(spec.dcs.members))
+    service = dcs_service(spec, i)
+    cfg.update({
+        "listen-client-urls": f"http://0.0.0.0:{ETCD_CLIENT_PORT}",
+        "advertise-client-urls": f"http://{service}:{ETCD_CLIENT_PORT}",
+        "listen-peer-urls": f"http://0.0.0.0:{ETCD_PEER_PORT}",
+        "initial-advertise-peer-urls": f"http://{service}:{ETCD_PEER_PORT}",
+        "initial-cluster": peers,
+    })
+    return cfg
+
+
+def container_zookeeper(spec: Spec, i: int) -> str:
+    lines = []
+    for line in render_zookeeper(spec, CONTAINER_LAYOUT, i).splitlines():
+        key = line.split("=", 1)[0]
+        if key == "clientPort":
+            line = f"clientPort={ZK_CLIENT_PORT}"
+        elif key == "clientPortAddress":
+            continue  # every address of the container
+        elif key.startswith("server."):
+            j = int(key.removeprefix("server.")) - 1
+            line = f"{key}={dcs_service(spec, j)}:{ZK_PEER_PORT}:{ZK_ELECTION_PORT}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def container_haproxy(spec: Spec) -> str:
+    # init-addr none: HAProxy starts even before a node's name resolves; the resolvers section
+    # keeps asking the engine's DNS, so a recreated container (new address) is found again.
+    options = "resolvers dns resolve-prefer ipv4 init-addr last,libc,none"
+    servers = [Server(node, node_service(spec, i), PG_PORT, REST_PORT, options)
+               for i, node in enumerate(spec.node_names)]
+    ro_port = HAPROXY_RO_PORT if spec.ports.entrypoint_ro is not None else None
+    resolvers = [
+        "resolvers dns",
+        "    parse-resolv-conf",
+        "    resolve_retries 3",
+        "    timeout resolve 1s",
+        "    timeout retry 1s",
+        "    hold valid 5s",
+        "    hold other 1s",
+        "    hold refused 1s",
+        "    hold nx 1s",
+        "    hold timeout 1s",
+        "",
+    ]
+    sockets = [f"{CONTAINER_LAYOUT.haproxy_socket} mode 600 level admin",
+               f"ipv4@127.0.0.1:{HAPROXY_ADMIN_PORT} level operator"]
+    # HAProxy expands environment variables inside double quotes: the password stays out of the file.
+    auth = f'"{STATS_USER}:${{{ENV_STATS}}}"'
+    return haproxy_config(spec, Listen("0.0.0.0", HAPROXY_RW_PORT, ro_port, HAPROXY_STATS_PORT),
+                          servers, sockets, auth, resolvers)
+
+
+def _config_name(component: str, kind: str, spec: Spec) -> str:
+    if kind == "node":
+        return f"{component}.yml"
+    if kind == "haproxy":
+        return "haproxy.cfg"
+    return f"{component}.yml" if spec.dcs.kind == "etcd" else f"{component}.cfg"
+
+
+def _command(spec: Spec, component: str, kind: str) -> list[str]:
+    config = str(CONFIG_DIR / _config_name(component, kind, spec))
+    if kind == "node":
+        return ["patroni", config]
+    if kind == "haproxy":
+        return ["haproxy", "-db", "-f", config]
+    if spec.dcs.kind == "etcd":
+        return ["etcd", "--config-file", config]
+    i = int(component.removeprefix("dcs"))
+    data = CONTAINER_LAYOUT.dcs_data(i)
+    java = shlex.join(zookeeper_argv(config, str(CONFIG_DIR / "zookeeper-log4j.properties")))
+    return ["sh", "-c", f"mkdir -p {data} && echo {i + 1} > {data}/myid && exec {java}"]
+
+
+# --- the image -----------------------------------------------------------------------------------
+
+
+def containerfile(spec: Spec) -> str:
+    dcs_packages = "etcd-server" if spec.dcs.kind == "etcd" else "zookeeper default-jre-headless"
+    root = CONTAINER_LAYOUT.root
+    return f"""\
+# Generated by pgha for cluster {spec.name!r} (profile {spec.profile}). One image for every
+# service: PostgreSQL 15, Patroni, {spec.dcs.kind} and HAProxy; compose.yaml picks the command.
+# The configs are copied in at build time: after editing them, rebuild (`up --build`).
+# No password is in here: they come from the environment at run time (see .env).
+ARG BASE_IMAGE={DEFAULT_BASE_IMAGE}
+FROM ${{BASE_IMAGE}}
+ENV LANG=C.UTF-8 LC_ALL=C.UTF-8 TZ=UTC PYTHONUNBUFFERED=1 \\
+    PATH=/opt/patroni/bin:/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+# No "main" cluster from the Debian package: Patroni creates the only one. The man directory
+# lets Java's package install on slim images.
+RUN set -eux; \\
+    mkdir -p /etc/postgresql-common/createcluster.d /usr/share/man/man1; \\
+    echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/pgha.conf; \\
+    apt-get update; \\
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \\
+        postgresql-15 python3-venv haproxy ca-certificates {dcs_packages}; \\
+    apt-get clean; \\
+    rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/patroni \\
+    && /opt/patroni/bin/pip install --no-cache-dir '{PATRONI_REQUIREMENT}' '{PSYCOPG_REQUIREMENT}'
+RUN install -d -o postgres -g postgres -m 0700 {root}/data \\
+    && install -d -o postgres -g postgres -m 0750 {root}/run {root}/logs
+COPY config/ {CONFIG_DIR}/
+USER postgres
+WORKDIR {root}
+"""
+
+
+IGNORE = """\
+# Passwords never enter the build context, so they cannot end up in the image.
+.env
+*.env
+secrets*
+"""
+
+
+# --- compose.yaml --------------------------------------------------------------------------------
+
+
+def _environment(kind: str) -> dict[str, str]:
+    if kind == "node":
+        return {
+            "PATRONI_SUPERUSER_USERNAME": SUPERUSER,
+            "PATRONI_SUPERUSER_PASSWORD": f"${{{ENV_SUPERUSER}:?missing from .env}}",
+            "PATRONI_REPLICATION_USERNAME": REPLICATION_USER,
+            "PATRONI_REPLICATION_PASSWORD": f"${{{ENV_REPLICATION}:?missing from .env}}",
+            "PATRONI_RESTAPI_USERNAME": REST_USER,
+            "PATRONI_RESTAPI_PASSWORD": f"${{{ENV_REST}:?missing from .env}}",
+            "PATRONI_CTL_USERNAME": REST_USER,
+            "PATRONI_CTL_PASSWORD": f"${{{ENV_REST}:?missing from .env}}",
+        }
+    if kind == "haproxy":
+        return {ENV_STATS: f"${{{ENV_STATS}:?missing from .env}}"}
+    return {}
+
+
+def _published(spec: Spec, component: str, kind: str) -> list[str]:
+    """Host ports, bound to the host's loopback address only."""
+    p, host = spec.ports, spec.host
+    if kind == "node":
+        return [f"{host}:{p.postgres[spec.node_index(component)]}:{PG_PORT}"]
+    if kind == "haproxy":
+        out = [f"{host}:{p.entrypoint_rw}:{HAPROXY_RW_PORT}"]
+        if p.entrypoint_ro is not None:
+            out.append(f"{host}:{p.entrypoint_ro}:{HAPROXY_RO_PORT}")
+        return [*out, f"{host}:{p.stats}:{HAPROXY_STATS_PORT}"]
+    return []  # the DCS stays on the container network
+
+
+def _exposed(spec: Spec, kind: str) -> list[str]:
+    if kind == "node":
+        return [str(PG_PORT), str(REST_PORT)]
+    if kind == "haproxy":
+        return []
+    if spec.dcs.kind == "etcd":
+        return [str(ETCD_CLIENT_PORT), str(ETCD_PEER_PORT)]
+    return [str(ZK_CLIENT_PORT), str(ZK_PEER_PORT), str(ZK_ELECTION_PORT)]
+
+
+def compose_document(spec: Spec) -> dict[str, Any]:
+    all_services = services(spec)
+    dcs = [s for s, _, k in all_services if k == "dcs"]
+    nodes = [s for s, _, k in all_services if k == "node"]
+    out: dict[str, Any] = {}
+    volumes: dict[str, Any] = {}
+    for service, component, kind in all_services:
+        svc: dict[str, Any] = {"image": image_name(spec)}
+        if not out:
+            # One service builds the image the others share (an engine building it once per
+            # service would do the same work N times over); an existing image is reused, and
+            # `up --build` rebuilds it.
+            svc["build"] = {
+                "context": ".",
+                "dockerfile": CONTAINERFILE,
+                "args": {"BASE_IMAGE": f"${{{ENV_BASE_IMAGE}:-{DEFAULT_BASE_IMAGE}}}"},
+            }
+        svc |= {
+            "container_name": container_name(spec, service),
+            "command": _command(spec, component, kind),
+            "restart": "always",
+            "labels": {"io.pgha.cluster": spec.name, "io.pgha.component": component, "io.pgha.kind": kind},
+        }
+        env = _environment(kind)
+        if env:
+            svc["environment"] = env
+        if kind != "haproxy":
+            volumes[f"{service}-data"] = {}
+            svc["volumes"] = [f"{service}-data:{CONTAINER_LAYOUT.data}"]
+        exposed = _exposed(spec, kind)
+        if exposed:
+            svc["expose"] = exposed
+        published = _published(spec, component, kind)
+        if published:
+            svc["ports"] = published
+        if kind == "node":
+            svc["depends_on"] = list(dcs)
+            # Patroni's graceful stop (a fast shutdown, leader key released) needs more than 10 s
+            # on a loaded machine; the engine's default would SIGKILL it.
+            svc["stop_grace_period"] = "30s"
+        elif kind == "haproxy":
+            svc["depends_on"] = list(nodes)
+        out[service] = svc
+    return {"name": project_name(spec), "services": out, "volumes": volumes}
+
+
+def env_file(secrets: Secrets, base_image: str | None) -> str:
+    lines = [
+        "# Passwords of this deployment, read by compose at run time. Not in the image, not in",
+        "# compose.yaml; keep this file private (mode 0600).",
+        f"{ENV_SUPERUSER}={secrets.superuser_password}",
+        f"{ENV_REPLICATION}={secrets.replication_password}",
+        f"{ENV_REST}={secrets.rest_password}",
+        f"{ENV_STATS}={secrets.stats_password}",
+    ]
+    if base_image:
+        lines.append(f"{ENV_BASE_IMAGE}={base_image}")
+    return "\n".join(lines) + "\n"
+
+
+def render_compose(spec: Spec, secrets: Secrets, base_image: str | None = None) -> list[RenderedFile]:
+    """Every file of the deployment, with paths relative to the deployment's directory."""
+    config = Path("config")
+    files = [
+        RenderedFile(Path(CONTAINERFILE), containerfile(spec), 0o644),
+        RenderedFile(Path(".containerignore"), IGNORE, 0o644),
+        RenderedFile(Path(".dockerignore"), IGNORE, 0o644),
+        RenderedFile(Path("compose.yaml"), to_yaml(compose_document(spec)), 0o644),
+        RenderedFile(Path(ENV_FILE), env_file(secrets, base_image), 0o600),
+        RenderedFile(config / "haproxy.cfg", container_haproxy(spec), 0o644),
+    ]
+    for node in spec.node_names:
+        files.append(RenderedFile(config / _config_name(node, "node", spec),
+                                  to_yaml(container_patroni(spec, node)), 0o644))
+    for i in range(spec.dcs.members):
+        name = _config_name(member_name(i), "dcs", spec)
+        text = to_yaml(container_etcd(spec, i)) if spec.dcs.kind == "etcd" else container_zookeeper(spec, i)
+        files.append(RenderedFile(config / name, text, 0o644))
+    if spec.dcs.kind == "zookeeper":
+        files.append(RenderedFile(config / "zookeeper-log4j.properties", ZOOKEEPER_LOG4J, 0o644))
+    return files

