@@ -5,6 +5,7 @@ from __future__ import annotations
 from pgha.layout import Layout
 from pgha.secrets import STATS_USER, Secrets
 from pgha.spec import Spec
+from pgha.topology import Topology
 
 RW_PROXY = "primary"
 RO_PROXY = "replicas"
@@ -24,25 +25,30 @@ def _default_server(spec: Spec) -> str:
     return "    default-server " + " ".join(parts)
 
 
-def _servers(spec: Spec) -> list[str]:
+def _servers(topo: Topology) -> list[str]:
     return [
-        f"    server {node} {spec.node_host}:{spec.ports.postgres[i]} check port {spec.ports.rest[i]}"
-        for i, node in enumerate(spec.node_names)
+        f"    server {place.name} {place.address}:{ports.postgres} check port {ports.rest}"
+        for place, ports in zip(topo.nodes, topo.node_ports, strict=True)
     ]
 
 
-def _proxy(spec: Spec, name: str, port: int, check_uri: str | None, balance: str | None) -> list[str]:
-    lines = [f"listen {name}", f"    bind {spec.host}:{port}"]
+def _proxy(topo: Topology, bind: str, name: str, port: int, check_uri: str | None,
+           balance: str | None) -> list[str]:
+    spec = topo.spec
+    lines = [f"listen {name}", f"    bind {bind}:{port}"]
     if balance:
         lines.append(f"    balance {balance}")
     lines.append(f"    option httpchk GET {check_uri}" if check_uri else "    option httpchk")
     lines.append("    http-check expect status 200")
     lines.append(_default_server(spec))
-    return [*lines, *_servers(spec), ""]
+    return [*lines, *_servers(topo), ""]
 
 
-def render_haproxy(spec: Spec, layout: Layout, secrets: Secrets) -> str:
+def render_haproxy(topo: Topology, layout: Layout, secrets: Secrets, k: int = 0) -> str:
+    """The configuration of HAProxy host k (every host routes the same way)."""
+    spec = topo.spec
     h = spec.haproxy
+    bind, ports = topo.haproxies[k].address, topo.haproxy_ports[k]
     glob = ["global", f"    maxconn {h.maxconn}",
             f"    stats socket {layout.haproxy_socket} mode 600 level admin",
             "    log stdout format iso local0 info"]
@@ -60,13 +66,13 @@ def render_haproxy(spec: Spec, layout: Layout, secrets: Secrets) -> str:
         f"    timeout check {h.timeout_check_ms}ms",
     ]
     rw_uri = "/primary" if h.check == "role" else None
-    out = [*glob, "", *defaults, "", *_proxy(spec, RW_PROXY, spec.ports.entrypoint_rw, rw_uri, None)]
-    if h.readonly_port and spec.ports.entrypoint_ro is not None:
-        out += _proxy(spec, RO_PROXY, spec.ports.entrypoint_ro, "/replica", "roundrobin")
+    out = [*glob, "", *defaults, "", *_proxy(topo, bind, RW_PROXY, ports.rw, rw_uri, None)]
+    if h.readonly_port and ports.ro is not None:
+        out += _proxy(topo, bind, RO_PROXY, ports.ro, "/replica", "roundrobin")
     out += [
         "listen stats",
         "    mode http",
-        f"    bind {spec.host}:{spec.ports.stats}",
+        f"    bind {bind}:{ports.stats}",
         "    stats enable",
         "    stats uri /",
         "    stats refresh 5s",
