@@ -394,7 +394,7 @@ def path_conninfo(cluster: Cluster, path: str, leader: str, candidates: list[Can
     if path == "multihost":
         return cluster.multihost_uri(with_password=False)
     if path == "direct":
-        return _no_password(cluster.node_dsn(leader))
+        return _no_password(cluster.node_target(leader).dsn)
     port = next(c.port for c in candidates if c.path == path)
     return _no_password(cluster.dsn(port))
 

@@ -12,7 +12,9 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from pgha.cluster import Cluster
+from pgha.dial import PgTarget
 from pgha.probe import ClusterState
+from pgha.topology import SERVER_SQL, server_names, topology
 
 Status = Literal["PASS", "FAIL", "SKIP"]
 CONNECT_TIMEOUT = 3
@@ -31,12 +33,12 @@ class CheckResult:
         return asdict(self)
 
 
-def _connect(dsn: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT, autocommit=True)
+def _connect(target: PgTarget) -> psycopg.Connection[Any]:
+    return target.connect(connect_timeout=CONNECT_TIMEOUT, autocommit=True)
 
 
-def _one(dsn: str, sql: str) -> tuple[Any, ...]:
-    with _connect(dsn) as conn:
+def _one(target: PgTarget, sql: str) -> tuple[Any, ...]:
+    with _connect(target) as conn:
         row = conn.execute(sql).fetchone()
     assert row is not None
     return tuple(row)
@@ -53,7 +55,7 @@ def check_replication(cluster: Cluster, state: ClusterState) -> CheckResult:
     name = "a table written through the entrypoint reaches every replica"
     replicas = _replicas(cluster, state)
     table = f"pgha_check_{secrets.token_hex(4)}"
-    rw = cluster.entrypoint_dsn()
+    rw = cluster.entrypoint()
     try:
         with _connect(rw) as conn:
             conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, note text)")
@@ -62,7 +64,7 @@ def check_replication(cluster: Cluster, state: ClusterState) -> CheckResult:
             return CheckResult(1, name, "SKIP", f"wrote {ROWS} rows; the cluster has no replicas")
         seen: dict[str, str] = {}
         for node in replicas:
-            seen[node] = _wait_rows(cluster.node_dsn(node), table)
+            seen[node] = _wait_rows(cluster.node_target(node), table)
         bad = {n: s for n, s in seen.items() if s != str(ROWS)}
         detail = ", ".join(f"{n}: {s} rows" if s.isdigit() else f"{n}: {s}" for n, s in seen.items())
         if bad:
@@ -78,12 +80,12 @@ def check_replication(cluster: Cluster, state: ClusterState) -> CheckResult:
             pass
 
 
-def _wait_rows(dsn: str, table: str) -> str:
+def _wait_rows(target: PgTarget, table: str) -> str:
     deadline = time.monotonic() + REPLICATION_DEADLINE
     last = "not checked"
     while time.monotonic() < deadline:
         try:
-            (count,) = _one(dsn, f"SELECT count(*) FROM {table}")
+            (count,) = _one(target, f"SELECT count(*) FROM {table}")
             last = str(count)
             if count == ROWS:
                 return last
@@ -103,10 +105,10 @@ def check_replicas_read_only(cluster: Cluster, state: ClusterState) -> CheckResu
     results: dict[str, str] = {}
     for node in replicas:
         try:
-            with _connect(cluster.node_dsn(node)) as conn:
+            with _connect(cluster.node_target(node)) as conn:
                 conn.execute("CREATE TABLE pgha_check_must_fail (x int)")
             results[node] = "write ACCEPTED"
-            with _connect(cluster.node_dsn(node)) as conn:
+            with _connect(cluster.node_target(node)) as conn:
                 conn.execute("DROP TABLE IF EXISTS pgha_check_must_fail")
         except psycopg.Error as e:
             results[node] = f"SQLSTATE {e.sqlstate}" if e.sqlstate else _err(e)
@@ -115,12 +117,14 @@ def check_replicas_read_only(cluster: Cluster, state: ClusterState) -> CheckResu
     return CheckResult(2, name, "PASS" if ok else "FAIL", detail)
 
 
-def _sample(dsn: str, n: int) -> list[tuple[int, bool] | str]:
-    out: list[tuple[int, bool] | str] = []
+def _sample(cluster: Cluster, target: PgTarget, n: int) -> list[tuple[str, bool] | str]:
+    """n fresh sessions: (node reached, in recovery) each, or the error."""
+    names = server_names(topology(cluster.spec))
+    out: list[tuple[str, bool] | str] = []
     for _ in range(n):
         try:
-            port, recovery = _one(dsn, "SELECT inet_server_port(), pg_is_in_recovery()")
-            out.append((int(port), bool(recovery)))
+            addr, port, recovery = _one(target, f"SELECT {SERVER_SQL}, pg_is_in_recovery()")
+            out.append((names.get((str(addr), int(port)), f"{addr}:{port}"), bool(recovery)))
         except psycopg.Error as e:
             out.append(_err(e))
     return out
@@ -132,13 +136,12 @@ def check_rw_entrypoint(cluster: Cluster, state: ClusterState) -> CheckResult:
     if leader is None:
         return CheckResult(3, name, "FAIL", "Patroni reports no single leader")
     spec = cluster.spec
-    leader_port = spec.ports.postgres[spec.node_index(leader.name)]
-    samples = _sample(cluster.entrypoint_dsn(), 5)
+    samples = _sample(cluster, cluster.entrypoint(), 5)
     errors = [s for s in samples if isinstance(s, str)]
     hits = [s for s in samples if not isinstance(s, str)]
-    wrong = [s for s in hits if s != (leader_port, False)]
-    evidence = (f"port {spec.ports.entrypoint_rw}: {len(hits)}/5 connections reached port "
-                f"{sorted({p for p, _ in hits})} (primary {leader.name} is {leader_port})")
+    wrong = [s for s in hits if s != (leader.name, False)]
+    evidence = (f"port {spec.ports.entrypoint_rw}: {len(hits)}/5 connections reached "
+                f"{sorted({n for n, _ in hits})} (the primary is {leader.name})")
     if errors:
         return CheckResult(3, name, "FAIL", f"{evidence}; errors: {errors[0]}")
     if wrong:
@@ -154,15 +157,14 @@ def check_ro_entrypoint(cluster: Cluster, state: ClusterState) -> CheckResult:
     replicas = _replicas(cluster, state)
     if not replicas:
         return CheckResult(4, name, "SKIP", "the cluster has no replicas")
-    replica_ports = {spec.ports.postgres[spec.node_index(n)] for n in replicas}
-    samples = _sample(cluster.entrypoint_dsn(readonly=True), 2 * len(replicas) + 2)
+    samples = _sample(cluster, cluster.entrypoint(readonly=True), 2 * len(replicas) + 2)
     errors = [s for s in samples if isinstance(s, str)]
     hits = [s for s in samples if not isinstance(s, str)]
-    seen = sorted({p for p, _ in hits})
-    evidence = f"port {spec.ports.entrypoint_ro}: reached {seen}; replicas are {sorted(replica_ports)}"
+    seen = sorted({n for n, _ in hits})
+    evidence = f"port {spec.ports.entrypoint_ro}: reached {seen}; replicas are {sorted(replicas)}"
     if errors:
         return CheckResult(4, name, "FAIL", f"{evidence}; errors: {errors[0]}")
-    if any(not rec or port not in replica_ports for port, rec in hits):
+    if any(not rec or node not in replicas for node, rec in hits):
         return CheckResult(4, name, "FAIL", f"{evidence}; reached a node that is not a replica")
     return CheckResult(4, name, "PASS", evidence)
 
@@ -174,7 +176,7 @@ def check_one_primary(cluster: Cluster, state: ClusterState) -> CheckResult:
     unreachable: list[str] = []
     for node in cluster.spec.node_names:
         try:
-            (recovery,) = _one(cluster.node_dsn(node), "SELECT pg_is_in_recovery()")
+            (recovery,) = _one(cluster.node_target(node), "SELECT pg_is_in_recovery()")
             if not recovery:
                 writable.append(node)
         except psycopg.Error:

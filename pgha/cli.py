@@ -52,10 +52,12 @@ def up(
     dcs: Annotated[str | None, typer.Option(help="etcd | zookeeper")] = None,
     dcs_members: Annotated[int | None, typer.Option(help="DCS members: 1 or 3.")] = None,
     base_port: Annotated[int | None, typer.Option(help="Shift every port of the cluster.")] = None,
+    backend: Annotated[str | None, typer.Option(help="local (processes on loopback) | netns (a network "
+                                                     "namespace per host; root) | compose (containers)")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for a healthy cluster.")] = 180.0,
 ) -> None:
     """Start the cluster (or do nothing if it is already up and healthy)."""
-    shaping = any(v is not None for v in (profile, config, nodes, dcs, dcs_members, base_port))
+    shaping = any(v is not None for v in (profile, config, nodes, dcs, dcs_members, base_port, backend))
     cluster = _cluster(name)
     requested = None
     if shaping or not cluster.exists:
@@ -65,7 +67,8 @@ def up(
             dcs_over["kind"] = dcs
         if dcs_members is not None:
             dcs_over["members"] = dcs_members
-        overrides: dict[str, Any] = {"name": name, "profile": profile, "nodes": nodes, "base_port": base_port}
+        overrides: dict[str, Any] = {"name": name, "profile": profile, "nodes": nodes, "base_port": base_port,
+                                     "backend": backend}
         if dcs_over:
             overrides["dcs"] = dcs_over
         requested = build_spec(profile, file_settings, overrides)
@@ -296,7 +299,8 @@ def render_compose_cmd(
     from pgha.secrets import Secrets
 
     file_settings = load_spec_file(config) if config else {}
-    spec = build_spec(profile, file_settings, {"name": name, "profile": profile, "base_port": base_port})
+    spec = build_spec(profile, file_settings, {"name": name, "profile": profile, "base_port": base_port,
+                                                "backend": "compose"})
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out: {out_dir} exists and is not a directory")
     # A re-render keeps the passwords: the data volumes were initialised with them.

@@ -18,11 +18,13 @@ from pathlib import Path
 from psycopg.conninfo import make_conninfo
 
 from pgha import secrets as secrets_store
+from pgha.backends import make_backend
 from pgha.backends.base import Backend, BackendError, Progress
-from pgha.backends.local import LocalBackend
+from pgha.dial import PgTarget
 from pgha.errors import PghaError, tail
 from pgha.layout import Layout, default_home
 from pgha.probe import ClusterState, health_problem, observe
+from pgha.reach import Reach
 from pgha.secrets import SUPERUSER, Secrets
 from pgha.service_user import service_account
 from pgha.spec import Spec, SpecError
@@ -95,7 +97,11 @@ class Cluster:
         return secrets_store.load(self.layout.secrets_file)
 
     def backend(self) -> Backend:
-        return LocalBackend(self.spec, self.layout, self.secrets, service_account())
+        return make_backend(self.spec, self.layout, self.secrets, service_account())
+
+    @property
+    def reach(self) -> Reach:
+        return self.backend().reach
 
     def _save_spec(self, spec: Spec) -> None:
         self.layout.root.mkdir(parents=True, exist_ok=True)
@@ -105,7 +111,7 @@ class Cluster:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def state(self) -> ClusterState:
-        return observe(self.spec, self.layout.haproxy_socket)
+        return observe(self.reach)
 
     def running_components(self) -> list[str]:
         return [c.name for c in self.backend().components() if c.running]
@@ -133,7 +139,7 @@ class Cluster:
         if fresh:
             try:
                 # Refuse a taken port before writing anything.
-                LocalBackend(spec, self.layout, Secrets("", "", "", ""), service_account()).preflight()
+                make_backend(spec, self.layout, Secrets("", "", "", ""), service_account()).preflight()
             except BackendError as e:
                 raise ClusterError(str(e)) from None
             self._save_spec(spec)
@@ -206,6 +212,13 @@ class Cluster:
         if left:
             raise ClusterError(f"could not stop: {', '.join(left)}")
         if purge:
+            # Data kept outside the cluster's directory (compose: volumes) goes first.
+            purge_backend = getattr(backend, "purge", None)
+            if purge_backend is not None:
+                try:
+                    purge_backend()
+                except BackendError as e:
+                    raise ClusterError(str(e), e.log_tail) from None
             shutil.rmtree(self.layout.root)
         return was_running
 
@@ -217,7 +230,8 @@ class Cluster:
 
     def _write_client_pgpass(self) -> None:
         s, spec = self.secrets, self.spec
-        addresses = [(spec.host, spec.ports.entrypoint_rw)] + [(spec.node_host, p) for p in spec.ports.postgres]
+        addresses = [(spec.host, spec.ports.entrypoint_rw), *self.multihost_hosts()]
+        addresses += [(self.reach.postgres(n).host, self.reach.postgres(n).port) for n in spec.node_names]
         if spec.ports.entrypoint_ro is not None:
             addresses.append((spec.host, spec.ports.entrypoint_ro))
         lines = [f"{h}:{p}:*:{SUPERUSER}:{s.superuser_password}" for h, p in addresses]
@@ -236,11 +250,26 @@ class Cluster:
                                f"{self.spec.profile})")
         return self.dsn(port, **extra)
 
-    def node_dsn(self, node: str, **extra: str) -> str:
-        return self.dsn(self.spec.ports.postgres[self.spec.node_index(node)], host=self.spec.node_host, **extra)
+    def entrypoint(self, readonly: bool = False, **extra: str) -> PgTarget:
+        return PgTarget(self.entrypoint_dsn(readonly, **extra))
+
+    def node_target(self, node: str, **extra: str) -> PgTarget:
+        ep = self.reach.postgres(node)
+        return PgTarget(self.dsn(ep.port, host=ep.host, **extra), ep.netns)
+
+    def multihost_hosts(self) -> list[tuple[str, int]]:
+        """What a multi-host URI lists: every node where pgha can reach the nodes directly,
+        otherwise every HAProxy host's entrypoint (no single proxy to lose)."""
+        spec = self.spec
+        if spec.backend == "local":
+            return [(spec.node_host, p) for p in spec.ports.postgres]
+        if spec.backend == "compose":
+            # Each node's PostgreSQL is published on loopback, as the lab had it.
+            return [(spec.host, p) for p in spec.ports.postgres]
+        return [(spec.host, p) for p in (spec.ports.entrypoint_rw, *spec.ports.entrypoint_rw_more)]
 
     def multihost_uri(self, with_password: bool = False) -> str:
-        hosts = ",".join(f"{self.spec.node_host}:{p}" for p in self.spec.ports.postgres)
+        hosts = ",".join(f"{h}:{p}" for h, p in self.multihost_hosts())
         cred = SUPERUSER + (f":{self.secrets.superuser_password}" if with_password else "")
         return f"postgresql://{cred}@{hosts}/postgres?target_session_attrs=read-write&connect_timeout=2"
 

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import socket
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgha.render.dcs import member_name
+from pgha.dial import Endpoint, http_request, tcp_connect
+from pgha.reach import Reach
 from pgha.render.haproxy import RO_PROXY, RW_PROXY
 from pgha.spec import Spec
 
@@ -51,6 +49,7 @@ class BackendServerState:
     proxy: str
     server: str
     status: str  # UP | DOWN | MAINT | no check ...
+    haproxy: str = "haproxy"  # which HAProxy host says so
 
 
 @dataclass(frozen=True)
@@ -96,38 +95,44 @@ def health_problem(spec: Spec, state: ClusterState) -> str | None:
         # Until Patroni names a synchronous standby, no replica may be promoted: a failover at
         # that moment would wait for the old primary forever.
         return "Patroni has not chosen a synchronous standby yet"
-    rw = {s.server: s.status for s in state.haproxy if s.proxy == RW_PROXY}
-    if rw.get(leader.name) != "UP":
-        return f"HAProxy does not route to the leader {leader.name} yet"
-    wrongly_up = [s for s, st in rw.items() if st == "UP" and s != leader.name]
-    if wrongly_up:
-        return f"HAProxy still routes writes to {', '.join(wrongly_up)}"
-    if spec.haproxy.readonly_port:
-        ro = {s.server: s.status for s in state.haproxy if s.proxy == RO_PROXY}
-        down = [m.name for m in state.members if m is not leader and ro.get(m.name) != "UP"]
-        if down:
-            return f"HAProxy read-only port does not route to {', '.join(down)} yet"
+    hosts = sorted({s.haproxy for s in state.haproxy}) or ["haproxy"]
+    if len(hosts) < spec.haproxy.hosts:
+        return "an HAProxy host does not answer on its admin socket"
+    for host in hosts:
+        problem = _routing_problem(spec, state, leader, host)
+        if problem:
+            return problem
     return None
 
 
-def _get_json(url: str, timeout: float = HTTP_TIMEOUT) -> Any:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as e:
-        # Patroni answers role endpoints with 503 and a JSON body; the body is still the state.
-        return json.loads(e.read() or b"null")
+def _routing_problem(spec: Spec, state: ClusterState, leader: MemberState, host: str) -> str | None:
+    who = "HAProxy" if host == "haproxy" else host
+    servers = [s for s in state.haproxy if s.haproxy == host]
+    rw = {s.server: s.status for s in servers if s.proxy == RW_PROXY}
+    if rw.get(leader.name) != "UP":
+        return f"{who} does not route to the leader {leader.name} yet"
+    wrongly_up = [s for s, st in rw.items() if st == "UP" and s != leader.name]
+    if wrongly_up:
+        return f"{who} still routes writes to {', '.join(wrongly_up)}"
+    if spec.haproxy.readonly_port:
+        ro = {s.server: s.status for s in servers if s.proxy == RO_PROXY}
+        down = [m.name for m in state.members if m is not leader and ro.get(m.name) != "UP"]
+        if down:
+            return f"{who} read-only port does not route to {', '.join(down)} yet"
+    return None
 
 
-def patroni_members(spec: Spec) -> tuple[list[MemberState], list[str]]:
+def patroni_members(reach: Reach) -> tuple[list[MemberState], list[str]]:
     """Members per the first node whose REST API answers `GET /cluster`."""
     errors: list[str] = []
-    for i, node in enumerate(spec.node_names):
-        url = f"http://{spec.node_host}:{spec.ports.rest[i]}/cluster"
+    for node in reach.spec.node_names:
         try:
-            data = _get_json(url)
-        except (OSError, ValueError) as e:
+            _, data = http_request(reach.rest(node), "cluster", HTTP_TIMEOUT)
+        except OSError as e:
             errors.append(f"{node}: REST API not answering ({e.__class__.__name__})")
+            continue
+        if not isinstance(data, dict):
+            errors.append(f"{node}: REST API gave no cluster view")
             continue
         return [_member(m) for m in data.get("members", [])], []
     return [], errors
@@ -148,24 +153,17 @@ def _member(m: dict[str, Any]) -> MemberState:
     )
 
 
-def node_rest(spec: Spec, node: str, endpoint: str = "patroni", timeout: float = HTTP_TIMEOUT) -> tuple[int, Any]:
+def node_rest(reach: Reach, node: str, endpoint: str = "patroni",
+              timeout: float = HTTP_TIMEOUT) -> tuple[int, Any]:
     """(HTTP status, JSON body) of one node's REST endpoint; (0, None) when it does not answer."""
-    i = spec.node_index(node)
-    url = f"http://{spec.node_host}:{spec.ports.rest[i]}/{endpoint}"
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as e:
-        try:
-            return e.code, json.loads(e.read() or b"null")
-        except ValueError:
-            return e.code, None
-    except (OSError, ValueError):
+        return http_request(reach.rest(node), endpoint, timeout)
+    except OSError:
         return 0, None
 
 
-def _four_letter(host: str, port: int, word: str) -> str:
-    with socket.create_connection((host, port), timeout=HTTP_TIMEOUT) as s:
+def _four_letter(ep: Endpoint, word: str) -> str:
+    with tcp_connect(ep, HTTP_TIMEOUT) as s:
         s.sendall(word.encode())
         chunks = []
         while chunk := s.recv(4096):
@@ -173,30 +171,29 @@ def _four_letter(host: str, port: int, word: str) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def dcs_members(spec: Spec) -> list[DcsMemberState]:
+def dcs_members(reach: Reach) -> list[DcsMemberState]:
     out = []
-    for i, port in enumerate(spec.ports.dcs_client):
-        address = f"{spec.node_host}:{port}"
-        name = member_name(i)
+    for i, place in enumerate(reach.topology.dcs):
+        ep = reach.dcs_client(i)
         try:
-            if spec.dcs.kind == "etcd":
-                data = _get_json(f"http://{address}/health")
+            if reach.spec.dcs.kind == "etcd":
+                _, data = http_request(ep, "health", HTTP_TIMEOUT)
                 healthy = str(data.get("health")) == "true"
                 detail = "healthy" if healthy else f"unhealthy: {data.get('reason') or 'no quorum'}"
             else:
-                reply = _four_letter(spec.node_host, port, "srvr")
+                reply = _four_letter(ep, "srvr")
                 mode = next((ln.split(":", 1)[1].strip() for ln in reply.splitlines()
                              if ln.startswith("Mode:")), "")
                 healthy = mode in ("leader", "follower", "standalone")
                 detail = mode if healthy else (reply.strip().splitlines() or ["no answer"])[0]
         except (OSError, ValueError, AttributeError) as e:
             healthy, detail = False, f"not answering ({e.__class__.__name__})"
-        out.append(DcsMemberState(name, address, healthy, detail))
+        out.append(DcsMemberState(place.name, str(ep), healthy, detail))
     return out
 
 
-def haproxy_servers(socket_path: Path) -> list[BackendServerState]:
-    """HAProxy's view of each server, from its admin socket (`show stat`)."""
+def haproxy_servers(name: str, socket_path: Path) -> list[BackendServerState]:
+    """One HAProxy's view of each server, from its admin socket (`show stat`)."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(HTTP_TIMEOUT)
@@ -210,17 +207,17 @@ def haproxy_servers(socket_path: Path) -> list[BackendServerState]:
     text = b"".join(chunks).decode(errors="replace").lstrip("# ")
     rows = csv.DictReader(io.StringIO(text))
     return [
-        BackendServerState(r["pxname"], r["svname"], r["status"].split(" ")[0])
+        BackendServerState(r["pxname"], r["svname"], r["status"].split(" ")[0], name)
         for r in rows
         if r.get("svname") not in ("FRONTEND", "BACKEND") and r.get("pxname") in (RW_PROXY, RO_PROXY)
     ]
 
 
-def observe(spec: Spec, haproxy_socket: Path) -> ClusterState:
-    members, errors = patroni_members(spec)
+def observe(reach: Reach) -> ClusterState:
+    members, errors = patroni_members(reach)
     return ClusterState(
         members=tuple(sorted(members, key=lambda m: m.name)),
-        dcs=tuple(dcs_members(spec)),
-        haproxy=tuple(haproxy_servers(haproxy_socket)),
+        dcs=tuple(dcs_members(reach)),
+        haproxy=tuple(s for name, path in reach.haproxy_sockets.items() for s in haproxy_servers(name, path)),
         errors=tuple(errors),
     )

@@ -35,26 +35,37 @@ class RunAs:
 
 
 def spawn(argv: Sequence[str], *, log: Path, pidfile: Path, env: dict[str, str], cwd: Path,
-          run_as: RunAs) -> int:
+          run_as: RunAs, netns: str | None = None, pass_fds: Sequence[int] = ()) -> int:
     """Start argv in its own session, output appended to log; returns its pid.
+
+    With netns, the process runs inside that named network namespace. `ip netns exec` and
+    `setpriv` both exec in place, so the pid recorded is the program's own.
 
     Callers that must survive Ctrl-C (pgha up) turn SIGINT into a flag they check between
     steps, so no interrupt can land between the fork and the pidfile.
     """
     ids = run_as.uid_gid
+    command = list(argv)
+    popen_ids = ids
+    if netns is not None:
+        # Entering a namespace needs root, so the privileges are dropped after it, by setpriv.
+        drop = ["setpriv", f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups", "--"] if ids else []
+        command = ["ip", "netns", "exec", netns, *drop, *command]
+        popen_ids = None
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            list(argv),
+            command,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,
             cwd=cwd,
             start_new_session=True,
-            user=ids[0] if ids else None,
-            group=ids[1] if ids else None,
-            extra_groups=[] if ids else None,
+            user=popen_ids[0] if popen_ids else None,
+            group=popen_ids[1] if popen_ids else None,
+            extra_groups=[] if popen_ids else None,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
         )
     if ids:
         with contextlib.suppress(FileNotFoundError):
@@ -166,6 +177,16 @@ def port_in_use(host: str, port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def walsenders(postmaster: psutil.Process | None) -> list[psutil.Process]:
+    """The WAL sender processes among a postmaster's children."""
+    out = []
+    for p in with_children([postmaster])[1:]:
+        with contextlib.suppress(psutil.Error):
+            if "walsender" in " ".join(p.cmdline()):
+                out.append(p)
+    return out
 
 
 def kill_now(procs: Iterable[psutil.Process]) -> None:

@@ -6,6 +6,7 @@ A spec is built from three layers, later ones winning: a built-in profile, an op
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -67,6 +68,8 @@ class HAProxySettings(_Frozen):
     timeout_check_ms: int = Field(default=1000, ge=100)
     timeout_client: str = "30m"
     timeout_server: str = "30m"
+    # HAProxy hosts in front of the cluster; more than one needs hosts of their own (netns).
+    hosts: int = Field(default=1, ge=1, le=3)
 
     @model_validator(mode="after")
     def _ro_needs_roles(self) -> HAProxySettings:
@@ -96,23 +99,32 @@ class Ports(_Frozen):
     dcs_client: tuple[int, ...]
     dcs_peer: tuple[int, ...]
     dcs_election: tuple[int, ...] = ()
+    # Host-facing read-write ports of the second and later HAProxy hosts (netns backend).
+    entrypoint_rw_more: tuple[int, ...] = ()
 
     def all(self) -> list[tuple[str, int]]:
         """Every port with a name saying what listens there."""
         named: list[tuple[str, int]] = [("entrypoint_rw", self.entrypoint_rw), ("stats", self.stats)]
         if self.entrypoint_ro is not None:
             named.append(("entrypoint_ro", self.entrypoint_ro))
-        for field in ("postgres", "rest", "dcs_client", "dcs_peer", "dcs_election"):
+        for field in ("postgres", "rest", "dcs_client", "dcs_peer", "dcs_election", "entrypoint_rw_more"):
             named += [(f"{field}[{i}]", p) for i, p in enumerate(getattr(self, field))]
         return named
 
 
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+BACKENDS = ("local", "netns", "compose")
+# RFC 2544's benchmarking range: never routed, so a netns cluster can never reach a real host.
+NETNS_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 
 
 class Spec(_Frozen):
     name: str = "default"
     profile: Literal["default", "seed"] = "default"
+    # Where the processes run: this machine's loopback, a network namespace per host, containers.
+    backend: Literal["local", "netns", "compose"] = "local"
+    # The private network of a netns cluster (inside its namespaces only).
+    network: str = "198.18.0.0/24"
     nodes: int = 3
     node_prefix: str = "node"
     scope: str = ""
@@ -125,6 +137,19 @@ class Spec(_Frozen):
     patroni: PatroniSettings = PatroniSettings()
     haproxy: HAProxySettings = HAProxySettings()
     ports: Ports
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, v: str) -> str:
+        try:
+            net = ipaddress.ip_network(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not a network such as 198.18.0.0/24") from None
+        if not (isinstance(net, ipaddress.IPv4Network) and net.subnet_of(NETNS_RANGE)):
+            raise ValueError(f"must lie inside {NETNS_RANGE} (a range never routed)")
+        if net.prefixlen > 26:
+            raise ValueError("must have room for 64 hosts (a prefix of /26 or shorter)")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -144,7 +169,7 @@ class Spec(_Frozen):
     @classmethod
     def _host(cls, v: str) -> str:
         if not v.startswith("127."):
-            raise ValueError("the local backend binds to loopback only (127.0.0.0/8)")
+            raise ValueError("clients and local components bind loopback only (127.0.0.0/8)")
         return v
 
     @field_validator("base_port")
@@ -163,6 +188,10 @@ class Spec(_Frozen):
             raise ValueError("ports: need one dcs_client and one dcs_peer port per DCS member")
         if self.dcs.kind == "zookeeper" and len(p.dcs_election) != self.dcs.members:
             raise ValueError("ports: ZooKeeper needs one dcs_election port per member")
+        if self.haproxy.hosts > 1 and self.backend != "netns":
+            raise ValueError("haproxy.hosts: more than one HAProxy needs hosts of their own (backend netns)")
+        if len(p.entrypoint_rw_more) != self.haproxy.hosts - 1:
+            raise ValueError("ports.entrypoint_rw_more: need one port per HAProxy host after the first")
         if self.haproxy.readonly_port and p.entrypoint_ro is None:
             raise ValueError("ports.entrypoint_ro: required when haproxy.readonly_port is on")
         seen: dict[int, str] = {}
@@ -282,7 +311,7 @@ def _profile_defaults(profile: str) -> dict[str, Any]:
 
 
 def plan_ports(profile: str, base_port: int, nodes: int, dcs_kind: str, dcs_members: int,
-               readonly_port: bool) -> dict[str, Any]:
+               readonly_port: bool, haproxy_hosts: int = 1) -> dict[str, Any]:
     """Every port of a cluster as a function of its base port.
 
     The seed profile keeps the lab's ports (5432, 5433+, 8008+, 7000, 2181) shifted by
@@ -301,6 +330,7 @@ def plan_ports(profile: str, base_port: int, nodes: int, dcs_kind: str, dcs_memb
             "dcs_client": [2181 + off + i for i in m],
             "dcs_peer": [2888 + off + i for i in m],
             "dcs_election": [3888 + off + i for i in m] if dcs_kind == "zookeeper" else [],
+            "entrypoint_rw_more": [base_port + 40 + k for k in range(haproxy_hosts - 1)],
         }
     b = base_port
     return {
@@ -312,6 +342,7 @@ def plan_ports(profile: str, base_port: int, nodes: int, dcs_kind: str, dcs_memb
         "dcs_client": [b + 30 + i for i in m],
         "dcs_peer": [b + 40 + i for i in m],
         "dcs_election": [b + 50 + i for i in m] if dcs_kind == "zookeeper" else [],
+        "entrypoint_rw_more": [b + 3 + k for k in range(haproxy_hosts - 1)],
     }
 
 
@@ -369,6 +400,10 @@ def build_spec(profile: str | None = None, file_settings: dict[str, Any] | None 
         raise SpecError("profile: must be a string")
     merged = _merge(_merge(_profile_defaults(chosen), file_settings), overrides)
     merged["profile"] = chosen
+    given_hap = {**(file_settings.get("haproxy") or {}), **(overrides.get("haproxy") or {})}
+    if merged.get("backend") == "netns" and chosen == "default" and "hosts" not in given_hap:
+        # Hosts of their own allow what one machine cannot: no single HAProxy to lose.
+        merged["haproxy"] = {**merged.get("haproxy", {}), "hosts": 2}
     try:
         nodes = int(merged.get("nodes", 3))
         dcs = merged.get("dcs", {})
@@ -379,6 +414,7 @@ def build_spec(profile: str | None = None, file_settings: dict[str, Any] | None 
             str(dcs.get("kind", "etcd")),
             int(dcs.get("members", 1)),
             bool(merged.get("haproxy", {}).get("readonly_port", False)),
+            int(merged.get("haproxy", {}).get("hosts", 1)),
         )
     except (TypeError, ValueError, AttributeError):
         planned = {}

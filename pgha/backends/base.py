@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pgha.errors import PghaError
+from pgha.reach import Reach
 
 Progress = Callable[[str], None]
 
@@ -33,6 +34,13 @@ class Backend(Protocol):
     kind: str
     # Checked between steps of start(); True makes it raise KeyboardInterrupt (Ctrl-C as a flag).
     cancelled: Callable[[], bool]
+
+    @property
+    def reach(self) -> Reach:
+        """How pgha on this machine reaches each component (probes, checks, drills)."""
+
+    def netns_path(self, component: str) -> str | None:
+        """The network namespace a component's sockets live in, or None for pgha's own."""
 
     def preflight(self) -> None:
         """Raise BackendError if a binary is missing or a port is taken (before starting anything)."""
@@ -76,3 +84,29 @@ class Backend(Protocol):
     def start_dcs_member(self, member: int) -> None: ...
 
     def node_pids(self, node: str) -> list[int]: ...
+
+    def kill_component(self, name: str) -> None:
+        """SIGKILL every process of any component (a node, a DCS member, an HAProxy)."""
+
+    def start_component(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class NetworkFaults(Protocol):
+    """Faults only a backend whose components are hosts on a network can inject (netns)."""
+
+    def isolate(self, component: str) -> None:
+        """Cut a host off from every other host."""
+
+    def cut(self, component: str, others: list[str]) -> None:
+        """Cut a host off from the given hosts only, both ways."""
+
+    def partition(self, minority: list[str]) -> None:
+        """Split the hosts in two: `minority` against everyone else."""
+
+    def lose_packets(self, component: str, percent: int) -> None: ...
+
+    def lag(self, component: str, ms: int) -> None: ...
+
+    def heal_network(self) -> None:
+        """Restore every link."""

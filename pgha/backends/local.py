@@ -14,15 +14,19 @@ import psutil
 
 from pgha import procs
 from pgha.backends.base import BackendError, ComponentState, Progress
+from pgha.dial import Endpoint
 from pgha.errors import tail
 from pgha.layout import Layout
 from pgha.probe import dcs_members, node_rest
 from pgha.procs import RunAs
-from pgha.render import render_all
-from pgha.render.dcs import ZOOKEEPER_JARS, member_name, zookeeper_argv
+from pgha.reach import Reach, same_host
+from pgha.render import RenderedFile, dcs_files, haproxy_file, patroni_file
+from pgha.render.dcs import ZOOKEEPER_JARS, zookeeper_argv
 from pgha.render.patroni import PG_BIN_DIR
 from pgha.secrets import Secrets
 from pgha.spec import Spec
+from pgha.topology import Place, Topology, topology
+from pgha.topology import dcs_member_name as member_name
 
 DCS_START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -37,6 +41,7 @@ class LocalBackend:
         self.layout = layout
         self.secrets = secrets
         self.run_as = run_as
+        self.topo: Topology = topology(spec)
         # Set by a caller that turned Ctrl-C into a flag: long waits give up when it says so.
         self.cancelled: Callable[[], bool] = lambda: False
 
@@ -45,22 +50,41 @@ class LocalBackend:
     def _dcs_names(self) -> list[str]:
         return [member_name(i) for i in range(self.spec.dcs.members)]
 
+    def _haproxy_names(self) -> list[str]:
+        return [p.name for p in self.topo.haproxies]
+
     def _names(self) -> list[tuple[str, str]]:
-        return ([(n, "dcs") for n in self._dcs_names()] + [(n, "node") for n in self.spec.node_names]
-                + [("haproxy", "haproxy")])
+        return [(p.name, p.kind) for p in self.topo.places]
+
+    def host_layout(self, name: str) -> Layout:
+        """The directory a component's configuration and data live in; one for all, here."""
+        return self.layout
+
+    def endpoint(self, place: Place, port: int) -> Endpoint:
+        return same_host(place, port)
+
+    @property
+    def reach(self) -> Reach:
+        return Reach(self.topo, self.endpoint,
+                     {name: self.host_layout(name).haproxy_socket for name in self._haproxy_names()})
+
+    def netns_path(self, component: str) -> str | None:
+        return None
 
     def _patroni_bin(self) -> Path:
         return Path(sys.executable).parent / "patroni"
 
     def _argv(self, name: str, kind: str) -> list[str]:
         if kind == "node":
-            return [str(self._patroni_bin()), str(self.layout.patroni_config(name))]
+            return [str(self._patroni_bin()), str(self.host_layout(name).patroni_config(name))]
         if kind == "haproxy":
-            return [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f", str(self.layout.haproxy_config)]
+            return [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f",
+                    str(self.host_layout(name).haproxy_config)]
         i = self._dcs_names().index(name)
+        lay = self.host_layout(name)
         if self.spec.dcs.kind == "etcd":
-            return [shutil.which("etcd") or "/usr/bin/etcd", "--config-file", str(self.layout.dcs_config(i))]
-        return zookeeper_argv(str(self.layout.dcs_config(i)), str(self.layout.conf / "zookeeper-log4j.properties"))
+            return [shutil.which("etcd") or "/usr/bin/etcd", "--config-file", str(lay.dcs_config(i))]
+        return zookeeper_argv(str(lay.dcs_config(i)), str(lay.conf / "zookeeper-log4j.properties"))
 
     def _env(self) -> dict[str, str]:
         # Deliberately no PG* variables: PGPASSWORD would override Patroni's pgpass and break
@@ -94,8 +118,11 @@ class LocalBackend:
     def _main_proc(self, name: str) -> psutil.Process | None:
         return procs.read_pidfile(self.layout.pidfile(name))
 
+    def _pgdata(self, node: str) -> Path:
+        return self.host_layout(node).pgdata(node)
+
     def _node_mains(self, node: str) -> list[psutil.Process | None]:
-        return [self._main_proc(node), procs.postmaster(self.layout.pgdata(node))]
+        return [self._main_proc(node), procs.postmaster(self._pgdata(node))]
 
     def _node_procs(self, node: str) -> list[psutil.Process]:
         return procs.with_children(self._node_mains(node))
@@ -123,6 +150,9 @@ class LocalBackend:
         for what, (path, how) in needed.items():
             if not path.exists():
                 raise BackendError(f"{what} not found at {path}: install it with `{how}`")
+        self._check_ports()
+
+    def _check_ports(self) -> None:
         for name, kind in self._names():
             if self._main_proc(name) is not None:
                 continue
@@ -131,31 +161,49 @@ class LocalBackend:
                 if procs.port_in_use(host, port):
                     raise BackendError(f"port {port} ({what}) is already in use on {host}")
 
+    def rendered(self) -> list[RenderedFile]:
+        files: list[RenderedFile] = []
+        for place in self.topo.places:
+            lay = self.host_layout(place.name)
+            if place.kind == "node":
+                new = [patroni_file(self.topo, lay, self.secrets, place.name)]
+            elif place.kind == "haproxy":
+                new = [haproxy_file(self.topo, lay, self.secrets, place.index)]
+            else:
+                new = dcs_files(self.topo, lay, place.index)
+            files += [f for f in new if f not in files]
+        return files
+
     def materialize(self) -> None:
         """Write the rendered files and hand the cluster directory to the service account."""
         for d in self.layout.dirs():
             d.mkdir(parents=True, exist_ok=True)
         self.layout.root.chmod(0o750 if self.run_as.user is None else 0o755)
-        for f in render_all(self.spec, self.layout, self.secrets):
+        layouts = {self.host_layout(p.name) for p in self.topo.places}
+        for lay in layouts:
+            for d in lay.dirs():
+                d.mkdir(parents=True, exist_ok=True)
+        for f in self.rendered():
             f.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(f.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
             with os.fdopen(fd, "w") as out:
                 out.write(f.text)
             f.path.chmod(f.mode)
         for node in self.spec.node_names:
-            self.layout.wal_archive(node).mkdir(parents=True, exist_ok=True)
+            self.host_layout(node).wal_archive(node).mkdir(parents=True, exist_ok=True)
         # The service account owns everything but the secrets file, which stays the caller's.
-        procs.ensure_owner(self.layout.conf, self.run_as)
-        procs.ensure_owner(self.layout.data, self.run_as)
+        for lay in sorted(layouts, key=lambda x: str(x.root)):
+            lay.root.chmod(0o750 if self.run_as.user is None else 0o755)
+            for d in (lay.conf, lay.data, lay.logs, lay.run):
+                procs.ensure_owner(d, self.run_as)
+            lay.data.chmod(0o700)
         procs.ensure_owner(self.layout.logs, self.run_as)
-        procs.ensure_owner(self.layout.run, self.run_as)
-        self.layout.data.chmod(0o700)
 
     def _spawn(self, name: str, kind: str) -> None:
         if self.cancelled():
             raise KeyboardInterrupt
         procs.spawn(self._argv(name, kind), log=self.layout.log(name), pidfile=self.layout.pidfile(name),
-                    env=self._env(), cwd=self.layout.root, run_as=self.run_as)
+                    env=self._env(), cwd=self.host_layout(name).root, run_as=self.run_as)
 
     def _check_started(self, name: str) -> None:
         if self.cancelled():
@@ -185,9 +233,10 @@ class LocalBackend:
             if self._main_proc(node) is None:
                 progress(f"starting Patroni node {node}")
                 self._spawn(node, "node")
-        if self._main_proc("haproxy") is None:
-            progress("starting HAProxy")
-            self._spawn("haproxy", "haproxy")
+        for name in self._haproxy_names():
+            if self._main_proc(name) is None:
+                progress(f"starting HAProxy {name}" if name != "haproxy" else "starting HAProxy")
+                self._spawn(name, "haproxy")
         time.sleep(0.3)
         for name, _ in self._names():
             self._check_started(name)
@@ -197,7 +246,7 @@ class LocalBackend:
             node = self.layout.last_leader_file.read_text().strip()
         except FileNotFoundError:
             return None
-        if node in self.spec.node_names and (self.layout.pgdata(node) / "PG_VERSION").exists():
+        if node in self.spec.node_names and (self._pgdata(node) / "PG_VERSION").exists():
             return node
         return None
 
@@ -205,7 +254,7 @@ class LocalBackend:
         deadline = time.monotonic() + LEADER_START_TIMEOUT
         while time.monotonic() < deadline:
             self._check_started(node)
-            _, body = node_rest(self.spec, node)
+            _, body = node_rest(self.reach, node)
             if isinstance(body, dict) and body.get("role") == role:
                 return
             time.sleep(0.2)
@@ -217,23 +266,24 @@ class LocalBackend:
         while time.monotonic() < deadline:
             for name in self._dcs_names():
                 self._check_started(name)
-            if all(m.healthy for m in dcs_members(self.spec)):
+            if all(m.healthy for m in dcs_members(self.reach)):
                 return
             time.sleep(0.2)
-        bad = next((m for m in dcs_members(self.spec) if not m.healthy), None)
+        bad = next((m for m in dcs_members(self.reach) if not m.healthy), None)
         name = bad.name if bad else self._dcs_names()[0]
         raise BackendError(f"DCS member {name} did not become healthy in {DCS_START_TIMEOUT:.0f} s",
                            tail(self.layout.log(name)))
 
     def _leader(self) -> str | None:
         for node in self.spec.node_names:
-            code, body = node_rest(self.spec, node)
+            code, body = node_rest(self.reach, node)
             if code and isinstance(body, dict) and body.get("role") in ("primary", "master"):
                 return node
         return None
 
     def stop(self) -> None:
-        self._terminate("haproxy", "haproxy")
+        for name in self._haproxy_names():
+            self._terminate(name, "haproxy")
         # Replicas first, then the primary: stopped together, a replica may take over while the
         # primary shuts down, and the old primary's shutdown checkpoint then diverges from it.
         leader = self._leader()
@@ -253,7 +303,7 @@ class LocalBackend:
         # SIGTERM to Patroni and a fast shutdown (SIGINT) to its postmaster at once: a down
         # need not wait for a smart shutdown or for a sync standby to be released.
         procs.terminate([self._main_proc(n) for n in nodes], STOP_TIMEOUT,
-                        also=[(procs.postmaster(self.layout.pgdata(n)), signal.SIGINT) for n in nodes])
+                        also=[(procs.postmaster(self._pgdata(n)), signal.SIGINT) for n in nodes])
 
     def _terminate(self, name: str, kind: str) -> None:
         procs.terminate(self._mains_of(name, kind), STOP_TIMEOUT)
@@ -270,7 +320,7 @@ class LocalBackend:
     def log_files(self) -> dict[str, Path]:
         files = {name: self.layout.log(name) for name, _ in self._names()}
         for node in self.spec.node_names:
-            files[f"postgresql-{node}"] = self.layout.logs / f"postgresql-{node}.log"
+            files[f"postgresql-{node}"] = self.host_layout(node).logs / f"postgresql-{node}.log"
         return files
 
     # --- faults ----------------------------------------------------------------------------------
@@ -282,7 +332,7 @@ class LocalBackend:
             procs.send([patroni], signal.SIGTERM)
             procs.wait_gone([patroni], STOP_TIMEOUT)
         # Patroni normally stops its postmaster; one left behind gets a fast shutdown.
-        procs.terminate([procs.postmaster(self.layout.pgdata(node))], STOP_TIMEOUT, signal.SIGINT)
+        procs.terminate([procs.postmaster(self._pgdata(node))], STOP_TIMEOUT, signal.SIGINT)
 
     def kill_node(self, node: str) -> None:
         targets = self._node_procs(node)
@@ -305,21 +355,13 @@ class LocalBackend:
         procs.thaw(self._node_procs(node))
 
     def kill_postgres(self, node: str) -> None:
-        pm = procs.postmaster(self.layout.pgdata(node))
+        pm = procs.postmaster(self._pgdata(node))
         if pm is not None:
             procs.kill_now([pm])
             procs.wait_gone([pm], 10)
 
     def _walsenders(self, node: str) -> list[psutil.Process]:
-        pm = procs.postmaster(self.layout.pgdata(node))
-        out = []
-        for p in procs.with_children([pm])[1:]:
-            try:
-                if "walsender" in " ".join(p.cmdline()):
-                    out.append(p)
-            except psutil.Error:
-                continue
-        return out
+        return procs.walsenders(procs.postmaster(self._pgdata(node)))
 
     def freeze_walsenders(self, node: str) -> bool:
         found = self._walsenders(node)
@@ -336,6 +378,17 @@ class LocalBackend:
         name = member_name(member)
         if self._main_proc(name) is None:
             self._spawn(name, "dcs")
+
+    def kill_component(self, name: str) -> None:
+        kind = self.topo.place(name).kind
+        targets = self._procs_of(name, kind)
+        procs.kill_now(targets)
+        procs.wait_gone(targets, 10)
+
+    def start_component(self, name: str) -> None:
+        kind = self.topo.place(name).kind
+        if self._main_proc(name) is None:
+            self._spawn(name, kind)
 
     def node_pids(self, node: str) -> list[int]:
         return [p.pid for p in self._node_procs(node)]

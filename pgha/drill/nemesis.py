@@ -7,17 +7,19 @@ cluster has recovered, or a deadline passed). Both are recorded in the history b
 from __future__ import annotations
 
 import base64
-import json
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pgha.backends.base import Backend
+from pgha.backends.base import Backend, BackendError, NetworkFaults
+from pgha.dial import http_request
 from pgha.secrets import REST_USER
 from pgha.spec import Spec
+from pgha.topology import topology
 
 STALL_SECONDS = 3.0
+LOSS_PERCENT = 30
+LAG_MS = 200
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,21 @@ FAULTS: dict[str, Fault] = {
     "stall-then-kill": Fault("stall-then-kill", f"pause the primary's WAL senders for {STALL_SECONDS:.0f} s "
                              "under load, then lose the primary (node-loss)", True, True),
     "switchover": Fault("switchover", "planned switchover through Patroni's REST API", True, False),
+    "haproxy-kill": Fault("haproxy-kill", "SIGKILL one HAProxy host (target haproxy, haproxy1..); restarted at heal",
+                          False, True),
+    # Network faults: hosts of their own only (the netns backend).
+    "isolate": Fault("isolate", "cut the host off from every other host (a node, dcsN or an HAProxy); "
+                     "reconnected at heal", True, True),
+    "isolate-dcs": Fault("isolate-dcs", "cut a node off from every DCS member; it still reaches the other nodes",
+                         True, True),
+    "partition": Fault("partition", "split the hosts: the node with a minority of the DCS members against the rest",
+                       True, True),
+    "loss": Fault("loss", f"drop {LOSS_PERCENT}% of the packets on the host's link, both ways", False, True),
+    "lag": Fault("lag", f"delay every packet leaving the host by {LAG_MS} ms (tc netem)", False, True),
 }
+NETWORK_FAULTS = ("isolate", "isolate-dcs", "partition", "loss", "lag")
+# Which targets a fault takes besides nodes (primary | replica | a node name).
+OTHER_TARGETS = {"dcs-down": "dcs", "haproxy-kill": "haproxy", "isolate": "any", "loss": "any", "lag": "any"}
 
 
 class Nemesis:
@@ -57,9 +73,14 @@ class Nemesis:
         if fault == "stop":
             b.stop_node(target)
         elif fault == "kill":
-            b.kill_node(target)
-            # The supervisor (restart: always, systemd) brings the node straight back.
-            b.start_node(target)
+            crash = getattr(b, "crash_node", None)
+            if crash is not None:
+                # The backend has a supervisor of its own (compose: the restart policy).
+                crash(target)
+            else:
+                b.kill_node(target)
+                # The supervisor (restart: always, systemd) brings the node straight back.
+                b.start_node(target)
         elif fault == "node-loss":
             b.kill_node(target)
         elif fault == "freeze":
@@ -78,8 +99,29 @@ class Nemesis:
             b.kill_node(target)
         elif fault == "switchover":
             self._switchover(target)
+        elif fault == "haproxy-kill":
+            b.kill_component(target)
+        elif fault in NETWORK_FAULTS:
+            self._network(fault, target)
         else:
             raise ValueError(f"unknown fault {fault!r}")
+
+    def _network(self, fault: str, target: str) -> None:
+        net = self.backend
+        if not isinstance(net, NetworkFaults):
+            raise BackendError(f"{fault} needs hosts of their own: bring the cluster up with --backend netns")
+        dcs = [place.name for place in topology(self.spec).dcs]
+        if fault == "isolate":
+            net.isolate(target)
+        elif fault == "isolate-dcs":
+            net.cut(target, dcs)
+        elif fault == "partition":
+            # The node and a minority of the DCS: the DCS majority side can still elect.
+            net.partition([target, *dcs[: len(dcs) // 2]])
+        elif fault == "loss":
+            net.lose_packets(target, LOSS_PERCENT)
+        elif fault == "lag":
+            net.lag(target, LAG_MS)
 
     def heal(self, fault: str, target: str) -> None:
         b = self.backend
@@ -90,18 +132,21 @@ class Nemesis:
         elif fault == "dcs-down":
             for member in self._dcs_members(target):
                 b.start_dcs_member(member)
+        elif fault == "haproxy-kill":
+            b.start_component(target)
+        elif fault in NETWORK_FAULTS and isinstance(b, NetworkFaults):
+            b.heal_network()
 
     def _dcs_members(self, target: str) -> list[int]:
         if target == "all":
             return list(range(self.spec.dcs.members))
+        if target == "majority":
+            return list(range(self.spec.dcs.members // 2 + 1))
         return [int(target.removeprefix("dcs"))]
 
     def _switchover(self, leader: str) -> None:
-        i = self.spec.node_index(leader)
-        url = f"http://{self.spec.node_host}:{self.spec.ports.rest[i]}/switchover"
         token = base64.b64encode(f"{REST_USER}:{self.rest_password}".encode()).decode()
-        req = urllib.request.Request(url, data=json.dumps({"leader": leader}).encode(), method="POST",
-                                     headers={"Authorization": f"Basic {token}",
-                                              "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            resp.read()
+        status, body = http_request(self.backend.reach.rest(leader), "switchover", 30, method="POST",
+                                    body={"leader": leader}, headers={"Authorization": f"Basic {token}"})
+        if status >= 400:
+            raise BackendError(f"switchover refused by {leader}: HTTP {status} {body}")

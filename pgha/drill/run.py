@@ -19,8 +19,9 @@ import psycopg
 from pgha.cluster import Cluster, ClusterError
 from pgha.drill import checkers
 from pgha.drill.history import CheckerResult, Event, FinalState, History, RunInfo, sorted_events
-from pgha.drill.nemesis import FAULTS, Nemesis
+from pgha.drill.nemesis import FAULTS, NETWORK_FAULTS, OTHER_TARGETS, Nemesis
 from pgha.drill.workload import TABLE, Workload
+from pgha.topology import topology
 
 STEADY_SECONDS = 3.0
 AFTER_RECOVERY_SECONDS = 2.0
@@ -62,21 +63,35 @@ def _resolve_target(cluster: Cluster, options: DrillOptions) -> tuple[str, str |
     if leader is None:
         raise DrillError("the cluster has no primary to start from; run `pgha status`")
     spec = cluster.spec
-    if options.fault == "dcs-down":
-        if options.target in ("primary", "replica"):
+    topo = topology(spec)
+    fault, target = options.fault, options.target
+    if fault in NETWORK_FAULTS and spec.backend != "netns":
+        raise DrillError(f"fault: {fault} needs hosts of their own; bring the cluster up with --backend netns")
+    dcs_names = [p.name for p in topo.dcs]
+    haproxy_names = [p.name for p in topo.haproxies]
+    if fault == "dcs-down":
+        if target in ("primary", "replica"):
             return "dcs0", leader
-        if options.target != "all" and options.target not in [f"dcs{i}" for i in range(spec.dcs.members)]:
-            raise DrillError(f"target: dcs-down takes dcs0..dcs{spec.dcs.members - 1} or all")
-        return options.target, leader
-    if options.target == "primary":
+        if target not in (*dcs_names, "all", "majority"):
+            raise DrillError(f"target: dcs-down takes {', '.join(dcs_names)}, majority or all")
+        return target, leader
+    if fault == "haproxy-kill":
+        if target in ("primary", "replica"):
+            return haproxy_names[0], leader
+        if target not in haproxy_names:
+            raise DrillError(f"target: haproxy-kill takes {', '.join(haproxy_names)}")
+        return target, leader
+    if target == "primary":
         return leader, leader
-    if options.target == "replica":
+    if target == "replica":
         replicas = [m.name for m in state.members if not m.is_leader]
         if not replicas:
             raise DrillError("target: the cluster has no replica")
         return sorted(replicas)[0], leader
-    spec.node_index(options.target)
-    return options.target, leader
+    if OTHER_TARGETS.get(fault) == "any" and target in (*dcs_names, *haproxy_names):
+        return target, leader
+    spec.node_index(target)
+    return target, leader
 
 
 def _prepare_table(cluster: Cluster) -> None:
@@ -102,12 +117,12 @@ def _final_state(cluster: Cluster) -> FinalState:
     caught_up: dict[str, bool] = {}
     primary_lsn = None
     if leader is not None:
-        with psycopg.connect(cluster.node_dsn(leader), connect_timeout=5, autocommit=True) as conn:
+        with cluster.node_target(leader).connect(connect_timeout=5, autocommit=True) as conn:
             row = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
             primary_lsn = row[0] if row else None
     for node in cluster.spec.node_names:
         deadline = time.monotonic() + CATCH_UP_DEADLINE
-        with psycopg.connect(cluster.node_dsn(node), connect_timeout=5, autocommit=True) as conn:
+        with cluster.node_target(node).connect(connect_timeout=5, autocommit=True) as conn:
             if node != leader and primary_lsn is not None:
                 while time.monotonic() < deadline:
                     row = conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (primary_lsn,)).fetchone()
@@ -175,8 +190,8 @@ class Session:
         via = options.via
         write_dsn = cluster.entrypoint_dsn() if via == "haproxy" else cluster.multihost_uri(with_password=True)
         read_dsn = cluster.entrypoint_dsn(readonly=True) if spec.ports.entrypoint_ro else None
-        self.workload = Workload(spec, self.history, write_dsn, read_dsn,
-                                 {n: cluster.node_dsn(n) for n in spec.node_names}, options.rate)
+        self.workload = Workload(cluster.reach, self.history, write_dsn, read_dsn,
+                                 {n: cluster.node_target(n) for n in spec.node_names}, options.rate)
         self.started = time.time()
         self.cycles: list[tuple[float, str, str]] = []  # (fault time, fault, target)
 

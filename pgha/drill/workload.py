@@ -1,7 +1,7 @@
 """The drill's clients: writers through the entrypoint, a reader, and a monitor of every node.
 
 Each write opens a fresh connection (connect_timeout bounds it), inserts one row with a unique
-id and learns from inet_server_port() which node committed it. A fresh connection per write
+id and learns from inet_server_addr()/port() which node committed it. A fresh connection per write
 means a write hangs only if the node freezes between connect and commit, so a frozen primary
 cannot stall the whole load.
 """
@@ -20,9 +20,11 @@ from typing import Any
 
 import psycopg
 
+from pgha.dial import PgTarget
 from pgha.drill.history import Event, History, RoleSample
 from pgha.probe import node_rest
-from pgha.spec import Spec
+from pgha.reach import Reach
+from pgha.topology import SERVER_SQL, server_names
 
 TABLE = "pgha_drill"
 CONNECT_TIMEOUT = 2
@@ -52,15 +54,16 @@ def _first_line(error: BaseException) -> str:
 class Workload:
     """Writers at a steady rate, a reader and a monitor, all appending to one History."""
 
-    def __init__(self, spec: Spec, history: History, write_dsn: str, read_dsn: str | None,
-                 node_dsns: dict[str, str], rate: float) -> None:
-        self.spec = spec
+    def __init__(self, reach: Reach, history: History, write_dsn: str, read_dsn: str | None,
+                 node_targets: dict[str, PgTarget], rate: float) -> None:
+        self.reach = reach
+        self.spec = reach.spec
         self.history = history
         self.write_dsn = write_dsn
         self.read_dsn = read_dsn
-        self.node_dsns = node_dsns
+        self.node_targets = node_targets
         self.rate = rate
-        self._port_to_node = {port: node for node, port in zip(spec.node_names, spec.ports.postgres, strict=True)}
+        self._server_to_node = server_names(reach.topology)
         self._ids = itertools.count(1)
         self._stop = threading.Event()
         self._monitor_stop = threading.Event()
@@ -130,11 +133,11 @@ class Workload:
                 with psycopg.connect(self.write_dsn, connect_timeout=CONNECT_TIMEOUT, autocommit=True) as conn:
                     connected = True
                     row = conn.execute(
-                        f"INSERT INTO {TABLE} (id) VALUES (%s) RETURNING inet_server_port()", (write_id,)
+                        f"INSERT INTO {TABLE} (id) VALUES (%s) RETURNING {SERVER_SQL}", (write_id,)
                     ).fetchone()
-                port = int(row[0]) if row else -1
+                server = (str(row[0]), int(row[1])) if row else ("?", -1)
                 self._event(process=process, type="ok", op="write", value=write_id,
-                            node=self._port_to_node.get(port, str(port)))
+                            node=self._server_to_node.get(server, f"{server[0]}:{server[1]}"))
             except psycopg.Error as e:
                 self._event(process=process, type=classify_error(e, connected), op="write", value=write_id,
                             error=_first_line(e))
@@ -149,11 +152,11 @@ class Workload:
             self._event(process="reader-0", type="invoke", op="read")
             try:
                 with psycopg.connect(self.read_dsn, connect_timeout=CONNECT_TIMEOUT, autocommit=True) as conn:
-                    row = conn.execute("SELECT inet_server_port(), pg_is_in_recovery()").fetchone()
+                    row = conn.execute(f"SELECT {SERVER_SQL}, pg_is_in_recovery()").fetchone()
                 assert row is not None
                 self._event(process="reader-0", type="ok", op="read",
-                            value={"port": int(row[0]), "in_recovery": bool(row[1])},
-                            node=self._port_to_node.get(int(row[0])))
+                            value={"port": int(row[1]), "in_recovery": bool(row[2])},
+                            node=self._server_to_node.get((str(row[0]), int(row[1]))))
             except psycopg.Error as e:
                 self._event(process="reader-0", type="fail", op="read", error=_first_line(e))
             self._stop.wait(READ_INTERVAL)
@@ -163,9 +166,9 @@ class Workload:
     def _monitor_loop(self, node: str) -> None:
         # The SQL probe runs in its own thread: on a frozen node it blocks until the thaw, and the
         # monitor must keep recording "no answer" samples meanwhile rather than fall silent.
-        probe = _SqlProbe(self.node_dsns[node])
+        probe = _SqlProbe(self.node_targets[node])
         while not self._monitor_stop.is_set():
-            code, body = node_rest(self.spec, node, timeout=0.5)
+            code, body = node_rest(self.reach, node, timeout=0.5)
             rest = body if isinstance(body, dict) and code else {}
             answer = probe.poll(MONITOR_INTERVAL)
             in_recovery, read_only = answer if answer is not None else (None, True)
@@ -189,8 +192,8 @@ class _SqlProbe:
     """pg_is_in_recovery() and transaction_read_only of one node over a kept connection, asked in
     a worker thread so that a hung node costs the caller at most `timeout`."""
 
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
+    def __init__(self, target: PgTarget) -> None:
+        self.target = target
         self._conn: psycopg.Connection[Any] | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
         self._pending: Future[tuple[bool, bool] | None] | None = None
@@ -198,7 +201,7 @@ class _SqlProbe:
     def _ask(self) -> tuple[bool, bool] | None:
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(self.dsn, connect_timeout=1, autocommit=True)
+                self._conn = self.target.connect(connect_timeout=1, autocommit=True)
             row = self._conn.execute("SELECT pg_is_in_recovery(), current_setting('transaction_read_only')").fetchone()
             assert row is not None
             return bool(row[0]), row[1] == "on"

@@ -15,17 +15,20 @@ service names (a recreated container gets a new address), the Patroni REST API i
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pgha.layout import Layout
 from pgha.render import ZOOKEEPER_LOG4J, RenderedFile, to_yaml
-from pgha.render.dcs import member_name, render_etcd, render_zookeeper, zookeeper_argv
-from pgha.render.haproxy import Listen, Server, haproxy_config
+from pgha.render.dcs import render_etcd, render_zookeeper, zookeeper_argv
+from pgha.render.haproxy import ServerStyle, render_haproxy
 from pgha.render.patroni import render_patroni
 from pgha.secrets import REPLICATION_USER, REST_USER, STATS_USER, SUPERUSER, Secrets
 from pgha.spec import Spec
+from pgha.topology import Place, Topology, topology
+from pgha.topology import dcs_member_name as member_name
 
 # The image pins what the project's venv runs (pyproject pins Patroni to the same version).
 PATRONI_REQUIREMENT = "patroni[etcd3,zookeeper]==4.1.5"
@@ -33,24 +36,12 @@ PSYCOPG_REQUIREMENT = "psycopg[binary]==3.3.9"
 # What `FROM` builds on when no BASE_IMAGE is given: the Debian release the local base is made of.
 DEFAULT_BASE_IMAGE = "docker.io/library/debian:bookworm-slim"
 
-# Inside every container: one program per container, each on its standard port.
-PG_PORT = 5432
-REST_PORT = 8008
-ETCD_CLIENT_PORT = 2379
-ETCD_PEER_PORT = 2380
-ZK_CLIENT_PORT = 2181
-ZK_PEER_PORT = 2888
-ZK_ELECTION_PORT = 3888
-HAPROXY_RW_PORT = 5432
-HAPROXY_RO_PORT = 5433
-HAPROXY_STATS_PORT = 7000
-# HAProxy's admin socket as TCP on the container's own loopback: reachable only from inside
-# the container's network namespace, where pgha's probe joins it.
-HAPROXY_ADMIN_PORT = 7001
-
+# Every container is a host of its own at a fixed address on the compose network (the
+# topology's, from spec.network), with each program on its standard port (pgha.topology).
 CONTAINER_LAYOUT = Layout(Path("/var/lib/pgha"))
 CONFIG_DIR = PurePosixPath("/etc/pgha")  # where the image holds the rendered configs
 HAPROXY_SERVICE = "haproxy"
+NETWORK = "cluster"
 ENV_FILE = ".env"
 CONTAINERFILE = "Containerfile"
 
@@ -106,40 +97,19 @@ def services(spec: Spec) -> list[tuple[str, str, str]]:
 # --- configs -------------------------------------------------------------------------------------
 
 
-def _dcs_hosts(spec: Spec) -> list[str]:
-    port = ETCD_CLIENT_PORT if spec.dcs.kind == "etcd" else ZK_CLIENT_PORT
-    return [f"{dcs_service(spec, i)}:{port}" for i in range(spec.dcs.members)]
+def compose_spec(spec: Spec) -> Spec:
+    """The spec as a compose deployment (the topology then gives every container an address)."""
+    return spec if spec.backend == "compose" else spec.model_copy(update={"backend": "compose"})
 
 
-def container_pg_hba() -> list[str]:
-    # samenet: the compose network the container sits on (its peers, HAProxy, and the host's
-    # published-port traffic, which arrives from the network's gateway); 127.0.0.1: pgha's
-    # probe inside the container's namespace and Patroni itself. scram everywhere.
-    return [
-        "local all all scram-sha-256",
-        "host all all 127.0.0.1/32 scram-sha-256",
-        "host all all samenet scram-sha-256",
-        f"host replication {REPLICATION_USER} 127.0.0.1/32 scram-sha-256",
-        f"host replication {REPLICATION_USER} samenet scram-sha-256",
-    ]
-
-
-def container_patroni(spec: Spec, node: str) -> dict[str, Any]:
-    """The local Patroni config, readdressed for a container and stripped of every password
-    (Patroni takes them from PATRONI_* environment variables)."""
-    i = spec.node_index(node)
-    service = node_service(spec, i)
-    cfg = render_patroni(spec, CONTAINER_LAYOUT, _NO_SECRETS, node)
-    cfg["restapi"] = {"listen": f"0.0.0.0:{REST_PORT}", "connect_address": f"{service}:{REST_PORT}"}
+def container_patroni(topo: Topology, node: str) -> dict[str, Any]:
+    """The Patroni config the other backends get, with the container's paths and stripped of
+    every password (Patroni takes them from PATRONI_* environment variables)."""
+    cfg = render_patroni(topo, CONTAINER_LAYOUT, _NO_SECRETS, node)
+    cfg["restapi"].pop("authentication", None)
     cfg.pop("ctl", None)
-    for kind in ("etcd3", "zookeeper"):
-        if kind in cfg:
-            cfg[kind] = {"hosts": _dcs_hosts(spec)}
     pg = cfg["postgresql"]
     pg.pop("authentication", None)
-    pg["listen"] = f"0.0.0.0:{PG_PORT}"
-    pg["connect_address"] = f"{service}:{PG_PORT}"
-    pg["pg_hba"] = container_pg_hba()
     params = pg["parameters"]
     # PostgreSQL logs to stderr, which Patroni passes on: both end up in the container's log.
     for key in ("log_directory", "log_filename", "log_file_mode", "log_rotation_age", "log_rotation_size"):
@@ -152,43 +122,13 @@ def container_patroni(spec: Spec, node: str) -> dict[str, Any]:
     return cfg
 
 
-def container_etcd(spec: Spec, i: int) -> dict[str, Any]:
-    cfg = render_etcd(spec, CONTAINER_LAYOUT, i)
-    peers = ",".join(f"{member_name(j)}=http://{dcs_service(spec, j)}:{ETCD_PEER_PORT}"
-                     for j in range(spec.dcs.members))
-    service = dcs_service(spec, i)
-    cfg.update({
-        "listen-client-urls": f"http://0.0.0.0:{ETCD_CLIENT_PORT}",
-        "advertise-client-urls": f"http://{service}:{ETCD_CLIENT_PORT}",
-        "listen-peer-urls": f"http://0.0.0.0:{ETCD_PEER_PORT}",
-        "initial-advertise-peer-urls": f"http://{service}:{ETCD_PEER_PORT}",
-        "initial-cluster": peers,
-    })
-    return cfg
-
-
-def container_zookeeper(spec: Spec, i: int) -> str:
-    lines = []
-    for line in render_zookeeper(spec, CONTAINER_LAYOUT, i).splitlines():
-        key = line.split("=", 1)[0]
-        if key == "clientPort":
-            line = f"clientPort={ZK_CLIENT_PORT}"
-        elif key == "clientPortAddress":
-            continue  # every address of the container
-        elif key.startswith("server."):
-            j = int(key.removeprefix("server.")) - 1
-            line = f"{key}={dcs_service(spec, j)}:{ZK_PEER_PORT}:{ZK_ELECTION_PORT}"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
-
-
-def container_haproxy(spec: Spec) -> str:
-    # init-addr none: HAProxy starts even before a node's name resolves; the resolvers section
-    # keeps asking the engine's DNS, so a recreated container (new address) is found again.
-    options = "resolvers dns resolve-prefer ipv4 init-addr last,libc,none"
-    servers = [Server(node, node_service(spec, i), PG_PORT, REST_PORT, options)
-               for i, node in enumerate(spec.node_names)]
-    ro_port = HAPROXY_RO_PORT if spec.ports.entrypoint_ro is not None else None
+def container_haproxy(topo: Topology) -> str:
+    spec = topo.spec
+    # Servers by service name, re-resolved through the engine's DNS: a recreated container is
+    # found again even if it came back with another address. init-addr none: HAProxy starts
+    # before every name resolves.
+    style = ServerStyle(host=lambda place: node_service(spec, place.index),
+                        options="resolvers dns resolve-prefer ipv4 init-addr last,libc,none")
     resolvers = [
         "resolvers dns",
         "    parse-resolv-conf",
@@ -202,12 +142,10 @@ def container_haproxy(spec: Spec) -> str:
         "    hold timeout 1s",
         "",
     ]
-    sockets = [f"{CONTAINER_LAYOUT.haproxy_socket} mode 600 level admin",
-               f"ipv4@127.0.0.1:{HAPROXY_ADMIN_PORT} level operator"]
     # HAProxy expands environment variables inside double quotes: the password stays out of the file.
     auth = f'"{STATS_USER}:${{{ENV_STATS}}}"'
-    return haproxy_config(spec, Listen("0.0.0.0", HAPROXY_RW_PORT, ro_port, HAPROXY_STATS_PORT),
-                          servers, sockets, auth, resolvers)
+    return render_haproxy(topo, CONTAINER_LAYOUT, _NO_SECRETS, style=style, stats_auth=auth,
+                          extra_sections=resolvers)
 
 
 def _config_name(component: str, kind: str, spec: Spec) -> str:
@@ -295,30 +233,40 @@ def _environment(kind: str) -> dict[str, str]:
     return {}
 
 
-def _published(spec: Spec, component: str, kind: str) -> list[str]:
+def _published(topo: Topology, component: str, kind: str) -> list[str]:
     """Host ports, bound to the host's loopback address only."""
+    spec = topo.spec
     p, host = spec.ports, spec.host
     if kind == "node":
-        return [f"{host}:{p.postgres[spec.node_index(component)]}:{PG_PORT}"]
+        i = spec.node_index(component)
+        return [f"{host}:{p.postgres[i]}:{topo.node_ports[i].postgres}"]
     if kind == "haproxy":
-        out = [f"{host}:{p.entrypoint_rw}:{HAPROXY_RW_PORT}"]
-        if p.entrypoint_ro is not None:
-            out.append(f"{host}:{p.entrypoint_ro}:{HAPROXY_RO_PORT}")
-        return [*out, f"{host}:{p.stats}:{HAPROXY_STATS_PORT}"]
-    return []  # the DCS stays on the container network
+        inside = topo.haproxy_ports[0]
+        out = [f"{host}:{p.entrypoint_rw}:{inside.rw}"]
+        if p.entrypoint_ro is not None and inside.ro is not None:
+            out.append(f"{host}:{p.entrypoint_ro}:{inside.ro}")
+        return [*out, f"{host}:{p.stats}:{inside.stats}"]
+    return []  # the DCS and the REST API stay on the container network
 
 
-def _exposed(spec: Spec, kind: str) -> list[str]:
+def _exposed(topo: Topology, component: str, kind: str) -> list[str]:
+    place = topo.place(component)
     if kind == "node":
-        return [str(PG_PORT), str(REST_PORT)]
+        ports = topo.node_ports[place.index]
+        return [str(ports.postgres), str(ports.rest)]
     if kind == "haproxy":
         return []
-    if spec.dcs.kind == "etcd":
-        return [str(ETCD_CLIENT_PORT), str(ETCD_PEER_PORT)]
-    return [str(ZK_CLIENT_PORT), str(ZK_PEER_PORT), str(ZK_ELECTION_PORT)]
+    d = topo.dcs_ports[place.index]
+    return [str(p) for p in (d.client, d.peer, d.election) if p is not None]
 
 
-def compose_document(spec: Spec) -> dict[str, Any]:
+def _place(topo: Topology, component: str) -> Place:
+    return topo.place(component)
+
+
+def compose_document(topo: Topology) -> dict[str, Any]:
+    spec = topo.spec
+    net = ipaddress.ip_network(spec.network)
     all_services = services(spec)
     dcs = [s for s, _, k in all_services if k == "dcs"]
     nodes = [s for s, _, k in all_services if k == "node"]
@@ -340,6 +288,8 @@ def compose_document(spec: Spec) -> dict[str, Any]:
             "command": _command(spec, component, kind),
             "restart": "always",
             "labels": {"io.pgha.cluster": spec.name, "io.pgha.component": component, "io.pgha.kind": kind},
+            # A fixed address, the one the configs name; the service name resolves to it as well.
+            "networks": {NETWORK: {"ipv4_address": _place(topo, component).address}},
         }
         env = _environment(kind)
         if env:
@@ -347,10 +297,10 @@ def compose_document(spec: Spec) -> dict[str, Any]:
         if kind != "haproxy":
             volumes[f"{service}-data"] = {}
             svc["volumes"] = [f"{service}-data:{CONTAINER_LAYOUT.data}"]
-        exposed = _exposed(spec, kind)
+        exposed = _exposed(topo, component, kind)
         if exposed:
             svc["expose"] = exposed
-        published = _published(spec, component, kind)
+        published = _published(topo, component, kind)
         if published:
             svc["ports"] = published
         if kind == "node":
@@ -361,7 +311,8 @@ def compose_document(spec: Spec) -> dict[str, Any]:
         elif kind == "haproxy":
             svc["depends_on"] = list(nodes)
         out[service] = svc
-    return {"name": project_name(spec), "services": out, "volumes": volumes}
+    network = {"ipam": {"config": [{"subnet": str(net), "gateway": str(net.network_address + 1)}]}}
+    return {"name": project_name(spec), "services": out, "networks": {NETWORK: network}, "volumes": volumes}
 
 
 def env_file(secrets: Secrets, base_image: str | None) -> str:
@@ -380,21 +331,24 @@ def env_file(secrets: Secrets, base_image: str | None) -> str:
 
 def render_compose(spec: Spec, secrets: Secrets, base_image: str | None = None) -> list[RenderedFile]:
     """Every file of the deployment, with paths relative to the deployment's directory."""
+    topo = topology(compose_spec(spec))
+    spec = topo.spec
     config = Path("config")
     files = [
         RenderedFile(Path(CONTAINERFILE), containerfile(spec), 0o644),
         RenderedFile(Path(".containerignore"), IGNORE, 0o644),
         RenderedFile(Path(".dockerignore"), IGNORE, 0o644),
-        RenderedFile(Path("compose.yaml"), to_yaml(compose_document(spec)), 0o644),
+        RenderedFile(Path("compose.yaml"), to_yaml(compose_document(topo)), 0o644),
         RenderedFile(Path(ENV_FILE), env_file(secrets, base_image), 0o600),
-        RenderedFile(config / "haproxy.cfg", container_haproxy(spec), 0o644),
+        RenderedFile(config / "haproxy.cfg", container_haproxy(topo), 0o644),
     ]
     for node in spec.node_names:
         files.append(RenderedFile(config / _config_name(node, "node", spec),
-                                  to_yaml(container_patroni(spec, node)), 0o644))
+                                  to_yaml(container_patroni(topo, node)), 0o644))
     for i in range(spec.dcs.members):
         name = _config_name(member_name(i), "dcs", spec)
-        text = to_yaml(container_etcd(spec, i)) if spec.dcs.kind == "etcd" else container_zookeeper(spec, i)
+        text = (to_yaml(render_etcd(topo, CONTAINER_LAYOUT, i)) if spec.dcs.kind == "etcd"
+                else render_zookeeper(topo, CONTAINER_LAYOUT, i))
         files.append(RenderedFile(config / name, text, 0o644))
     if spec.dcs.kind == "zookeeper":
         files.append(RenderedFile(config / "zookeeper-log4j.properties", ZOOKEEPER_LOG4J, 0o644))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pgha.layout import Layout
-from pgha.spec import Spec
+from pgha.topology import Topology
 
 ZOOKEEPER_JARS = ("/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-log4j12.jar",
                   "/usr/share/java/log4j-1.2.jar")
@@ -21,19 +21,16 @@ def zookeeper_argv(config: str, log4j_properties: str) -> list[str]:
             "org.apache.zookeeper.server.quorum.QuorumPeerMain", config]
 
 
-def member_name(i: int) -> str:
-    return f"dcs{i}"
-
-
-def render_etcd(spec: Spec, layout: Layout, i: int) -> dict[str, Any]:
-    host = spec.node_host
+def render_etcd(topo: Topology, layout: Layout, i: int) -> dict[str, Any]:
+    spec = topo.spec
     peers = ",".join(
-        f"{member_name(j)}=http://{host}:{spec.ports.dcs_peer[j]}" for j in range(spec.dcs.members)
+        f"{place.name}=http://{place.address}:{p.peer}" for place, p in zip(topo.dcs, topo.dcs_ports, strict=True)
     )
-    client = f"http://{host}:{spec.ports.dcs_client[i]}"
-    peer = f"http://{host}:{spec.ports.dcs_peer[i]}"
+    me, ports = topo.dcs[i], topo.dcs_ports[i]
+    client = f"http://{me.address}:{ports.client}"
+    peer = f"http://{me.address}:{ports.peer}"
     return {
-        "name": member_name(i),
+        "name": me.name,
         "data-dir": str(layout.dcs_data(i)),
         "listen-client-urls": client,
         "advertise-client-urls": client,
@@ -58,24 +55,24 @@ def render_etcd(spec: Spec, layout: Layout, i: int) -> dict[str, Any]:
     }
 
 
-def render_zookeeper(spec: Spec, layout: Layout, i: int) -> str:
-    host = spec.node_host
+def render_zookeeper(topo: Topology, layout: Layout, i: int) -> str:
+    me, ports = topo.dcs[i], topo.dcs_ports[i]
     lines = [
         "tickTime=2000",
         "initLimit=10",
         "syncLimit=5",
         f"dataDir={layout.dcs_data(i)}",
-        f"clientPort={spec.ports.dcs_client[i]}",
-        f"clientPortAddress={host}",
+        f"clientPort={ports.client}",
+        f"clientPortAddress={me.address}",
         "maxClientCnxns=100",
         "admin.enableServer=false",
         "4lw.commands.whitelist=ruok,srvr,mntr,stat",
         "autopurge.purgeInterval=1",
     ]
-    if spec.dcs.members > 1:
+    if len(topo.dcs) > 1:
         lines += [
-            f"server.{j + 1}={host}:{spec.ports.dcs_peer[j]}:{spec.ports.dcs_election[j]}"
-            for j in range(spec.dcs.members)
+            f"server.{j + 1}={place.address}:{p.peer}:{p.election}"
+            for j, (place, p) in enumerate(zip(topo.dcs, topo.dcs_ports, strict=True))
         ]
     else:
         # A standalone member still needs peer ports reserved for a later ensemble; the lab ran one.

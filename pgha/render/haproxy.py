@@ -1,38 +1,17 @@
-"""Spec -> haproxy.cfg: the read-write entrypoint, the read-only one, and the stats page.
-
-`haproxy_config` is the whole file from explicit addresses, so the local backend (loopback
-addresses and planned ports) and the compose deployment (service names, fixed in-container
-ports, DNS re-resolution) share one renderer.
-"""
+"""Spec -> haproxy.cfg: the read-write entrypoint, the read-only one, and the stats page."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pgha.layout import Layout
 from pgha.secrets import STATS_USER, Secrets
 from pgha.spec import Spec
+from pgha.topology import Place, Topology
 
 RW_PROXY = "primary"
 RO_PROXY = "replicas"
-
-
-@dataclass(frozen=True)
-class Server:
-    name: str  # the Patroni member name: the probe matches HAProxy's view to members by it
-    host: str
-    port: int
-    check_port: int
-    options: str = ""  # appended to the server line (e.g. resolvers)
-
-
-@dataclass(frozen=True)
-class Listen:
-    host: str
-    rw_port: int
-    ro_port: int | None
-    stats_port: int
 
 
 def _default_server(spec: Spec) -> str:
@@ -49,31 +28,47 @@ def _default_server(spec: Spec) -> str:
     return "    default-server " + " ".join(parts)
 
 
-def _server_lines(servers: Sequence[Server]) -> list[str]:
+@dataclass(frozen=True)
+class ServerStyle:
+    """How server lines name the nodes: by address (default), or by a name that HAProxy keeps
+    resolving (compose: service names, so a recreated container is found again)."""
+
+    host: Callable[[Place], str] = lambda place: place.address
+    options: str = ""
+
+
+def _servers(topo: Topology, style: ServerStyle) -> list[str]:
+    extra = f" {style.options}" if style.options else ""
     return [
-        f"    server {s.name} {s.host}:{s.port} check port {s.check_port}" + (f" {s.options}" if s.options else "")
-        for s in servers
+        f"    server {place.name} {style.host(place)}:{ports.postgres} check port {ports.rest}{extra}"
+        for place, ports in zip(topo.nodes, topo.node_ports, strict=True)
     ]
 
 
-def _proxy(spec: Spec, name: str, bind: str, check_uri: str | None, balance: str | None,
-           servers: Sequence[Server]) -> list[str]:
-    lines = [f"listen {name}", f"    bind {bind}"]
+def _proxy(topo: Topology, bind: str, name: str, port: int, check_uri: str | None,
+           balance: str | None, style: ServerStyle) -> list[str]:
+    spec = topo.spec
+    lines = [f"listen {name}", f"    bind {bind}:{port}"]
     if balance:
         lines.append(f"    balance {balance}")
     lines.append(f"    option httpchk GET {check_uri}" if check_uri else "    option httpchk")
     lines.append("    http-check expect status 200")
     lines.append(_default_server(spec))
-    return [*lines, *_server_lines(servers), ""]
+    return [*lines, *_servers(topo, style), ""]
 
 
-def haproxy_config(spec: Spec, listen: Listen, servers: Sequence[Server], stats_sockets: Sequence[str],
-                   stats_auth: str, extra_sections: Sequence[str] = ()) -> str:
-    """The whole haproxy.cfg; `stats_auth` is the `stats auth` argument, `extra_sections` are
-    whole sections (e.g. `resolvers`) placed before the proxies."""
+def render_haproxy(topo: Topology, layout: Layout, secrets: Secrets, k: int = 0, *,
+                   style: ServerStyle = ServerStyle(), stats_auth: str | None = None,
+                   extra_sections: Sequence[str] = ()) -> str:
+    """The configuration of HAProxy host k (every host routes the same way).
+
+    `stats_auth` replaces the `stats auth` argument (compose: a reference to an environment
+    variable instead of the password); `extra_sections` (e.g. `resolvers`) go before the proxies."""
+    spec = topo.spec
     h = spec.haproxy
+    bind, ports = topo.haproxies[k].address, topo.haproxy_ports[k]
     glob = ["global", f"    maxconn {h.maxconn}",
-            *(f"    stats socket {s}" for s in stats_sockets),
+            f"    stats socket {layout.haproxy_socket} mode 600 level admin",
             "    log stdout format iso local0 info"]
     if h.threads:
         glob.append(f"    nbthread {h.threads}")
@@ -89,26 +84,17 @@ def haproxy_config(spec: Spec, listen: Listen, servers: Sequence[Server], stats_
         f"    timeout check {h.timeout_check_ms}ms",
     ]
     rw_uri = "/primary" if h.check == "role" else None
-    out = [*glob, "", *defaults, "", *extra_sections,
-           *_proxy(spec, RW_PROXY, f"{listen.host}:{listen.rw_port}", rw_uri, None, servers)]
-    if h.readonly_port and listen.ro_port is not None:
-        out += _proxy(spec, RO_PROXY, f"{listen.host}:{listen.ro_port}", "/replica", "roundrobin", servers)
+    out = [*glob, "", *defaults, "", *extra_sections, *_proxy(topo, bind, RW_PROXY, ports.rw, rw_uri, None, style)]
+    if h.readonly_port and ports.ro is not None:
+        out += _proxy(topo, bind, RO_PROXY, ports.ro, "/replica", "roundrobin", style)
     out += [
         "listen stats",
         "    mode http",
-        f"    bind {listen.host}:{listen.stats_port}",
+        f"    bind {bind}:{ports.stats}",
         "    stats enable",
         "    stats uri /",
         "    stats refresh 5s",
-        f"    stats auth {stats_auth}",
+        f"    stats auth {stats_auth or f'{STATS_USER}:{secrets.stats_password}'}",
         "",
     ]
     return "\n".join(out)
-
-
-def render_haproxy(spec: Spec, layout: Layout, secrets: Secrets) -> str:
-    p = spec.ports
-    servers = [Server(node, spec.node_host, p.postgres[i], p.rest[i]) for i, node in enumerate(spec.node_names)]
-    return haproxy_config(spec, Listen(spec.host, p.entrypoint_rw, p.entrypoint_ro, p.stats), servers,
-                          [f"{layout.haproxy_socket} mode 600 level admin"],
-                          f"{STATS_USER}:{secrets.stats_password}")

@@ -7,22 +7,22 @@ from typing import Any
 from pgha.layout import Layout
 from pgha.secrets import REPLICATION_USER, REST_USER, SUPERUSER, Secrets
 from pgha.spec import Spec
+from pgha.topology import Topology
 
 PG_BIN_DIR = "/usr/lib/postgresql/15/bin"
 LOG_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
 
 
-def dcs_section(spec: Spec) -> dict[str, Any]:
-    hosts = [f"{spec.node_host}:{p}" for p in spec.ports.dcs_client]
-    if spec.dcs.kind == "etcd":
+def dcs_section(topo: Topology) -> dict[str, Any]:
+    hosts = [f"{place.address}:{ports.client}" for place, ports in zip(topo.dcs, topo.dcs_ports, strict=True)]
+    if topo.spec.dcs.kind == "etcd":
         return {"etcd3": {"hosts": hosts}}
     return {"zookeeper": {"hosts": hosts}}
 
 
-def pg_hba(spec: Spec) -> list[str]:
-    # Only the cluster's own addresses, only scram: no trust lines, no 0.0.0.0/0. Connections
-    # to node_host on loopback arrive from 127.0.0.1, so both are listed.
-    nets = sorted({f"{spec.host}/32", f"{spec.node_host}/32"})
+def pg_hba(topo: Topology) -> list[str]:
+    # Only the cluster's own addresses, only scram: no trust lines, no 0.0.0.0/0.
+    nets = topo.client_networks
     return [
         "local all all scram-sha-256",
         *(f"host all all {net} scram-sha-256" for net in nets),
@@ -70,9 +70,10 @@ def local_parameters(spec: Spec, layout: Layout, node: str) -> dict[str, Any]:
     return params
 
 
-def render_patroni(spec: Spec, layout: Layout, secrets: Secrets, node: str) -> dict[str, Any]:
-    i = spec.node_index(node)
-    host = spec.node_host
+def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str) -> dict[str, Any]:
+    spec = topo.spec
+    place, ports = topo.node(node)
+    host = place.address
     rest_auth = {"username": REST_USER, "password": secrets.rest_password}
     return {
         "scope": spec.patroni_scope,
@@ -80,21 +81,21 @@ def render_patroni(spec: Spec, layout: Layout, secrets: Secrets, node: str) -> d
         "name": node,
         "log": {"level": "INFO", "format": LOG_FORMAT},
         "restapi": {
-            "listen": f"{host}:{spec.ports.rest[i]}",
-            "connect_address": f"{host}:{spec.ports.rest[i]}",
+            "listen": f"{host}:{ports.rest}",
+            "connect_address": f"{host}:{ports.rest}",
             # Patroni asks for these credentials on unsafe methods (POST/PUT/PATCH/DELETE) only.
             "authentication": rest_auth,
         },
         "ctl": {"authentication": rest_auth},
-        **dcs_section(spec),
+        **dcs_section(topo),
         "bootstrap": {
             "dcs": dynamic_settings(spec),
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums",
                        {"auth-local": "scram-sha-256"}, {"auth-host": "scram-sha-256"}],
         },
         "postgresql": {
-            "listen": f"{host}:{spec.ports.postgres[i]}",
-            "connect_address": f"{host}:{spec.ports.postgres[i]}",
+            "listen": f"{host}:{ports.postgres}",
+            "connect_address": f"{host}:{ports.postgres}",
             "data_dir": str(layout.pgdata(node)),
             "bin_dir": PG_BIN_DIR,
             "pgpass": str(layout.pgpass(node)),
@@ -103,7 +104,7 @@ def render_patroni(spec: Spec, layout: Layout, secrets: Secrets, node: str) -> d
                 "replication": {"username": REPLICATION_USER, "password": secrets.replication_password},
             },
             "parameters": local_parameters(spec, layout, node),
-            "pg_hba": pg_hba(spec),
+            "pg_hba": pg_hba(topo),
         },
         "watchdog": {"mode": "off"},
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},

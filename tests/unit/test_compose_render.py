@@ -104,8 +104,11 @@ def test_seed_reproduces_the_labs_services_and_ports(tmp_path: Path) -> None:
     assert "ports" not in services["zoo"]
     patroni = yaml.safe_load((_render(spec, tmp_path) / "config" / "postgresql0.yml").read_text())
     assert patroni["scope"] == "my_cluster" and patroni["name"] == "postgresql0"
-    assert patroni["zookeeper"] == {"hosts": ["zoo:2181"]}
-    assert patroni["postgresql"]["connect_address"] == "pg-master:5432"
+    # Fixed addresses on the compose network (spec.network), the ones the services get.
+    assert patroni["zookeeper"] == {"hosts": ["198.18.0.20:2181"]}
+    assert patroni["postgresql"]["connect_address"] == "198.18.0.10:5432"
+    assert services["pg-master"]["networks"] == {"cluster": {"ipv4_address": "198.18.0.10"}}
+    assert services["zoo"]["networks"] == {"cluster": {"ipv4_address": "198.18.0.20"}}
     assert patroni["bootstrap"]["dcs"]["ttl"] == 30
     assert "zookeeper default-jre-headless" in (tmp_path / "Containerfile").read_text()
 
@@ -132,9 +135,11 @@ def test_patroni_configs_pass_patronis_validator(profile: str, tmp_path: Path) -
     for node in spec.node_names:
         result = subprocess.run([PATRONI, "--validate-config", str(out / "config" / f"{node}.yml")],
                                 capture_output=True, text=True, check=False, env=env)
-        # Service names resolve only on the compose network; every other rule must pass.
+        # The addresses exist only on the compose network (the validator cannot bind or reach
+        # them here: it says "already in use"); every other rule must pass.
         problems = [ln for ln in (result.stdout + result.stderr).splitlines()
-                    if ln.strip() and "Name or service not known" not in ln and "is not reachable" not in ln]
+                    if ln.strip() and "is not reachable" not in ln and not ln.startswith(
+                        ("restapi.listen 198.18.0.", "postgresql.listen 198.18.0."))]
         assert problems == [], problems
 
 

@@ -14,6 +14,7 @@ from pgha.render.haproxy import render_haproxy
 from pgha.render.patroni import render_patroni
 from pgha.secrets import Secrets
 from pgha.spec import Spec, build_spec
+from pgha.topology import topology
 
 SECRETS = Secrets("super-pw-1", "repl-pw-2", "rest-pw-3", "stats-pw-4")
 PATRONI = str(Path(sys.executable).parent / "patroni")
@@ -64,7 +65,7 @@ def test_files_with_passwords_are_owner_only_and_others_hold_none(tmp_path: Path
 
 def test_pg_hba_is_scram_only_for_the_clusters_own_addresses(tmp_path: Path) -> None:
     spec = build_spec()
-    conf = render_patroni(spec, Layout(tmp_path), SECRETS, "node0")
+    conf = render_patroni(topology(spec), Layout(tmp_path), SECRETS, "node0")
     hba = conf["postgresql"]["pg_hba"]
     assert all(line.split()[-1] == "scram-sha-256" for line in hba)
     assert not any("trust" in line or "0.0.0.0" in line or "md5" in line for line in hba)
@@ -76,11 +77,11 @@ def test_pg_hba_is_scram_only_for_the_clusters_own_addresses(tmp_path: Path) -> 
 
 def test_dynamic_settings_carry_the_profile(tmp_path: Path) -> None:
     spec = build_spec("seed")
-    dcs = render_patroni(spec, Layout(tmp_path), SECRETS, "postgresql1")["bootstrap"]["dcs"]
+    dcs = render_patroni(topology(spec), Layout(tmp_path), SECRETS, "postgresql1")["bootstrap"]["dcs"]
     assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (30, 10, 10)
     assert dcs["synchronous_mode"] is True and dcs["failsafe_mode"] is False
     assert dcs["postgresql"]["use_pg_rewind"] is True
-    conf = render_patroni(spec, Layout(tmp_path), SECRETS, "postgresql1")
+    conf = render_patroni(topology(spec), Layout(tmp_path), SECRETS, "postgresql1")
     assert conf["zookeeper"]["hosts"] == ["127.0.1.1:2181"]
     assert conf["restapi"]["listen"] == "127.0.1.1:8009"
     assert "archive_command" in conf["postgresql"]["parameters"]
@@ -88,11 +89,11 @@ def test_dynamic_settings_carry_the_profile(tmp_path: Path) -> None:
 
 def test_seed_haproxy_keeps_the_labs_check_and_default_uses_role_endpoints(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
-    seed = render_haproxy(build_spec("seed"), layout, SECRETS)
+    seed = render_haproxy(topology(build_spec("seed")), layout, SECRETS)
     assert "option httpchk\n" in seed and "GET /primary" not in seed
     assert "default-server inter 3000ms fall 3 rise 2 on-marked-down shutdown-sessions" in seed
     assert "listen replicas" not in seed
-    default = render_haproxy(build_spec("default"), layout, SECRETS)
+    default = render_haproxy(topology(build_spec("default")), layout, SECRETS)
     assert "option httpchk GET /primary" in default and "option httpchk GET /replica" in default
     assert "inter 1000ms fastinter 500ms downinter 500ms fall 2 rise 1" in default
     # The stats page is on loopback and asks for a password.

@@ -63,7 +63,7 @@ def test_file_then_flags_override_the_profile() -> None:
         ({"ports": {"stats": 5432}}, {}, "ports.stats: 5432 is also used by entrypoint_rw"),
         ({"tll": 20}, {}, "tll: unknown setting"),
         ({}, {"name": "Bad Name"}, "name: must be lowercase"),
-        ({"host": "10.0.0.1"}, {}, "host: the local backend binds to loopback only"),
+        ({"host": "10.0.0.1"}, {}, "host: clients and local components bind loopback only"),
         ({"haproxy": {"check": "lab", "readonly_port": True}}, {}, "readonly_port needs check: role"),
     ],
 )

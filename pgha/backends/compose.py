@@ -1,0 +1,478 @@
+"""The compose backend: the rendered compose deployment, run by podman-compose on rootful Podman.
+
+pgha writes the deployment (`pgha render compose` output) into the cluster's `compose/`
+directory, builds the image once, and lets podman-compose create the network, the volumes and the
+containers. Faults act on containers the way an operator (or a crash) would: `podman stop`,
+SIGKILL to a container's init with the restart policy bringing it back, `podman kill` (no
+restart), `podman pause`; only the WAL-sender stall reaches into a container's processes.
+
+Every container has a fixed address on the compose network (pgha.topology). pgha reaches nodes
+and DCS members there: the network's bridge lives in this machine's namespace (rootful Podman),
+and unlike a container's network namespace, which is new after every restart, the address stays
+the same, so a monitor keeps reaching a node that the restart policy brought back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from pgha import procs
+from pgha.backends.base import BackendError, ComponentState, Progress
+from pgha.deployment import write_files
+from pgha.dial import Endpoint
+from pgha.errors import tail
+from pgha.layout import Layout
+from pgha.probe import node_rest
+from pgha.procs import RunAs
+from pgha.reach import Reach
+from pgha.render.compose import (
+    CONTAINER_LAYOUT,
+    image_name,
+    project_name,
+    render_compose,
+    services,
+)
+from pgha.render.compose import container_name as _container_name
+from pgha.secrets import Secrets
+from pgha.spec import Spec
+from pgha.topology import Place, Topology, topology
+from pgha.topology import dcs_member_name as member_name
+
+# Built by scripts/container-engine.sh; PGHA_BASE_IMAGE names another.
+LOCAL_BASE_IMAGE = "localhost/pgha-base:bookworm"
+BUILD_TIMEOUT = 1200.0
+UP_TIMEOUT = 300.0
+STOP_TIMEOUT = 30  # seconds Patroni gets for a graceful stop before the engine SIGKILLs it
+RESTART_TIMEOUT = 30.0
+ENGINE_TIMEOUT = 120.0
+
+# PostgreSQL's lines (log_line_prefix '%m [%p] ': "2026-11-27 18:26:56.538 UTC [123] ...") as
+# opposed to Patroni's ("2026-11-27 18:26:56,538 INFO: ..."); both share a node's container log.
+_PG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \S+ \[\d+\] ")
+_PATRONI_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+: ")
+
+
+def split_node_log(text: str) -> tuple[str, str]:
+    """A node container's log -> (Patroni's lines, PostgreSQL's lines); a line that starts with
+    neither prefix continues the line before it (pure)."""
+    patroni: list[str] = []
+    postgres: list[str] = []
+    current = patroni
+    for line in text.splitlines():
+        if _PG_LINE.match(line):
+            current = postgres
+        elif _PATRONI_LINE.match(line):
+            current = patroni
+        current.append(line)
+    return "\n".join(patroni) + ("\n" if patroni else ""), "\n".join(postgres) + ("\n" if postgres else "")
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    state: str  # running | paused | exited | created | stopping ...
+    pid: int
+
+
+class _HAProxySockets(Mapping[str, Path]):
+    """HAProxy's admin socket, seen through its container's root (/proc/PID/root/...): looked up
+    on each access, because a restarted container has a new PID."""
+
+    def __init__(self, backend: ComposeBackend) -> None:
+        self.backend = backend
+
+    def __getitem__(self, name: str) -> Path:
+        if name != "haproxy":
+            raise KeyError(name)
+        c = self.backend.container("haproxy")
+        if c is None or c.pid <= 0:
+            # No such file: the probe reports HAProxy as not answering.
+            return Path(f"/nonexistent/{self.backend.container_name('haproxy')}")
+        return Path(f"/proc/{c.pid}/root{CONTAINER_LAYOUT.haproxy_socket}")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["haproxy"])
+
+    def __len__(self) -> int:
+        return 1
+
+
+class ComposeBackend:
+    kind = "compose"
+
+    def __init__(self, spec: Spec, layout: Layout, secrets: Secrets, run_as: RunAs) -> None:
+        self.spec = spec
+        self.layout = layout
+        self.secrets = secrets
+        self.run_as = run_as  # unused: the containers run their programs as their own user
+        self.topo: Topology = topology(spec)
+        self.cancelled: Callable[[], bool] = lambda: False
+        self.dir = layout.root / "compose"
+        self._service = {component: service for service, component, _ in services(spec)}
+        self._kind = {component: kind for _, component, kind in services(spec)}
+
+    # --- names and the engine --------------------------------------------------------------------
+
+    def container_name(self, component: str) -> str:
+        try:
+            return _container_name(self.spec, self._service[component])
+        except KeyError:
+            raise BackendError(f"no component named {component!r}") from None
+
+    def _podman(self, *args: str, timeout: float = ENGINE_TIMEOUT, check: bool = True) -> str:
+        try:
+            result = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, check=False)
+        except FileNotFoundError:
+            raise BackendError("podman not found: run scripts/container-engine.sh (rootful Podman)") from None
+        except subprocess.TimeoutExpired:
+            raise BackendError(f"podman {args[0]} did not finish in {timeout:.0f} s") from None
+        if check and result.returncode != 0:
+            first = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
+            raise BackendError(f"podman {' '.join(args[:2])}: {first}")
+        return result.stdout
+
+    def _compose_bin(self) -> str:
+        beside = Path(sys.executable).parent / "podman-compose"
+        found = str(beside) if beside.exists() else shutil.which("podman-compose")
+        if found is None:
+            raise BackendError("podman-compose not found: run scripts/container-engine.sh "
+                               "(or pip install podman-compose)")
+        return found
+
+    def _compose(self, *args: str, log: Path, timeout: float) -> None:
+        """Run podman-compose in the deployment directory, its output appended to log."""
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            try:
+                result = subprocess.run([self._compose_bin(), "-p", project_name(self.spec), *args], cwd=self.dir,
+                                        stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                        timeout=timeout, check=False)
+            except subprocess.TimeoutExpired:
+                raise BackendError(f"podman-compose {args[0]} did not finish in {timeout:.0f} s (see {log})",
+                                   tail(log)) from None
+        if result.returncode != 0:
+            raise BackendError(f"podman-compose {args[0]} failed (see {log})", tail(log))
+
+    def containers(self) -> dict[str, Container]:
+        """This cluster's containers by component name (only those that exist)."""
+        out = self._podman("ps", "-a", "--filter", f"label=io.pgha.cluster={self.spec.name}", "--format", "json")
+        found: dict[str, Container] = {}
+        for c in json.loads(out or "[]"):
+            labels = c.get("Labels") or {}
+            component = labels.get("io.pgha.component")
+            if component in self._service:
+                found[component] = Container(c["Names"][0], str(c.get("State", "")).lower(), int(c.get("Pid") or 0))
+        return found
+
+    def container(self, component: str) -> Container | None:
+        return self.containers().get(component)
+
+    def _running(self, component: str) -> bool:
+        c = self.container(component)
+        return c is not None and c.state in ("running", "paused")
+
+    def _procs(self, component: str) -> list[psutil.Process]:
+        c = self.container(component)
+        if c is None or c.pid <= 0:
+            return []
+        try:
+            return procs.with_children([psutil.Process(c.pid)])
+        except psutil.Error:
+            return []
+
+    # --- how pgha reaches the containers ---------------------------------------------------------
+
+    def endpoint(self, place: Place, port: int) -> Endpoint:
+        return Endpoint(place.address, port)
+
+    @property
+    def reach(self) -> Reach:
+        return Reach(self.topo, self.endpoint, _HAProxySockets(self))
+
+    def netns_path(self, component: str) -> str | None:
+        """The container's network namespace as the engine reports it (new after each restart),
+        or None when it is not running."""
+        c = self.container(component)
+        if c is None or c.state not in ("running", "paused"):
+            return None
+        path = self._podman("inspect", "--format", "{{.NetworkSettings.SandboxKey}}", c.name).strip()
+        return path or None
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def _base_image(self) -> str | None:
+        """What the Containerfile builds FROM: PGHA_BASE_IMAGE, else the local base when it
+        exists, else None (the Containerfile's public default, which needs a registry)."""
+        chosen = os.environ.get("PGHA_BASE_IMAGE")
+        if chosen:
+            return chosen
+        exists = subprocess.run(["podman", "image", "exists", LOCAL_BASE_IMAGE], capture_output=True, check=False)
+        return LOCAL_BASE_IMAGE if exists.returncode == 0 else None
+
+    def _image_exists(self) -> bool:
+        return subprocess.run(["podman", "image", "exists", image_name(self.spec)], capture_output=True,
+                              check=False).returncode == 0
+
+    def preflight(self) -> None:
+        if shutil.which("podman") is None:
+            raise BackendError("podman not found: run scripts/container-engine.sh (rootful Podman)")
+        if os.geteuid() != 0:
+            raise BackendError("the compose backend needs root (rootful Podman)")
+        self._compose_bin()
+        running = self.containers()
+        p = self.spec.ports
+        published = [("HAProxy read-write entrypoint", p.entrypoint_rw, "haproxy"),
+                     ("HAProxy stats", p.stats, "haproxy")]
+        if p.entrypoint_ro is not None:
+            published.append(("HAProxy read-only entrypoint", p.entrypoint_ro, "haproxy"))
+        published += [(f"postgres of {n}", p.postgres[i], n) for i, n in enumerate(self.spec.node_names)]
+        for what, port, component in published:
+            c = running.get(component)
+            if c is not None and c.state in ("running", "paused"):
+                continue
+            if procs.port_in_use(self.spec.host, port):
+                raise BackendError(f"port {port} ({what}) is already in use on {self.spec.host}")
+        self._check_network()
+
+    def _check_network(self) -> None:
+        """Another network on the subnet would make the engine refuse ours; say which one."""
+        mine = f"{project_name(self.spec)}_cluster"
+        for net in json.loads(self._podman("network", "ls", "--format", "json") or "[]"):
+            if net.get("name") == mine:
+                continue
+            for sub in net.get("subnets") or []:
+                if sub.get("subnet") == self.spec.network:
+                    raise BackendError(f"network: {self.spec.network} is already used by podman network "
+                                       f"{net.get('name')!r}; set `network:` in pgha.yaml to another /24 "
+                                       f"inside 198.18.0.0/15")
+
+    def materialize(self) -> None:
+        for d in (self.layout.root, self.layout.logs, self.layout.runs, self.dir):
+            d.mkdir(parents=True, exist_ok=True)
+        self.layout.root.chmod(0o700)
+        write_files(self.dir, render_compose(self.spec, self.secrets, self._base_image()))
+
+    def start(self, progress: Progress) -> None:
+        self.materialize()
+        if self.cancelled():
+            raise KeyboardInterrupt
+        if not self._image_exists():
+            progress(f"building image {image_name(self.spec)} (once; `up` reuses it)")
+            self._compose("build", log=self.layout.log("build"), timeout=BUILD_TIMEOUT)
+        if self.cancelled():
+            raise KeyboardInterrupt
+        progress("starting containers (podman-compose up -d)")
+        self._compose("up", "-d", "--no-build", log=self.layout.log("compose"), timeout=UP_TIMEOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.cancelled():
+                raise KeyboardInterrupt
+            down = [name for name in self._service if not self._running(name)]
+            if not down:
+                return
+            time.sleep(0.3)
+        self.log_files()
+        raise BackendError(f"container of {down[0]} is not running (see {self.layout.log(down[0])})",
+                           tail(self.layout.log(down[0])))
+
+    def _leader(self) -> str | None:
+        for node in self.spec.node_names:
+            code, body = node_rest(self.reach, node)
+            if code and isinstance(body, dict) and body.get("role") in ("primary", "master"):
+                return node
+        return None
+
+    def stop(self) -> None:
+        """Keep the logs, stop HAProxy, the replicas, then the primary (stopped together, a replica
+        may take over while the primary shuts down), then remove the containers and the network;
+        the volumes stay for the next `up`."""
+        if not self.dir.exists():
+            return
+        with contextlib.suppress(BackendError):
+            self.log_files()
+        existing = self.containers()
+        if existing:
+            leader = self._leader()
+            self._stop(["haproxy"])
+            self._stop([n for n in self.spec.node_names if n != leader])
+            if leader is not None:
+                self._stop([leader])
+        self._compose("down", log=self.layout.log("compose"), timeout=UP_TIMEOUT)
+
+    def purge(self) -> None:
+        """Also remove the volumes (the cluster's data); the image stays for the next cluster."""
+        if self.dir.exists():
+            self._compose("down", "-v", log=self.layout.log("compose"), timeout=UP_TIMEOUT)
+
+    def _stop(self, components: list[str]) -> None:
+        names = [c.name for comp, c in self.containers().items() if comp in components]
+        if names:
+            # A paused container cannot take SIGTERM; podman stop unpauses it first.
+            self._podman("stop", "-t", str(STOP_TIMEOUT), *names, timeout=STOP_TIMEOUT + 30, check=False)
+
+    def components(self) -> list[ComponentState]:
+        found = self.containers()
+        out = []
+        for name, kind in self._kinds():
+            c = found.get(name)
+            running = c is not None and c.state in ("running", "paused")
+            pids: tuple[int, ...] = ()
+            if c is not None and c.pid > 0:
+                with contextlib.suppress(psutil.Error):
+                    pids = tuple(p.pid for p in procs.with_children([psutil.Process(c.pid)]))
+            out.append(ComponentState(name, kind, running, pids, self.layout.log(name)))
+        return out
+
+    def _kinds(self) -> list[tuple[str, str]]:
+        return [(p.name, p.kind) for p in self.topo.places]
+
+    def log_files(self) -> dict[str, Path]:
+        """Each container's log, written under logs/; a node's splits into Patroni's
+        (`<node>.log`) and PostgreSQL's (`postgresql-<node>.log`), as the local backend has them."""
+        self.layout.logs.mkdir(parents=True, exist_ok=True)
+        files: dict[str, Path] = {}
+        found = self.containers()
+        for name, kind in self._kinds():
+            c = found.get(name)
+            text = ""
+            if c is not None:
+                result = subprocess.run(["podman", "logs", c.name], stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, timeout=ENGINE_TIMEOUT, check=False)
+                text = result.stdout.decode(errors="replace")
+            if kind == "node":
+                patroni, postgres = split_node_log(text)
+                pg_file = self.layout.logs / f"postgresql-{name}.log"
+                if c is not None:
+                    self.layout.log(name).write_text(patroni)
+                    pg_file.write_text(postgres)
+                files[name] = self.layout.log(name)
+                files[f"postgresql-{name}"] = pg_file
+            else:
+                if c is not None:
+                    self.layout.log(name).write_text(text)
+                files[name] = self.layout.log(name)
+        return files
+
+    # --- faults ----------------------------------------------------------------------------------
+
+    def _require(self, component: str) -> Container:
+        c = self.container(component)
+        if c is None:
+            raise BackendError(f"{component} has no container (is the cluster up?)")
+        return c
+
+    def stop_node(self, node: str) -> None:
+        self._podman("stop", "-t", str(STOP_TIMEOUT), self._require(node).name, timeout=STOP_TIMEOUT + 30)
+
+    def start_node(self, node: str) -> None:
+        self.start_component(node)
+
+    def start_component(self, name: str) -> None:
+        c = self._require(name)
+        if c.state == "paused":
+            self._podman("unpause", c.name)
+            return
+        if c.state == "running":
+            return
+        try:
+            self._podman("start", c.name)
+        except BackendError:
+            # The restart policy may be starting it at this very moment.
+            if not self._wait_running(name, 10):
+                raise
+
+    def _wait_running(self, name: str, timeout: float, other_than: int = 0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            c = self.container(name)
+            if c is not None and c.state == "running" and c.pid > 0 and c.pid != other_than:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def restart_node(self, node: str) -> None:
+        self.stop_node(node)
+        self.start_node(node)
+
+    def kill_node(self, node: str) -> None:
+        """SIGKILL through the engine: a container killed that way stays down (node-loss)."""
+        self.kill_component(node)
+
+    def kill_component(self, name: str) -> None:
+        c = self._require(name)
+        if c.state in ("running", "paused"):
+            self._podman("kill", "--signal", "KILL", c.name, check=False)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and self._running(name):
+            time.sleep(0.05)
+
+    def crash_node(self, node: str) -> None:
+        """SIGKILL to the container's init (Patroni) from outside, as a crash: PostgreSQL dies with
+        it (the kernel kills a PID namespace with its init), and the engine's restart policy
+        (`restart: always`) brings the container back, as it would after a real crash."""
+        c = self._require(node)
+        if c.pid > 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(c.pid, signal.SIGKILL)
+        if not self._wait_running(node, RESTART_TIMEOUT, other_than=c.pid):
+            raise BackendError(f"the restart policy did not bring {node} back in {RESTART_TIMEOUT:.0f} s")
+
+    def freeze_node(self, node: str) -> None:
+        self._podman("pause", self._require(node).name)
+
+    def thaw_node(self, node: str) -> None:
+        c = self._require(node)
+        if c.state == "paused":
+            self._podman("unpause", c.name)
+
+    def _postmaster(self, node: str) -> psutil.Process | None:
+        c = self.container(node)
+        if c is None or c.pid <= 0:
+            return None
+        try:
+            for child in psutil.Process(c.pid).children():
+                if Path(child.cmdline()[0]).name == "postgres":
+                    return child
+        except (psutil.Error, IndexError):
+            return None
+        return None
+
+    def kill_postgres(self, node: str) -> None:
+        pm = self._postmaster(node)
+        if pm is not None:
+            procs.kill_now([pm])
+            procs.wait_gone([pm], 10)
+
+    def _walsenders(self, node: str) -> list[psutil.Process]:
+        return procs.walsenders(self._postmaster(node))
+
+    def freeze_walsenders(self, node: str) -> bool:
+        found = self._walsenders(node)
+        procs.freeze(found)
+        return bool(found)
+
+    def thaw_walsenders(self, node: str) -> None:
+        procs.thaw(self._walsenders(node))
+
+    def stop_dcs_member(self, member: int) -> None:
+        self._podman("stop", "-t", "10", self._require(member_name(member)).name, timeout=40)
+
+    def start_dcs_member(self, member: int) -> None:
+        self.start_component(member_name(member))
+
+    def node_pids(self, node: str) -> list[int]:
+        return [p.pid for p in self._procs(node)]
+

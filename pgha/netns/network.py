@@ -1,0 +1,148 @@
+"""The private network of a netns cluster, built with iproute2 and cut with nftables.
+
+One namespace holds a bridge (the switch); every component's namespace has one veth link into
+it, named eth0 on the component's side. Nothing is created in the machine's own namespace, so
+nothing of a cluster is reachable from or routed to the outside, and removing the namespaces
+removes every link and the bridge with them.
+
+Faults are nftables rules in a table of pgha's own inside a component's namespace, on eth0 only:
+loopback traffic inside a namespace (which is how pgha observes a component) is never cut.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from pgha.backends.base import BackendError
+from pgha.topology import Place, Topology
+
+NETNS_DIR = Path("/run/netns")
+BRIDGE = "br0"
+LINK = "eth0"
+TABLE = "pgha_fault"
+
+
+def _run(argv: Sequence[str], check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(argv), capture_output=True, text=True, input=stdin, check=False)
+    if check and result.returncode != 0:
+        reason = (result.stderr or result.stdout).strip().splitlines()
+        raise BackendError(f"{' '.join(argv[:6])}: {reason[-1] if reason else f'exit {result.returncode}'}")
+    return result
+
+
+def exists(ns: str) -> bool:
+    return (NETNS_DIR / ns).exists()
+
+
+def switch_port(place: Place) -> str:
+    # Interface names are at most 15 characters; component names may be longer.
+    return f"v{place.kind[0]}{place.index}"
+
+
+def create(topo: Topology) -> None:
+    """Create every namespace, link and address that is missing (idempotent)."""
+    sw = topo.switch_netns
+    assert sw is not None
+    _ensure(sw, BRIDGE, ["type", "bridge", "stp_state", "0", "forward_delay", "0"])
+    for place in topo.places:
+        _attach(topo, place, sw)
+
+
+def _ensure(ns: str, link: str, how: list[str]) -> bool:
+    """The namespace exists with loopback up; creates `link` unless present. True if created."""
+    if not exists(ns):
+        _run(["ip", "netns", "add", ns])
+    _run(["ip", "-n", ns, "link", "set", "lo", "up"])
+    created = _run(["ip", "-n", ns, "link", "show", link], check=False).returncode != 0
+    if created:
+        _run(["ip", "-n", ns, "link", "add", link, *how])
+    _run(["ip", "-n", ns, "link", "set", link, "up"])
+    return created
+
+
+def _attach(topo: Topology, place: Place, sw: str) -> None:
+    ns = place.netns
+    assert ns is not None
+    # Both ends are created inside their namespaces: nothing touches the machine's own.
+    if _ensure(ns, LINK, ["type", "veth", "peer", "name", switch_port(place), "netns", sw]):
+        _run(["ip", "-n", ns, "addr", "add", f"{place.address}/{topo.prefix_len}", "dev", LINK])
+    _run(["ip", "-n", sw, "link", "set", switch_port(place), "master", BRIDGE, "up"])
+
+
+def destroy(topo: Topology) -> list[str]:
+    """Delete the cluster's namespaces (links and bridge go with them); returns what was deleted."""
+    names = [p.netns for p in topo.places if p.netns] + ([topo.switch_netns] if topo.switch_netns else [])
+    deleted = []
+    for ns in names:
+        if exists(ns):
+            _run(["ip", "netns", "del", ns])
+            deleted.append(ns)
+    return deleted
+
+
+def existing(topo: Topology) -> list[str]:
+    names = [p.netns for p in topo.places if p.netns] + ([topo.switch_netns] if topo.switch_netns else [])
+    return [ns for ns in names if exists(ns)]
+
+
+# --- faults ---------------------------------------------------------------------------------------
+
+def _nft(ns: str, script: str) -> None:
+    _run(["ip", "netns", "exec", ns, "nft", "-f", "-"], stdin=script)
+
+
+def _table(rules: Iterable[str]) -> str:
+    def chain(name: str, hook: str, direction: str) -> str:
+        body = "\n".join(f"    {r.replace('DIR', direction)}" for r in rules)
+        return f"  chain {name} {{\n    type filter hook {hook} priority 0; policy accept;\n{body}\n  }}\n"
+
+    return f"table inet {TABLE} {{\n{chain('in', 'input', 'iifname')}{chain('out', 'output', 'oifname')}}}\n"
+
+
+def _replace(ns: str, rules: list[str]) -> None:
+    heal_one(ns)
+    _nft(ns, _table(rules))
+
+
+def cut_all(ns: str) -> None:
+    """The namespace's link carries nothing: the host is cut off from every other host."""
+    _replace(ns, [f'DIR "{LINK}" drop'])
+
+
+def cut_from(ns: str, addresses: Sequence[str]) -> None:
+    """Nothing passes between this namespace and `addresses`, either way."""
+    peers = ", ".join(addresses)
+    _replace(ns, [f'DIR "{LINK}" ip saddr {{ {peers} }} drop', f'DIR "{LINK}" ip daddr {{ {peers} }} drop'])
+
+
+def lose(ns: str, percent: int) -> None:
+    """Drop this share of the packets on the link, at random, both ways."""
+    _replace(ns, [f'DIR "{LINK}" numgen random mod 100 < {percent} drop'])
+
+
+def delay(ns: str, ms: int) -> None:
+    """Delay every packet leaving the link (tc netem)."""
+    result = _run(["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", LINK, "root", "netem",
+                   "delay", f"{ms}ms"], check=False)
+    if result.returncode != 0:
+        raise BackendError("lag needs tc netem, which this kernel does not offer "
+                           "(sch_netem missing: 'Specified qdisc kind is unknown')")
+
+
+def has_rules(ns: str) -> bool:
+    return exists(ns) and _run(["ip", "netns", "exec", ns, "nft", "list", "table", "inet", TABLE],
+                               check=False).returncode == 0
+
+
+def heal_one(ns: str) -> None:
+    if exists(ns):
+        _run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", TABLE], check=False)
+        _run(["ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", LINK, "root"], check=False)
+
+
+def heal(topo: Topology) -> None:
+    for place in topo.places:
+        if place.netns:
+            heal_one(place.netns)

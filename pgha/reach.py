@@ -1,0 +1,45 @@
+"""How pgha, on this machine, reaches each component of one cluster: the topology's addresses,
+dialled from the namespace a backend says the component lives in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgha.dial import Endpoint
+from pgha.spec import Spec
+from pgha.topology import Place, Topology
+
+
+def same_host(place: Place, port: int) -> Endpoint:
+    """The component listens where pgha runs (local backend)."""
+    return Endpoint(place.address, port)
+
+
+def own_namespace(place: Place, port: int) -> Endpoint:
+    """The component is a host of its own in a named network namespace (netns backend)."""
+    return Endpoint(place.address, port, f"/run/netns/{place.netns}" if place.netns else None)
+
+
+@dataclass(frozen=True)
+class Reach:
+    topology: Topology
+    endpoint_of: Callable[[Place, int], Endpoint]
+    # HAProxy name -> its admin socket (a Unix socket: reachable from any namespace).
+    haproxy_sockets: Mapping[str, Path]
+
+    @property
+    def spec(self) -> Spec:
+        return self.topology.spec
+
+    def postgres(self, node: str) -> Endpoint:
+        place, ports = self.topology.node(node)
+        return self.endpoint_of(place, ports.postgres)
+
+    def rest(self, node: str) -> Endpoint:
+        place, ports = self.topology.node(node)
+        return self.endpoint_of(place, ports.rest)
+
+    def dcs_client(self, i: int) -> Endpoint:
+        return self.endpoint_of(self.topology.dcs[i], self.topology.dcs_ports[i].client)
