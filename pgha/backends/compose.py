@@ -313,9 +313,14 @@ class ComposeBackend:
         self._compose("down", log=self.layout.log("compose"), timeout=UP_TIMEOUT)
 
     def purge(self) -> None:
-        """Also remove the volumes (the cluster's data); the image stays for the next cluster."""
+        """Also remove what outlives the containers: the volumes (the cluster's data) and the
+        cluster's images (the base image stays)."""
         if self.dir.exists():
             self._compose("down", "-v", log=self.layout.log("compose"), timeout=UP_TIMEOUT)
+        images = self._podman("images", "--quiet", "--filter", f"reference=localhost/pgha-{self.spec.name}",
+                              check=False).split()
+        if images:
+            self._podman("rmi", "--force", *sorted(set(images)), check=False)
 
     def _stop(self, components: list[str]) -> None:
         names = [c.name for comp, c in self.containers().items() if comp in components]

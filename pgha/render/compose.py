@@ -15,6 +15,7 @@ service names (a recreated container gets a new address), the Patroni REST API i
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import shlex
 from pathlib import Path, PurePosixPath
@@ -65,8 +66,14 @@ def project_name(spec: Spec) -> str:
 
 
 def image_name(spec: Spec) -> str:
-    # "localhost/": a local image that no engine tries to pull from a registry.
-    return f"localhost/pgha-{spec.name}:latest"
+    """"localhost/": a local image that no engine tries to pull from a registry. The tag is a
+    digest of what the image holds (Containerfile and configs), so pgha re-rendering a changed
+    spec gets a new image, while editing the files by hand and running `up` does not (see
+    docs/containers.md)."""
+    digest = hashlib.sha256()
+    for f in _image_files(topology(compose_spec(spec))):
+        digest.update(f"{f.path}\0{f.text}\0".encode())
+    return f"localhost/pgha-{spec.name}:{digest.hexdigest()[:12]}"
 
 
 def node_service(spec: Spec, i: int) -> str:
@@ -310,6 +317,10 @@ def compose_document(topo: Topology) -> dict[str, Any]:
             svc["stop_grace_period"] = "30s"
         elif kind == "haproxy":
             svc["depends_on"] = list(nodes)
+            # HAProxy as a container's init ignores SIGTERM; SIGUSR1 is its graceful stop (the
+            # official image's STOPSIGNAL), which ends once no client is connected.
+            svc["stop_signal"] = "SIGUSR1"
+            svc["stop_grace_period"] = "5s"
         out[service] = svc
     network = {"ipam": {"config": [{"subnet": str(net), "gateway": str(net.network_address + 1)}]}}
     return {"name": project_name(spec), "services": out, "networks": {NETWORK: network}, "volumes": volumes}
@@ -329,17 +340,12 @@ def env_file(secrets: Secrets, base_image: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_compose(spec: Spec, secrets: Secrets, base_image: str | None = None) -> list[RenderedFile]:
-    """Every file of the deployment, with paths relative to the deployment's directory."""
-    topo = topology(compose_spec(spec))
+def _image_files(topo: Topology) -> list[RenderedFile]:
+    """What the image is built from: the Containerfile and the config directory."""
     spec = topo.spec
     config = Path("config")
     files = [
         RenderedFile(Path(CONTAINERFILE), containerfile(spec), 0o644),
-        RenderedFile(Path(".containerignore"), IGNORE, 0o644),
-        RenderedFile(Path(".dockerignore"), IGNORE, 0o644),
-        RenderedFile(Path("compose.yaml"), to_yaml(compose_document(topo)), 0o644),
-        RenderedFile(Path(ENV_FILE), env_file(secrets, base_image), 0o600),
         RenderedFile(config / "haproxy.cfg", container_haproxy(topo), 0o644),
     ]
     for node in spec.node_names:
@@ -353,3 +359,15 @@ def render_compose(spec: Spec, secrets: Secrets, base_image: str | None = None) 
     if spec.dcs.kind == "zookeeper":
         files.append(RenderedFile(config / "zookeeper-log4j.properties", ZOOKEEPER_LOG4J, 0o644))
     return files
+
+
+def render_compose(spec: Spec, secrets: Secrets, base_image: str | None = None) -> list[RenderedFile]:
+    """Every file of the deployment, with paths relative to the deployment's directory."""
+    topo = topology(compose_spec(spec))
+    return [
+        *_image_files(topo),
+        RenderedFile(Path(".containerignore"), IGNORE, 0o644),
+        RenderedFile(Path(".dockerignore"), IGNORE, 0o644),
+        RenderedFile(Path("compose.yaml"), to_yaml(compose_document(topo)), 0o644),
+        RenderedFile(Path(ENV_FILE), env_file(secrets, base_image), 0o600),
+    ]

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from pgha.deployment import existing_secrets, write_files
-from pgha.render.compose import PATRONI_REQUIREMENT, render_compose
+from pgha.render.compose import PATRONI_REQUIREMENT, image_name, render_compose
 from pgha.secrets import Secrets
 from pgha.spec import Spec, build_spec
 
@@ -55,7 +55,8 @@ def test_docker_compose_accepts_the_rendered_file(profile: str, tmp_path: Path) 
             assert port["target"] not in (8008, 2379, 2380, 2181), (name, port)
     # One service builds the image all of them run.
     assert len([n for n, s in services.items() if "build" in s]) == 1
-    assert {s["image"] for s in services.values()} == {"localhost/pgha-default:latest"}
+    images = {s["image"] for s in services.values()}
+    assert len(images) == 1 and images.pop().startswith("localhost/pgha-default:")
 
 
 def test_compose_without_env_is_refused(tmp_path: Path) -> None:
@@ -119,6 +120,17 @@ def test_base_image_is_a_build_argument(tmp_path: Path) -> None:
     assert lines[lines.index("FROM ${BASE_IMAGE}") - 1].startswith("ARG BASE_IMAGE=docker.io/library/debian:")
     config = _docker_compose_config(out)
     assert config["services"]["dcs0"]["build"]["args"]["BASE_IMAGE"] == "localhost/pgha-base:bookworm"
+
+
+def test_the_image_tag_follows_what_the_image_holds() -> None:
+    default, seed = build_spec("default"), build_spec("seed")
+    assert image_name(default) == image_name(build_spec("default"))
+    assert image_name(default) != image_name(seed)
+    # The passwords are not in the image, so they do not change its tag either.
+    tagged = [yaml.safe_load(f.text)["services"]["haproxy"]["image"]
+              for secrets in (SECRETS, Secrets.generate())
+              for f in render_compose(default, secrets) if f.path.name == "compose.yaml"]
+    assert tagged == [image_name(default)] * 2
 
 
 def test_rerender_keeps_the_passwords(tmp_path: Path) -> None:
