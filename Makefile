@@ -8,7 +8,7 @@ APT_PACKAGES := postgresql-15 postgresql-client-15 haproxy zookeeper etcd-server
 # Integration tests bring clusters up in parallel-safe port ranges; keep CI under 25 minutes.
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv demo test lint soak bench clean
+.PHONY: setup system venv demo test test-containers containers lint soak bench clean
 
 setup: system venv
 
@@ -38,6 +38,14 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The compose deployment on rootful Podman: engine + base image (idempotent), then the default
+# deployment up via `pgha up --backend compose`, pgha check, a stop and a kill drill, teardown.
+containers: venv
+	bash scripts/container-engine.sh $(VENV)
+
+test-containers: setup containers
+	$(PY) -m pytest tests/containers $(PYTEST_ARGS)
 
 # A long soak on its own cluster: random faults under one continuous load, one verdict.
 SOAK ?= 10m
