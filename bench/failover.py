@@ -3,7 +3,7 @@ split-brain window and rejoin time.
 
     .venv/bin/python bench/failover.py [--repeat 3] [--profiles seed,default,default-async]
         [--faults stop,kill,node-loss,freeze,crash-postgres,stall-then-kill,switchover]
-        [--via haproxy,multihost]
+        [--via haproxy,multihost] [--backends local,compose] [--port-shift 0]
 
 default-async is the default profile with synchronous_mode off; by default it runs only the
 stall-then-kill fault, which is what it is there to contrast. Prints a table and writes it to
@@ -46,9 +46,14 @@ class Sample:
     run_dir: Path
 
 
-def spec_for(profile: str) -> Spec:
+def spec_for(profile: str, backend: str = "local", port_shift: int = 0) -> Spec:
     base = "default" if profile == "default-async" else profile
-    overrides: dict[str, Any] = {"name": f"bench-{profile}", "base_port": BASE_PORTS[profile]}
+    suffix = "" if backend == "local" else f"-{backend}"
+    overrides: dict[str, Any] = {"name": f"bench-{profile}{suffix}", "backend": backend,
+                                 "base_port": BASE_PORTS[profile] + port_shift + (100 if backend == "compose" else 0)}
+    if backend == "compose":
+        # A compose network per cluster (the bridge is on this machine).
+        overrides["network"] = f"198.18.{50 + list(BASE_PORTS).index(profile)}.0/24"
     if profile == "default-async":
         overrides["patroni"] = {"synchronous_mode": False}
     return build_spec(base, overrides=overrides)
@@ -82,8 +87,9 @@ def fmt(values: list[float | None], how: str) -> str:
     return f"{value:.1f}" + (f" ({missing} never)" if missing else "")
 
 
-def run_profile(profile: str, faults: list[str], vias: list[str], repeat: int) -> list[str]:
-    spec = spec_for(profile)
+def run_profile(profile: str, faults: list[str], vias: list[str], repeat: int, backend: str = "local",
+                port_shift: int = 0) -> list[str]:
+    spec = spec_for(profile, backend, port_shift)
     cluster = Cluster(spec.name)
     if cluster.layout.root.exists():
         cluster.down(purge=True)
@@ -102,14 +108,15 @@ def run_profile(profile: str, faults: list[str], vias: list[str], repeat: int) -
                           f"rejoin {s.rejoin_s} s, {'PASS' if s.passed else 'FAIL'}  {s.run_dir}", flush=True)
                 outages = [s.outage_s for s in samples]
                 rows.append(
-                    f"| {profile} | {fault} | {via} | {fmt(outages, 'median')} | {fmt(outages, 'max')} | "
+                    f"| {backend} | {profile} | {fault} | {via} | {fmt(outages, 'median')} | {fmt(outages, 'max')} | "
                     f"{sum(s.lost for s in samples)} / {sum(s.acknowledged for s in samples)} | "
                     f"{max(s.window_s for s in samples):.2f} | {sum(s.stale for s in samples)} | "
                     f"{fmt([s.rejoin_s for s in samples], 'median')} | {sum(s.passed for s in samples)}/{repeat} | "
                     f"{TARGETS.get(fault, '') if profile == 'default' else ''} |"
                 )
     finally:
-        cluster.down(purge=False)
+        if cluster.exists:
+            cluster.down(purge=False)
     return rows
 
 
@@ -119,6 +126,8 @@ def main() -> None:
     parser.add_argument("--profiles", default="seed,default,default-async")
     parser.add_argument("--faults", default=ALL_FAULTS)
     parser.add_argument("--via", default="haproxy,multihost")
+    parser.add_argument("--backends", default="local", help="local,compose")
+    parser.add_argument("--port-shift", type=int, default=0, help="add this to every base port")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the table")
     args = parser.parse_args()
     home = Path(os.environ.get("PGHA_HOME") or tempfile.mkdtemp(prefix="pgha-bench-failover-", dir="/tmp"))
@@ -126,15 +135,16 @@ def main() -> None:
     home.chmod(0o755)
     os.environ["PGHA_HOME"] = str(home)
     rows: list[str] = []
-    for profile in args.profiles.split(","):
-        faults = args.faults.split(",")
-        if profile == "default-async" and args.faults == ALL_FAULTS:
-            faults = ["stall-then-kill"]
-        rows += run_profile(profile, faults, args.via.split(","), args.repeat)
+    for backend in args.backends.split(","):
+        for profile in args.profiles.split(","):
+            faults = args.faults.split(",")
+            if profile == "default-async" and args.faults == ALL_FAULTS:
+                faults = ["stall-then-kill"]
+            rows += run_profile(profile, faults, args.via.split(","), args.repeat, backend, args.port_shift)
     table = "\n".join([
-        "| profile | fault | via | outage median (s) | outage max (s) | lost / acknowledged | "
+        "| backend | profile | fault | via | outage median (s) | outage max (s) | lost / acknowledged | "
         "split-brain window max (s) | stale acks | rejoin median (s) | passed | goal (default) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
         *rows,
     ])
     text = (
@@ -144,7 +154,8 @@ def main() -> None:
         "it. split-brain window: time the monitor saw two nodes accept writes; stale acks: writes "
         "acknowledged by the stale node in such a window. Runs: under "
         f"{home}/<cluster>/runs.\n\n{table}\n\nRerun: `.venv/bin/python bench/failover.py --repeat "
-        f"{args.repeat} --profiles {args.profiles} --faults {args.faults} --via {args.via}`\n"
+        f"{args.repeat} --profiles {args.profiles} --faults {args.faults} --via {args.via} "
+        f"--backends {args.backends}`\n"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

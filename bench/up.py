@@ -1,9 +1,13 @@
 """Time from nothing to a healthy cluster, and the memory of all its processes.
 
-    .venv/bin/python bench/up.py [--runs 3] [--profiles seed,default]
+    .venv/bin/python bench/up.py [--runs 3] [--profiles seed,default] [--backends local,compose]
+        [--port-shift 0]
 
 Prints a table and writes it to bench/results/up.md. Each run starts from an empty cluster
-directory (initdb, DCS bootstrap, basebackups included) and ends with `down --purge`.
+directory (initdb, DCS bootstrap, basebackups included) and ends with `down --purge`; for the
+compose backend that also removes the cluster's image, so every run builds it, and the table
+gives the time to healthy without the build and the build on its own. Memory is that of the
+processes inside the containers (the engine's conmon processes are not counted).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import statistics
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,51 +43,85 @@ def memory_of(cluster: Cluster) -> tuple[float, float]:
     return rss / 2**20, pss / 2**20
 
 
-def one_run(profile: str, run: int) -> tuple[float, float, float]:
-    name = f"bench-up-{profile}"
+@dataclass(frozen=True)
+class Run:
+    seconds: float  # to healthy, without building an image
+    build: float  # building the image (compose; 0 otherwise)
+    rss: float
+    pss: float
+
+
+def one_run(profile: str, backend: str, run: int, port_shift: int) -> Run:
+    name = f"bench-up-{profile}-{backend}"
     cluster = Cluster(name)
     if cluster.layout.root.exists():
         cluster.down(purge=True)
-    spec = build_spec(profile, overrides={"name": name, "base_port": 21432 if profile == "default" else 22432})
+    base_port = (21432 if profile == "default" else 22432) + port_shift + (100 if backend == "compose" else 0)
+    overrides: dict[str, object] = {"name": name, "base_port": base_port, "backend": backend}
+    if backend == "compose":
+        overrides["network"] = "198.18.40.0/24" if profile == "default" else "198.18.41.0/24"
+    spec = build_spec(profile, overrides=overrides)
+    marks: dict[str, float] = {}
+
+    def progress(msg: str) -> None:
+        # The compose backend says when it starts and ends building the image.
+        for word in ("building image", "starting containers"):
+            if msg.startswith(word):
+                marks[word] = time.monotonic()
+
     try:
         start = time.monotonic()
-        cluster.up(spec, progress=lambda _msg: None)
-        seconds = time.monotonic() - start
+        cluster.up(spec, progress=progress)
+        total = time.monotonic() - start
+        build = marks["starting containers"] - marks["building image"] if "building image" in marks else 0.0
         time.sleep(2)  # let the replicas settle before reading memory
         rss, pss = memory_of(cluster)
     finally:
-        cluster.down(purge=True)
-    print(f"  {profile} run {run}: healthy in {seconds:.2f} s, RSS {rss:.0f} MiB, PSS {pss:.0f} MiB", flush=True)
-    return seconds, rss, pss
+        if cluster.exists:
+            cluster.down(purge=True)
+    result = Run(total - build, build, rss, pss)
+    print(f"  {profile}/{backend} run {run}: healthy in {result.seconds:.2f} s (+ image build {build:.1f} s), "
+          f"RSS {rss:.0f} MiB, PSS {pss:.0f} MiB", flush=True)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profiles", default="seed,default")
+    parser.add_argument("--backends", default="local", help="local,compose")
+    parser.add_argument("--port-shift", type=int, default=0, help="add this to every base port")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the table")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="pgha-bench-up-", dir="/tmp"))
     home.chmod(0o755)
     os.environ["PGHA_HOME"] = str(home)
     rows = []
-    for profile in args.profiles.split(","):
-        spec = build_spec(profile)
-        runs = [one_run(profile, i + 1) for i in range(args.runs)]
-        secs, rss, pss = (statistics.median(x) for x in zip(*runs, strict=True))
-        shape = f"{spec.nodes} nodes + {spec.dcs.members} {spec.dcs.kind}"
-        rows.append(f"| {profile} | {shape} | {secs:.1f} | {max(r[0] for r in runs):.1f} | {rss:.0f} | {pss:.0f} |")
+    for backend in args.backends.split(","):
+        for profile in args.profiles.split(","):
+            spec = build_spec(profile)
+            runs = [one_run(profile, backend, i + 1, args.port_shift) for i in range(args.runs)]
+            secs, build, rss, pss = (statistics.median(getattr(r, f) for r in runs)
+                                     for f in ("seconds", "build", "rss", "pss"))
+            shape = f"{spec.nodes} nodes + {spec.dcs.members} {spec.dcs.kind}"
+            built = f"{build:.1f}" if backend == "compose" else "-"
+            rows.append(f"| {backend} | {profile} | {shape} | {secs:.1f} | {max(r.seconds for r in runs):.1f} | "
+                        f"{built} | {rss:.0f} | {pss:.0f} |")
     table = "\n".join([
-        "| profile | cluster | healthy after, median (s) | max (s) | RSS, median (MiB) | PSS, median (MiB) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| backend | profile | cluster | healthy after, median (s) | max (s) | image build, median (s) | "
+        "RSS, median (MiB) | PSS, median (MiB) |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
         *rows,
     ])
     text = (f"# bench/up.py\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, median of "
             f"{args.runs} runs from an empty directory to healthy (one leader, replicas streaming, a sync "
             f"standby named, HAProxy routing).\nRSS counts shared memory once per process; PSS divides it "
-            f"among the processes that share it.\n\n{table}\n\nRerun: `.venv/bin/python bench/up.py --runs "
-            f"{args.runs}`\n")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(text)
+            f"among the processes that share it. compose: the processes inside the containers (not the "
+            f"engine's conmon), and the time to healthy excludes the image build, given on its own."
+            f"\n\n{table}\n\nRerun: `.venv/bin/python bench/up.py --runs "
+            f"{args.runs} --profiles {args.profiles} --backends {args.backends}`\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
     print(text)
 
 
