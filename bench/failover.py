@@ -155,7 +155,7 @@ def main() -> None:
         "acknowledged by the stale node in such a window. Runs: under "
         f"{home}/<cluster>/runs.\n\n{table}\n\nRerun: `.venv/bin/python bench/failover.py --repeat "
         f"{args.repeat} --profiles {args.profiles} --faults {args.faults} --via {args.via} "
-        f"--backends {args.backends}`\n"
+        f"--backends {args.backends} --port-shift {args.port_shift} --out {args.out}`\n"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

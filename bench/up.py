@@ -119,7 +119,8 @@ def main() -> None:
             f"among the processes that share it. compose: the processes inside the containers (not the "
             f"engine's conmon), and the time to healthy excludes the image build, given on its own."
             f"\n\n{table}\n\nRerun: `.venv/bin/python bench/up.py --runs "
-            f"{args.runs} --profiles {args.profiles} --backends {args.backends}`\n")
+            f"{args.runs} --profiles {args.profiles} --backends {args.backends} --port-shift {args.port_shift}"
+            f" --out {args.out}`\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
