@@ -289,18 +289,25 @@ def run_drill(cluster: Cluster, options: DrillOptions, say: Say) -> DrillOutcome
     session = Session(cluster, options, f"{options.fault}-{options.target}", say)
     with session:
         session.cycle(options.fault, options.target)
-    fault_time, _, target = session.cycles[0]
+    fault_time, fault, target = session.cycles[0]
+    ttl = cluster.spec.patroni.ttl
     return session.finish(lambda events, final: single_results(events, final, fault_time, target,
-                                                               cluster.spec.node_names))
+                                                               cluster.spec.node_names, fault, ttl))
+
+
+# Faults that cut a node off from the DCS majority: a primary so cut off must demote itself.
+CUT_OFF_FAULTS = ("isolate", "partition")
 
 
 def single_results(events: list[Event], final: FinalState, fault_time: float, target: str,
-                   nodes: tuple[str, ...]) -> list[CheckerResult]:
-    """The four verdicts of one drill; a fault that hit no node (the DCS) is judged by whether
-    the cluster was healthy again after the heal instead of by a node's rejoin (pure)."""
+                   nodes: tuple[str, ...], fault: str = "", ttl: float = 0.0) -> list[CheckerResult]:
+    """The verdicts of one drill; a fault that hit no node (the DCS) is judged by whether the
+    cluster was healthy again after the heal instead of by a node's rejoin (pure)."""
     results = checkers.run_all(events, final, target, fault_time=fault_time, deadline_s=REJOIN_DEADLINE)
     if target not in nodes:
         results[-1] = checkers.check_healthy_after_heal(events, target)
+    elif fault in CUT_OFF_FAULTS:
+        results.append(checkers.check_self_demotion(events, target, fault_time, ttl))
     return results
 
 
