@@ -189,7 +189,8 @@ def connect(name: NameOpt = "default",
     pgpass = cluster.client_pgpass
     out.print(f"# through HAProxy ({'read-only' if ro else 'read-write'}):")
     print(f"PGPASSFILE={pgpass} psql 'host={spec.host} port={port} user=postgres dbname=postgres'")
-    out.print("# without a proxy (libpq picks the primary itself):")
+    out.print("# without a proxy (libpq picks the primary itself):" if spec.backend == "local" else
+              "# over every HAProxy host (libpq moves on when one is lost):")
     print(f"PGPASSFILE={pgpass} psql '{cluster.multihost_uri()}'")
     out.print(f"# passwords: {cluster.layout.secrets_file} (mode 0600)")
 
