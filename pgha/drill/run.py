@@ -19,7 +19,7 @@ import psycopg
 from pgha.cluster import Cluster, ClusterError
 from pgha.drill import checkers
 from pgha.drill.history import CheckerResult, Event, FinalState, History, RunInfo, sorted_events
-from pgha.drill.nemesis import FAULTS, NETWORK_FAULTS, OTHER_TARGETS, Nemesis
+from pgha.drill.nemesis import FAULTS, NETWORK_FAULTS, OTHER_TARGETS, SETTLE_MARGIN_S, Nemesis
 from pgha.drill.workload import TABLE, Workload
 from pgha.topology import topology
 
@@ -230,8 +230,9 @@ class Session:
             self.phase("fault")
             self.say("waiting for writes to recover")
             deadline = landed + (self.options.recovery_deadline or (3 * spec.patroni.ttl + 30))
-            while time.time() < deadline and not _recovered(self.history.events, landed,
-                                                              AFTER_RECOVERY_SECONDS):
+            settled = landed + (spec.patroni.ttl + SETTLE_MARGIN_S if fault.settles else 0.0)
+            while time.time() < deadline and (time.time() < settled or not _recovered(
+                    self.history.events, landed, AFTER_RECOVERY_SECONDS)):
                 time.sleep(0.2)
             self.phase("recovered" if time.time() < deadline else "deadline")
             if fault.held and self.options.hold:
