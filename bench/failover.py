@@ -177,7 +177,8 @@ def main() -> None:
         "it. split-brain window: time the monitor saw two nodes accept writes; stale acks: writes "
         "acknowledged by the stale node in such a window. Runs: under "
         f"{home}/<cluster>/runs.\n\n{table}\n\nRerun: `.venv/bin/python bench/failover.py --repeat "
-        f"{args.repeat} --profiles {args.profiles} --faults {args.faults} --via {args.via}`\n"
+        f"{args.repeat} --profiles {args.profiles} --faults {args.faults} --via {args.via}"
+        f"{'' if args.out == RESULTS else f' --out {args.out}'}`\n"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
