@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PGHA := $(VENV)/bin/pgha
 APT_PACKAGES := postgresql-15 postgresql-client-15 haproxy zookeeper etcd-server etcd-client \
-	default-jre-headless python3-venv iproute2 procps
+	default-jre-headless python3-venv iproute2 procps nftables util-linux
 # Integration tests bring clusters up in parallel-safe port ranges; keep CI under 25 minutes.
 PYTEST_ARGS ?=
 
@@ -50,10 +50,15 @@ test-containers: setup containers
 # A long soak on its own cluster: random faults under one continuous load, one verdict.
 SOAK ?= 10m
 SOAK_FAULTS ?= stop,kill,freeze,crash-postgres,node-loss
+# Then the same on hosts of their own (netns), with network partitions among the faults.
+SOAK_NETNS_FAULTS ?= isolate,isolate-dcs,partition,loss,stop,kill,freeze
 soak: setup
 	$(PGHA) up --name soak --base-port 26432
 	$(PGHA) drill --name soak --soak $(SOAK) --faults $(SOAK_FAULTS); rc=$$?; \
-	$(PGHA) down --name soak --purge; exit $$rc
+	$(PGHA) down --name soak --purge; test $$rc -eq 0 || exit $$rc
+	$(PGHA) up --name soak-netns --backend netns --base-port 26532
+	$(PGHA) drill --name soak-netns --soak $(SOAK) --faults $(SOAK_NETNS_FAULTS); rc=$$?; \
+	$(PGHA) down --name soak-netns --purge; exit $$rc
 
 bench: setup
 	$(PY) bench/up.py

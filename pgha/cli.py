@@ -111,8 +111,7 @@ def _print_state(cluster: Cluster, state: ClusterState) -> None:
                         "" if m.lag is None else str(m.lag), style=style)
     for node in spec.node_names:
         if node not in listed:
-            i = spec.node_index(node)
-            members.add_row(node, f"{spec.node_host}:{spec.ports.postgres[i]}", "-", "absent", "", "", style="red")
+            members.add_row(node, str(cluster.reach.postgres(node)), "-", "absent", "", "", style="red")
     out.print(members)
     dcs = Table(title=f"DCS ({spec.dcs.kind})")
     for col in ("member", "address", "health"):
@@ -121,11 +120,12 @@ def _print_state(cluster: Cluster, state: ClusterState) -> None:
         dcs.add_row(d.name, d.address, d.detail, style="" if d.healthy else "red")
     out.print(dcs)
     hap = Table(title="HAProxy backends")
-    for col in ("proxy", "port", "server", "status"):
+    for col in ("haproxy", "proxy", "port", "server", "status"):
         hap.add_column(col)
-    ports = {"primary": spec.ports.entrypoint_rw, "replicas": spec.ports.entrypoint_ro}
+    ports = {("haproxy", "primary"): spec.ports.entrypoint_rw, ("haproxy", "replicas"): spec.ports.entrypoint_ro}
+    ports.update({(f"haproxy{k}", "primary"): p for k, p in enumerate(spec.ports.entrypoint_rw_more, start=1)})
     for s in state.haproxy:
-        hap.add_row(s.proxy, str(ports.get(s.proxy, "")), s.server, s.status,
+        hap.add_row(s.haproxy, s.proxy, str(ports.get((s.haproxy, s.proxy)) or ""), s.server, s.status,
                     style="green" if s.status == "UP" else "")
     if not state.haproxy:
         hap.add_row("-", "", "", "HAProxy not answering", style="red")
@@ -166,9 +166,14 @@ def down(name: NameOpt = "default",
 def ctl(ctx: typer.Context, name: NameOpt = "default") -> None:
     """Run patronictl against the cluster's own config, e.g. `pgha ctl list`."""
     cluster = _cluster(name)
-    config = cluster.layout.patroni_config(cluster.spec.node_names[0])
+    node = cluster.spec.node_names[0]
+    backend = cluster.backend()
+    config = backend.host_layout(node).patroni_config(node)
     patronictl = Path(sys.executable).parent / "patronictl"
-    result = subprocess.run([str(patronictl), "-c", str(config), *ctx.args], check=False)
+    netns = backend.netns_path(node)
+    # patronictl talks to the DCS, which a netns cluster has only on its private network.
+    prefix = ["nsenter", f"--net={netns}"] if netns else []
+    result = subprocess.run([*prefix, str(patronictl), "-c", str(config), *ctx.args], check=False)
     raise typer.Exit(result.returncode)
 
 
@@ -184,7 +189,8 @@ def connect(name: NameOpt = "default",
     pgpass = cluster.client_pgpass
     out.print(f"# through HAProxy ({'read-only' if ro else 'read-write'}):")
     print(f"PGPASSFILE={pgpass} psql 'host={spec.host} port={port} user=postgres dbname=postgres'")
-    out.print("# without a proxy (libpq picks the primary itself):")
+    out.print("# without a proxy (libpq picks the primary itself):" if spec.backend == "local" else
+              "# over every HAProxy host (libpq moves on when one is lost):")
     print(f"PGPASSFILE={pgpass} psql '{cluster.multihost_uri()}'")
     out.print(f"# passwords: {cluster.layout.secrets_file} (mode 0600)")
 
@@ -279,8 +285,24 @@ def report(run: Annotated[Path | None, typer.Argument(help="A run directory (def
     out.print(f"report: {md}\nreport: {html}")
 
 
-render_app = typer.Typer(no_args_is_help=True, help="Write a cluster's files without starting anything.")
+render_app = typer.Typer(no_args_is_help=True, help="Write a deployment for somewhere else to run.")
 app.add_typer(render_app, name="render")
+
+
+@render_app.command("hosts")
+def render_hosts(
+    inventory: Annotated[Path, typer.Option(help="hosts.yaml: the machines and what each runs.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write one bundle per host into.")],
+    root: Annotated[Path | None, typer.Option(help="Where bundles live on the hosts "
+                                                   "(default /var/lib/pgha/<cluster>).")] = None,
+) -> None:
+    """One bundle per real machine: configs, systemd units, an install script (Debian/Ubuntu)."""
+    from pgha.bundles import write_host_bundles
+
+    written = write_host_bundles(inventory, out_dir, root)
+    for host, files in written.items():
+        out.print(f"{host}: {len(files)} files in {out_dir / host}")
+    out.print(f"operators' guide: {out_dir / 'README.md'}")
 
 
 @render_app.command("compose")
@@ -303,6 +325,8 @@ def render_compose_cmd(
                                                 "backend": "compose"})
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out: {out_dir} exists and is not a directory")
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / ".env").exists():
+        raise UserError(f"--out: {out_dir} is not empty and holds no earlier deployment; pick an empty directory")
     # A re-render keeps the passwords: the data volumes were initialised with them.
     secrets = existing_secrets(out_dir) or Secrets.generate()
     try:

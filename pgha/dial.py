@@ -105,7 +105,8 @@ def http_request(ep: Endpoint, path: str, timeout: float, method: str = "GET", b
     req = urllib.request.Request(f"http://{ep.host}:{ep.port}/{path.lstrip('/')}", data=data, method=method,
                                  headers={**({"Content-Type": "application/json"} if data else {}),
                                           **(headers or {})})
-    opener = urllib.request.build_opener(_NetnsHandler(ep.netns))
+    # No proxy from the environment: a cluster's addresses are reachable only from here.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NetnsHandler(ep.netns))
     try:
         with opener.open(req, timeout=timeout) as resp:
             raw = resp.read()

@@ -188,7 +188,7 @@ class Spec(_Frozen):
             raise ValueError("ports: need one dcs_client and one dcs_peer port per DCS member")
         if self.dcs.kind == "zookeeper" and len(p.dcs_election) != self.dcs.members:
             raise ValueError("ports: ZooKeeper needs one dcs_election port per member")
-        if self.haproxy.hosts > 1 and self.backend != "netns":
+        if self.haproxy.hosts > 1 and self.backend == "local":
             raise ValueError("haproxy.hosts: more than one HAProxy needs hosts of their own (backend netns)")
         if len(p.entrypoint_rw_more) != self.haproxy.hosts - 1:
             raise ValueError("ports.entrypoint_rw_more: need one port per HAProxy host after the first")

@@ -130,6 +130,17 @@ def _shared_host_topology(spec: Spec) -> Topology:
     )
 
 
+def netns_topology_ports(spec: Spec, haproxy_hosts: int) -> tuple[
+        tuple[NodePorts, ...], tuple[DcsPorts, ...], tuple[HAProxyPorts, ...]]:
+    """The standard ports of components that each have an address to themselves."""
+    zk = spec.dcs.kind == "zookeeper"
+    ro = HAPROXY_RO_PORT if spec.haproxy.readonly_port else None
+    dcs = DcsPorts(ZK_CLIENT_PORT, ZK_PEER_PORT, ZK_ELECTION_PORT) if zk else DcsPorts(ETCD_CLIENT_PORT,
+                                                                                        ETCD_PEER_PORT, None)
+    return ((NodePorts(POSTGRES_PORT, REST_PORT),) * spec.nodes, (dcs,) * spec.dcs.members,
+            (HAProxyPorts(HAPROXY_RW_PORT, ro, HAPROXY_STATS_PORT),) * haproxy_hosts)
+
+
 def _netns_topology(spec: Spec, named_namespaces: bool = True) -> Topology:
     net = ipaddress.ip_network(spec.network)
 
@@ -139,24 +150,16 @@ def _netns_topology(spec: Spec, named_namespaces: bool = True) -> Topology:
     def place(name: str, kind: Kind, i: int, n: int) -> Place:
         return Place(name, kind, i, host(n), netns_name(spec, name) if named_namespaces else None)
 
-    zk = spec.dcs.kind == "zookeeper"
-    readonly = spec.haproxy.readonly_port
+    node_ports, dcs_ports, haproxy_ports = netns_topology_ports(spec, spec.haproxy.hosts)
     return Topology(
         spec=spec,
         nodes=tuple(place(n, "node", i, _NODE_HOST + i) for i, n in enumerate(spec.node_names)),
         dcs=tuple(place(dcs_member_name(i), "dcs", i, _DCS_HOST + i) for i in range(spec.dcs.members)),
         haproxies=tuple(place(haproxy_name(k), "haproxy", k, _HAPROXY_HOST + k)
                         for k in range(spec.haproxy.hosts)),
-        node_ports=tuple(NodePorts(POSTGRES_PORT, REST_PORT) for _ in range(spec.nodes)),
-        dcs_ports=tuple(
-            DcsPorts(ZK_CLIENT_PORT, ZK_PEER_PORT, ZK_ELECTION_PORT) if zk
-            else DcsPorts(ETCD_CLIENT_PORT, ETCD_PEER_PORT, None)
-            for _ in range(spec.dcs.members)
-        ),
-        haproxy_ports=tuple(
-            HAProxyPorts(HAPROXY_RW_PORT, HAPROXY_RO_PORT if readonly else None, HAPROXY_STATS_PORT)
-            for _ in range(spec.haproxy.hosts)
-        ),
+        node_ports=node_ports,
+        dcs_ports=dcs_ports,
+        haproxy_ports=haproxy_ports,
         client_networks=(str(net),),
         switch_netns=netns_name(spec, "switch") if named_namespaces else None,
     )

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from pgha.errors import PghaError
+from pgha.layout import Layout
 from pgha.reach import Reach
 
 Progress = Callable[[str], None]
@@ -38,6 +39,9 @@ class Backend(Protocol):
     @property
     def reach(self) -> Reach:
         """How pgha on this machine reaches each component (probes, checks, drills)."""
+
+    def host_layout(self, name: str) -> Layout:
+        """The directory tree a component's configuration and data live in."""
 
     def netns_path(self, component: str) -> str | None:
         """The network namespace a component's sockets live in, or None for pgha's own."""

@@ -38,6 +38,7 @@ from pgha.layout import Layout
 from pgha.probe import node_rest
 from pgha.procs import RunAs
 from pgha.reach import Reach
+from pgha.render import RenderedFile, to_yaml
 from pgha.render.compose import (
     CONTAINER_LAYOUT,
     image_name,
@@ -46,6 +47,7 @@ from pgha.render.compose import (
     services,
 )
 from pgha.render.compose import container_name as _container_name
+from pgha.render.patroni import render_patroni
 from pgha.secrets import Secrets
 from pgha.spec import Spec
 from pgha.topology import Place, Topology, topology
@@ -259,11 +261,21 @@ class ComposeBackend:
                                        f"{net.get('name')!r}; set `network:` in pgha.yaml to another /24 "
                                        f"inside 198.18.0.0/15")
 
+    def host_layout(self, name: str) -> Layout:
+        """The cluster's directory: `conf/` holds the Patroni configs patronictl uses from here."""
+        return self.layout
+
     def materialize(self) -> None:
-        for d in (self.layout.root, self.layout.logs, self.layout.runs, self.dir):
+        for d in (self.layout.root, self.layout.conf, self.layout.logs, self.layout.runs, self.dir):
             d.mkdir(parents=True, exist_ok=True)
         self.layout.root.chmod(0o700)
         write_files(self.dir, render_compose(self.spec, self.secrets, self._base_image()))
+        # For `pgha ctl` on this machine: the containers' Patroni config with the credentials
+        # patronictl needs (0600, never in the image).
+        write_files(self.layout.root, [
+            RenderedFile(self.layout.patroni_config(node).relative_to(self.layout.root),
+                         to_yaml(render_patroni(self.topo, CONTAINER_LAYOUT, self.secrets, node)), 0o600)
+            for node in self.spec.node_names])
 
     def start(self, progress: Progress) -> None:
         self.materialize()

@@ -24,8 +24,11 @@ from pgha.backends.local import LocalBackend
 from pgha.dial import Endpoint
 from pgha.layout import Layout
 from pgha.netns import network
+from pgha.procs import RunAs
 from pgha.reach import own_namespace
+from pgha.render import RenderedFile
 from pgha.render.haproxy import RO_PROXY, RW_PROXY
+from pgha.render.hosts import HostBundle, parse_unit, render_bundle, unit_for, units_dir
 from pgha.topology import Place
 
 HOST_ENTRY_CONFIG = "host-entry.cfg"
@@ -36,6 +39,22 @@ class NetnsBackend(LocalBackend):
 
     def host_layout(self, name: str) -> Layout:
         return Layout(self.layout.root / "hosts" / name)
+
+    def bundle(self, name: str) -> HostBundle:
+        return HostBundle(name, (self.topo.place(name),), self.host_layout(name).root)
+
+    def rendered(self) -> list[RenderedFile]:
+        # The bundles `pgha render hosts` writes for real machines, one host per component.
+        patroni_bin = str(self._patroni_bin())
+        return [f for p in self.topo.places
+                for f in render_bundle(self.topo, self.bundle(p.name), self.secrets, patroni_bin)]
+
+    def _unit(self, name: str) -> tuple[list[str], str, dict[str, str]]:
+        unit = unit_for(self.topo, self.bundle(name), self.topo.place(name), str(self._patroni_bin()))
+        return parse_unit((units_dir(self.host_layout(name).root) / unit.name).read_text())
+
+    def _argv(self, name: str, kind: str) -> list[str]:
+        return self._unit(name)[0]
 
     def endpoint(self, place: Place, port: int) -> Endpoint:
         return own_namespace(place, port)
@@ -98,8 +117,10 @@ class NetnsBackend(LocalBackend):
                 extra = self.host_layout(name).conf / HOST_ENTRY_CONFIG
                 extra.write_text(render_host_entry(frontends))
                 argv += ["-f", str(extra)]
-            procs.spawn(argv, log=self.layout.log(name), pidfile=self.layout.pidfile(name), env=self._env(),
-                        cwd=self.host_layout(name).root, run_as=self.run_as, netns=place.netns, pass_fds=fds)
+            # Started as its unit says: the unit's ExecStart, User and Environment.
+            _, user, env = self._unit(name)
+            procs.spawn(argv, log=self.layout.log(name), pidfile=self.layout.pidfile(name), env=env,
+                        cwd=self.host_layout(name).root, run_as=RunAs(user), netns=place.netns, pass_fds=fds)
             # HAProxy now holds the listening sockets; closing ours means a dead HAProxy refuses
             # connections at once, and a client's multi-host URI moves on to the next.
 

@@ -18,6 +18,7 @@ from pgha.spec import Spec
 from pgha.topology import topology
 
 STALL_SECONDS = 3.0
+SETTLE_MARGIN_S = 5.0
 LOSS_PERCENT = 30
 LAG_MS = 200
 
@@ -30,6 +31,9 @@ class Fault:
     moves_primary: bool
     # Whether the drill keeps the fault until the cluster recovered (False: a one-shot action).
     held: bool
+    # Whether Patroni reacts only after its leader key runs out: such a fault is held at least
+    # ttl + SETTLE_MARGIN_S, or the drill would heal it before anything could happen.
+    settles: bool = False
 
 
 FAULTS: dict[str, Fault] = {
@@ -38,8 +42,8 @@ FAULTS: dict[str, Fault] = {
     "node-loss": Fault("node-loss", "SIGKILL to every process of the node; no restart until heal", True, True),
     "freeze": Fault("freeze", "SIGSTOP to every process of the node (a hung host); SIGCONT at heal", True, True),
     "crash-postgres": Fault("crash-postgres", "SIGKILL to the postmaster only; Patroni stays up", False, False),
-    "dcs-down": Fault("dcs-down", "stop one DCS member (target 'all': every member); restarted at heal",
-                      False, True),
+    "dcs-down": Fault("dcs-down", "stop one DCS member (target 'majority' or 'all': that many); restarted "
+                      "at heal", False, True, settles=True),
     "stall-then-kill": Fault("stall-then-kill", f"pause the primary's WAL senders for {STALL_SECONDS:.0f} s "
                              "under load, then lose the primary (node-loss)", True, True),
     "switchover": Fault("switchover", "planned switchover through Patroni's REST API", True, False),
@@ -47,13 +51,15 @@ FAULTS: dict[str, Fault] = {
                           False, True),
     # Network faults: hosts of their own only (the netns backend).
     "isolate": Fault("isolate", "cut the host off from every other host (a node, dcsN or an HAProxy); "
-                     "reconnected at heal", True, True),
+                     "reconnected at heal", True, True, settles=True),
     "isolate-dcs": Fault("isolate-dcs", "cut a node off from every DCS member; it still reaches the other nodes",
-                         True, True),
+                         True, True, settles=True),
     "partition": Fault("partition", "split the hosts: the node with a minority of the DCS members against the rest",
-                       True, True),
-    "loss": Fault("loss", f"drop {LOSS_PERCENT}% of the packets on the host's link, both ways", False, True),
-    "lag": Fault("lag", f"delay every packet leaving the host by {LAG_MS} ms (tc netem)", False, True),
+                       True, True, settles=True),
+    "loss": Fault("loss", f"drop {LOSS_PERCENT}% of the packets on the host's link, both ways", False, True,
+                  settles=True),
+    "lag": Fault("lag", f"delay every packet leaving the host by {LAG_MS} ms (tc netem)", False, True,
+                 settles=True),
 }
 NETWORK_FAULTS = ("isolate", "isolate-dcs", "partition", "loss", "lag")
 # Which targets a fault takes besides nodes (primary | replica | a node name).

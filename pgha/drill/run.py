@@ -19,7 +19,7 @@ import psycopg
 from pgha.cluster import Cluster, ClusterError
 from pgha.drill import checkers
 from pgha.drill.history import CheckerResult, Event, FinalState, History, RunInfo, sorted_events
-from pgha.drill.nemesis import FAULTS, NETWORK_FAULTS, OTHER_TARGETS, Nemesis
+from pgha.drill.nemesis import FAULTS, NETWORK_FAULTS, OTHER_TARGETS, SETTLE_MARGIN_S, Nemesis
 from pgha.drill.workload import TABLE, Workload
 from pgha.topology import topology
 
@@ -230,8 +230,9 @@ class Session:
             self.phase("fault")
             self.say("waiting for writes to recover")
             deadline = landed + (self.options.recovery_deadline or (3 * spec.patroni.ttl + 30))
-            while time.time() < deadline and not _recovered(self.history.events, landed,
-                                                              AFTER_RECOVERY_SECONDS):
+            settled = landed + (spec.patroni.ttl + SETTLE_MARGIN_S if fault.settles else 0.0)
+            while time.time() < deadline and (time.time() < settled or not _recovered(
+                    self.history.events, landed, AFTER_RECOVERY_SECONDS)):
                 time.sleep(0.2)
             self.phase("recovered" if time.time() < deadline else "deadline")
             if fault.held and self.options.hold:
@@ -289,18 +290,25 @@ def run_drill(cluster: Cluster, options: DrillOptions, say: Say) -> DrillOutcome
     session = Session(cluster, options, f"{options.fault}-{options.target}", say)
     with session:
         session.cycle(options.fault, options.target)
-    fault_time, _, target = session.cycles[0]
+    fault_time, fault, target = session.cycles[0]
+    ttl = cluster.spec.patroni.ttl
     return session.finish(lambda events, final: single_results(events, final, fault_time, target,
-                                                               cluster.spec.node_names))
+                                                               cluster.spec.node_names, fault, ttl))
+
+
+# Faults that cut a node off from the DCS majority: a primary so cut off must demote itself.
+CUT_OFF_FAULTS = ("isolate", "partition")
 
 
 def single_results(events: list[Event], final: FinalState, fault_time: float, target: str,
-                   nodes: tuple[str, ...]) -> list[CheckerResult]:
-    """The four verdicts of one drill; a fault that hit no node (the DCS) is judged by whether
-    the cluster was healthy again after the heal instead of by a node's rejoin (pure)."""
+                   nodes: tuple[str, ...], fault: str = "", ttl: float = 0.0) -> list[CheckerResult]:
+    """The verdicts of one drill; a fault that hit no node (the DCS) is judged by whether the
+    cluster was healthy again after the heal instead of by a node's rejoin (pure)."""
     results = checkers.run_all(events, final, target, fault_time=fault_time, deadline_s=REJOIN_DEADLINE)
     if target not in nodes:
         results[-1] = checkers.check_healthy_after_heal(events, target)
+    elif fault in CUT_OFF_FAULTS:
+        results.append(checkers.check_self_demotion(events, target, fault_time, ttl))
     return results
 
 

@@ -86,7 +86,7 @@ def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str) 
             # Patroni asks for these credentials on unsafe methods (POST/PUT/PATCH/DELETE) only.
             "authentication": rest_auth,
         },
-        "ctl": {"authentication": rest_auth},
+        "ctl": {"authentication": dict(rest_auth)},
         **dcs_section(topo),
         "bootstrap": {
             "dcs": dynamic_settings(spec),

@@ -69,7 +69,9 @@ def test_report_rerenders_the_latest_run(drill_cluster: Path) -> None:
 
 def test_bad_drill_input_is_one_line(drill_cluster: Path) -> None:
     for args, message in ((["--fault", "meteor"], "unknown fault"), (["--via", "carrier-pigeon"], "via:"),
-                          (["--target", "node9"], "no node named 'node9'")):
+                          (["--target", "node9"], "no node named 'node9'"),
+                          (["--fault", "isolate"], "needs hosts of their own"),
+                          (["--fault", "haproxy-kill", "--target", "haproxy7"], "haproxy-kill takes haproxy")):
         result = run_pgha("drill", "--name", NAME, *args)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 

@@ -11,6 +11,7 @@ from pgha.drill.checkers import (
     check_lost_writes,
     check_outage,
     check_rejoin,
+    check_self_demotion,
     check_split_brain,
     conflicting_writes,
     pair_writes,
@@ -510,3 +511,38 @@ def test_zero_length_writes_conflict_only_inside_another_nodes_write() -> None:
     assert conflicting_writes(inside)[0] == 1
     before = write("w1", 2, 1.0, 1.0, "ok", "n2") + write("w0", 1, 2.0, 2.1, "ok", "n1")
     assert conflicting_writes(before)[0] == 0
+
+
+# ---------------------------------------------------------------- self-demotion of a cut-off primary
+
+
+def _cut_off(demote_at: float | None, heal_at: float = 40.0) -> list[Event]:
+    events = [role("n1", t, primary=True) for t in steps(-2, 0, 0.5)] + [fault(0.0, "n1", "isolate")]
+    for t in steps(0.25, heal_at, 0.5):
+        writable = demote_at is None or t < demote_at
+        events.append(role("n1", t, primary=writable, down=not writable))
+    return [*events, heal(heal_at, "n1", "isolate")]
+
+
+def test_self_demotion_within_ttl_passes_and_reports_when() -> None:
+    r = check_self_demotion(_cut_off(11.0), "n1", at(0.0), 20)
+    assert r.passed and 11.0 <= r.metrics["demoted_after_s"] <= 11.5
+
+
+def test_self_demotion_beyond_ttl_fails() -> None:
+    r = check_self_demotion(_cut_off(25.0), "n1", at(0.0), 20)
+    assert not r.passed and r.metrics["demoted_after_s"] >= 25.0
+
+
+def test_a_primary_that_keeps_accepting_writes_while_cut_off_fails() -> None:
+    r = check_self_demotion(_cut_off(None), "n1", at(0.0), 20)
+    assert not r.passed and r.metrics["demoted_after_s"] is None
+
+
+def test_a_blip_of_no_answer_is_not_a_demotion() -> None:
+    events = _cut_off(15.0)
+    # One lost sample at 5 s while the node was still writable: the later writable samples win.
+    events = [e for e in events if not (e.process == "monitor" and abs(e.time - at(5.25)) < 1e-6)]
+    events.append(role("n1", 5.25, down=True))
+    r = check_self_demotion(events, "n1", at(0.0), 20)
+    assert r.passed and r.metrics["demoted_after_s"] >= 15.0

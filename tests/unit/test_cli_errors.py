@@ -55,6 +55,7 @@ def test_unknown_flag_is_a_usage_error(pgha_home: Path) -> None:
         (["--profile", "prod"], "profile: unknown profile"),
         (["--base-port", "80"], "base_port: must be between 1024 and 65000"),
         (["--out", "/etc/hostname"], "exists and is not a directory"),
+        (["--out", "/etc"], "is not empty and holds no earlier deployment"),
     ],
 )
 def test_render_compose_bad_input(tmp_path: Path, extra: list[str], expected: str) -> None:

@@ -1,0 +1,90 @@
+"""`pgha render hosts`: write the bundles for real machines to a directory (side effects only;
+what goes into them is rendered by pgha.render.hosts)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pgha import secrets as secrets_store
+from pgha.errors import PghaError
+from pgha.inventory import host_bundles, inventory_spec, inventory_topology, load_inventory
+from pgha.render.hosts import REAL_PATRONI_BIN, render_bundle
+from pgha.topology import Topology
+
+
+def write_host_bundles(inventory_path: Path, out_dir: Path, root: Path | None) -> dict[str, list[Path]]:
+    inv = load_inventory(inventory_path)
+    spec = inventory_spec(inv)
+    topo = inventory_topology(spec, inv)
+    root = root or Path("/var/lib/pgha") / spec.name
+    if not root.is_absolute():
+        raise PghaError(f"root: {root} must be an absolute path on the hosts")
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "secrets.yml").exists():
+        raise PghaError(f"out: {out_dir} is not empty and holds no earlier bundle; pick an empty directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    # The same passwords on every host, kept beside the bundles so a re-render keeps them.
+    secrets = secrets_store.load_or_create(out_dir / "secrets.yml")
+    written: dict[str, list[Path]] = {}
+    for bundle in host_bundles(topo, inv, root):
+        paths = []
+        for f in render_bundle(topo, bundle, secrets, REAL_PATRONI_BIN):
+            target = out_dir / bundle.host / f.path.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(f.text)
+            target.chmod(f.mode)
+            paths.append(target)
+        written[bundle.host] = paths
+    (out_dir / "README.md").write_text(operators_readme(topo, inv_hosts(topo), root))
+    return written
+
+
+def inv_hosts(topo: Topology) -> list[tuple[str, str]]:
+    return [(p.name, p.address) for p in topo.places]
+
+
+def operators_readme(topo: Topology, places: list[tuple[str, str]], root: Path) -> str:
+    spec = topo.spec
+    haproxies = list(topo.haproxies)
+    uri_hosts = ",".join(f"{p.address}:{topo.haproxy_ports[p.index].rw}" for p in haproxies)
+    lines = [
+        f"# pgha cluster `{spec.name}` ({spec.profile} profile): bundles for real machines",
+        "",
+        "One directory per host. On each host, as root, from a copy of its directory:",
+        "",
+        "    sh install.sh",
+        "",
+        f"It installs the Debian/Ubuntu packages the host needs, creates the `pgha` system user, copies the "
+        f"files to `{root}`, installs the systemd units and starts them. Start the DCS hosts first, then the "
+        f"nodes, then HAProxy. The netns backend of pgha (`pgha up --backend netns`) runs these very bundles, "
+        f"one host per component, so the drills in pgha's tests exercise what you install.",
+        "",
+        "## What runs where",
+        "",
+        "| component | address |",
+        "|---|---|",
+        *(f"| {name} | {address} |" for name, address in places),
+        "",
+        "## Ports to open between the hosts",
+        "",
+        "- PostgreSQL 5432 and the Patroni REST API 8008 on every node (from the other nodes and HAProxy).",
+        f"- {spec.dcs.kind}: " + ("2379 (clients) and 2380 (peers)" if spec.dcs.kind == "etcd"
+                                  else "2181 (clients), 2888 and 3888 (peers)") + " on every DCS host.",
+        "- HAProxy 5432 (read-write)" + (", 5433 (read-only)" if spec.haproxy.readonly_port else "")
+        + " for clients, 7000 (stats, password in secrets.yml) for operators.",
+        "",
+        "## Clients",
+        "",
+        "Give clients every HAProxy host, so losing one costs one reconnect:",
+        "",
+        f"    postgresql://postgres@{uri_hosts}/postgres?target_session_attrs=read-write",
+        "",
+        "## Secrets",
+        "",
+        "The Patroni and HAProxy configs hold the cluster's passwords (files of mode 0600); `secrets.yml` "
+        "beside this README keeps them for a re-render. Treat this directory as a secret.",
+        "",
+    ]
+    return "\n".join(lines)
