@@ -168,3 +168,25 @@ def test_image_pins_the_patroni_the_project_pins() -> None:
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     pinned = next(d for d in deps if d.startswith("patroni"))
     assert pinned.split("==")[1] == PATRONI_REQUIREMENT.split("==")[1]
+
+
+def test_a_node_container_log_splits_into_patroni_and_postgresql() -> None:
+    from pgha.backends.compose import split_node_log
+
+    text = "\n".join([
+        "2026-11-27 18:26:50,101 INFO: Lock owner: None; I am node0",
+        "2026-11-27 18:26:50.538 UTC [31] LOG:  starting PostgreSQL 15.13 on x86_64",
+        "2026-11-27 18:26:50.540 UTC [31] DETAIL:  a line of its own",
+        "\tcontinued without a prefix",
+        "2026-11-27 18:26:51,002 INFO: promoted self to leader by acquiring session lock",
+        "server started",
+    ])
+    patroni, postgres = split_node_log(text)
+    assert patroni.splitlines() == [
+        "2026-11-27 18:26:50,101 INFO: Lock owner: None; I am node0",
+        "2026-11-27 18:26:51,002 INFO: promoted self to leader by acquiring session lock",
+        "server started",
+    ]
+    assert postgres.splitlines()[0].endswith("starting PostgreSQL 15.13 on x86_64")
+    assert postgres.splitlines()[-1] == "\tcontinued without a prefix"
+    assert split_node_log("") == ("", "")
