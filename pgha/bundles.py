@@ -3,12 +3,13 @@ what goes into them is rendered by pgha.render.hosts)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pgha import secrets as secrets_store
+from pgha.deployment import write_files
 from pgha.errors import PghaError
 from pgha.inventory import host_bundles, inventory_spec, inventory_topology, load_inventory
+from pgha.render import RenderedFile
 from pgha.render.hosts import REAL_PATRONI_BIN, render_bundle
 from pgha.topology import Topology
 
@@ -27,16 +28,9 @@ def write_host_bundles(inventory_path: Path, out_dir: Path, root: Path | None) -
     secrets = secrets_store.load_or_create(out_dir / "secrets.yml")
     written: dict[str, list[Path]] = {}
     for bundle in host_bundles(topo, inv, root):
-        paths = []
-        for f in render_bundle(topo, bundle, secrets, REAL_PATRONI_BIN):
-            target = out_dir / bundle.host / f.path.relative_to(root)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(f.text)
-            target.chmod(f.mode)
-            paths.append(target)
-        written[bundle.host] = paths
+        relative = [RenderedFile(f.path.relative_to(root), f.text, f.mode)
+                    for f in render_bundle(topo, bundle, secrets, REAL_PATRONI_BIN)]
+        written[bundle.host] = write_files(out_dir / bundle.host, relative)
     (out_dir / "README.md").write_text(operators_readme(topo, inv_hosts(topo), root))
     return written
 

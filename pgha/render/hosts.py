@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pgha.layout import SERVICE_USER, Layout
 from pgha.render import RenderedFile, dcs_files, haproxy_file, patroni_file
+from pgha.render.dcs import zookeeper_argv
 from pgha.render.patroni import PG_BIN_DIR
 from pgha.secrets import Secrets
 from pgha.topology import Place, Topology
@@ -23,7 +24,6 @@ from pgha.topology import Place, Topology
 REAL_PATRONI_BIN = "/opt/pgha/venv/bin/patroni"
 # The version pgha itself is tested with.
 PATRONI_VERSION = importlib.metadata.version("patroni")
-ZOOKEEPER_CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-log4j12.jar:/usr/share/java/log4j-1.2.jar"
 
 
 @dataclass(frozen=True)
@@ -114,11 +114,7 @@ def unit_for(topo: Topology, bundle: HostBundle, place: Place, patroni_bin: str)
     if topo.spec.dcs.kind == "etcd":
         argv = ["/usr/bin/etcd", "--config-file", config]
     else:
-        # A small heap: the JVM would otherwise reserve a quarter of the machine's memory.
-        argv = ["/usr/bin/java", "-Xms16m", "-Xmx128m", "-XX:+UseSerialGC", "-XX:-UsePerfData",
-                f"-Dlog4j.configuration=file:{lay.conf / 'zookeeper-log4j.properties'}",
-                "-Dzookeeper.jmx.log4j.disable=true", "-cp", ZOOKEEPER_CLASSPATH,
-                "org.apache.zookeeper.server.quorum.QuorumPeerMain", config]
+        argv = zookeeper_argv(config, str(lay.conf / "zookeeper-log4j.properties"))
     return Unit(f"pgha-{scope}-{topo.spec.dcs.kind}-{place.name}.service", place.name,
                 f"pgha {scope}: {topo.spec.dcs.kind} member {place.name}", argv, SERVICE_USER, env)
 
