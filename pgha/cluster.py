@@ -213,12 +213,10 @@ class Cluster:
             raise ClusterError(f"could not stop: {', '.join(left)}")
         if purge:
             # Data kept outside the cluster's directory (compose: volumes) goes first.
-            purge_backend = getattr(backend, "purge", None)
-            if purge_backend is not None:
-                try:
-                    purge_backend()
-                except BackendError as e:
-                    raise ClusterError(str(e), e.log_tail) from None
+            try:
+                backend.purge()
+            except BackendError as e:
+                raise ClusterError(str(e), e.log_tail) from None
             shutil.rmtree(self.layout.root)
         return was_running
 

@@ -55,6 +55,9 @@ class Backend(Protocol):
     def stop(self) -> None:
         """Stop every component; nothing of this cluster is left running afterwards."""
 
+    def purge(self) -> None:
+        """Delete what the cluster keeps outside its directory (compose: volumes, images)."""
+
     def components(self) -> list[ComponentState]: ...
 
     def log_files(self) -> dict[str, Path]: ...
@@ -65,6 +68,10 @@ class Backend(Protocol):
 
     def kill_node(self, node: str) -> None:
         """SIGKILL Patroni and PostgreSQL of a node at once (the host keeps running)."""
+
+    def crash_node(self, node: str) -> None:
+        """SIGKILL a node and let its supervisor bring it back, as systemd's Restart= or a
+        container's restart policy would."""
 
     def start_node(self, node: str) -> None: ...
 

@@ -339,6 +339,14 @@ class LocalBackend:
         procs.kill_now(targets)
         procs.wait_gone(targets, 10)
 
+    def crash_node(self, node: str) -> None:
+        # No supervisor process here: pgha restarts the node itself, at once.
+        self.kill_node(node)
+        self.start_node(node)
+
+    def purge(self) -> None:
+        """Everything of a local cluster is inside its directory."""
+
     def start_node(self, node: str) -> None:
         self.spec.node_index(node)
         if self._main_proc(node) is None:

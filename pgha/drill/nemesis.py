@@ -79,14 +79,8 @@ class Nemesis:
         if fault == "stop":
             b.stop_node(target)
         elif fault == "kill":
-            crash = getattr(b, "crash_node", None)
-            if crash is not None:
-                # The backend has a supervisor of its own (compose: the restart policy).
-                crash(target)
-            else:
-                b.kill_node(target)
-                # The supervisor (restart: always, systemd) brings the node straight back.
-                b.start_node(target)
+            # The supervisor (systemd's Restart=, a container's restart policy) brings it back.
+            b.crash_node(target)
         elif fault == "node-loss":
             b.kill_node(target)
         elif fault == "freeze":
