@@ -31,6 +31,7 @@ import psutil
 
 from pgha import procs
 from pgha.backends.base import BackendError, ComponentState, Progress
+from pgha.backends.postmaster import PostmasterFaults
 from pgha.deployment import write_files
 from pgha.dial import Endpoint
 from pgha.errors import tail
@@ -112,7 +113,7 @@ class _HAProxySockets(Mapping[str, Path]):
         return 1
 
 
-class ComposeBackend:
+class ComposeBackend(PostmasterFaults):
     kind = "compose"
 
     def __init__(self, spec: Spec, layout: Layout, secrets: Secrets, run_as: RunAs) -> None:
@@ -467,22 +468,6 @@ class ComposeBackend:
             return None
         return None
 
-    def kill_postgres(self, node: str) -> None:
-        pm = self._postmaster(node)
-        if pm is not None:
-            procs.kill_now([pm])
-            procs.wait_gone([pm], 10)
-
-    def _walsenders(self, node: str) -> list[psutil.Process]:
-        return procs.walsenders(self._postmaster(node))
-
-    def freeze_walsenders(self, node: str) -> bool:
-        found = self._walsenders(node)
-        procs.freeze(found)
-        return bool(found)
-
-    def thaw_walsenders(self, node: str) -> None:
-        procs.thaw(self._walsenders(node))
 
     def stop_dcs_member(self, member: int) -> None:
         self._podman("stop", "-t", "10", self._require(member_name(member)).name, timeout=40)

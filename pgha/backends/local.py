@@ -14,6 +14,7 @@ import psutil
 
 from pgha import procs
 from pgha.backends.base import BackendError, ComponentState, Progress
+from pgha.backends.postmaster import PostmasterFaults
 from pgha.dial import Endpoint
 from pgha.errors import tail
 from pgha.layout import Layout
@@ -22,6 +23,7 @@ from pgha.procs import RunAs
 from pgha.reach import Reach, same_host
 from pgha.render import RenderedFile, dcs_files, haproxy_file, patroni_file
 from pgha.render.dcs import ZOOKEEPER_JARS, zookeeper_argv
+from pgha.render.hosts import base_environment
 from pgha.render.patroni import PG_BIN_DIR
 from pgha.secrets import Secrets
 from pgha.spec import Spec
@@ -33,7 +35,7 @@ STOP_TIMEOUT = 30.0
 LEADER_START_TIMEOUT = 60.0
 
 
-class LocalBackend:
+class LocalBackend(PostmasterFaults):
     kind = "local"
 
     def __init__(self, spec: Spec, layout: Layout, secrets: Secrets, run_as: RunAs) -> None:
@@ -87,17 +89,7 @@ class LocalBackend:
         return zookeeper_argv(str(lay.dcs_config(i)), str(lay.conf / "zookeeper-log4j.properties"))
 
     def _env(self) -> dict[str, str]:
-        # Deliberately no PG* variables: PGPASSWORD would override Patroni's pgpass and break
-        # pg_basebackup.
-        return {
-            "PATH": f"{PG_BIN_DIR}:/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOME": str(self.layout.root),
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
-            "TZ": "UTC",
-            "PYTHONUNBUFFERED": "1",
-            "GOMAXPROCS": "2",
-        }
+        return base_environment(self.layout.root)
 
     def _ports_of(self, name: str, kind: str) -> list[tuple[str, int]]:
         p = self.spec.ports
@@ -362,22 +354,8 @@ class LocalBackend:
     def thaw_node(self, node: str) -> None:
         procs.thaw(self._node_procs(node))
 
-    def kill_postgres(self, node: str) -> None:
-        pm = procs.postmaster(self._pgdata(node))
-        if pm is not None:
-            procs.kill_now([pm])
-            procs.wait_gone([pm], 10)
-
-    def _walsenders(self, node: str) -> list[psutil.Process]:
-        return procs.walsenders(procs.postmaster(self._pgdata(node)))
-
-    def freeze_walsenders(self, node: str) -> bool:
-        found = self._walsenders(node)
-        procs.freeze(found)
-        return bool(found)
-
-    def thaw_walsenders(self, node: str) -> None:
-        procs.thaw(self._walsenders(node))
+    def _postmaster(self, node: str) -> psutil.Process | None:
+        return procs.postmaster(self._pgdata(node))
 
     def stop_dcs_member(self, member: int) -> None:
         self._terminate(member_name(member), "dcs")
