@@ -9,6 +9,7 @@ from pgha import secrets as secrets_store
 from pgha.deployment import write_files
 from pgha.errors import PghaError
 from pgha.inventory import host_bundles, inventory_spec, inventory_topology, load_inventory
+from pgha.names import PLAIN_ABSOLUTE_PATH
 from pgha.render import RenderedFile
 from pgha.render.hosts import REAL_PATRONI_BIN, render_bundle
 from pgha.topology import Topology
@@ -19,8 +20,11 @@ def write_host_bundles(inventory_path: Path, out_dir: Path, root: Path | None) -
     spec = inventory_spec(inv)
     topo = inventory_topology(spec, inv)
     root = root or Path("/var/lib/pgha") / spec.name
-    if not root.is_absolute():
-        raise PghaError(f"root: {root} must be an absolute path on the hosts")
+    # The root lands in systemd units and in install.sh, a shell script run as root.
+    if not root.is_absolute() or not PLAIN_ABSOLUTE_PATH.fullmatch(str(root)) or ".." in root.parts:
+        raise PghaError(f"root: {str(root)!r} must be an absolute path of letters, digits, '.', '_', '-' and '/'")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PghaError(f"out: {out_dir} exists and is not a directory")
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "secrets.yml").exists():
         raise PghaError(f"out: {out_dir} is not empty and holds no earlier bundle; pick an empty directory")
     out_dir.mkdir(parents=True, exist_ok=True)

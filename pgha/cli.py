@@ -11,36 +11,45 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pgha.checks import all_passed, run_checks
 from pgha.cluster import Cluster
 from pgha.errors import PghaError
+from pgha.names import IMAGE_REFERENCE, cluster_name_problem, has_control_characters
 from pgha.probe import ClusterState, health_problem
-from pgha.service_user import ServiceUserError
-from pgha.spec import SpecError, build_spec, load_spec_file
+from pgha.spec import build_spec, load_spec_file
+
+try:  # Typer vendors Click since 0.2x; before that it used Click itself.
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException, NoArgsIsHelpError  # type: ignore[assignment]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="A highly available PostgreSQL cluster (Patroni + DCS + HAProxy) in one command.")
 out = Console()
 err = Console(stderr=True)
 
-NameOpt = Annotated[str, typer.Option("--name", help="Which cluster.")]
+
+
+class UserError(PghaError):
+    """Bad input or a failed operation: one line, non-zero exit, no traceback."""
+
+
+def _checked_name(value: str) -> str:
+    """Every command's --name passes here before any path is built from it."""
+    problem = cluster_name_problem(value)
+    if problem is not None:
+        raise UserError(f"name: {problem}")
+    return value
+
+
+NameOpt = Annotated[str, typer.Option("--name", help="Which cluster.", callback=_checked_name)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
-class UserError(Exception):
-    """Bad input or a failed operation: one line, non-zero exit, no traceback."""
-
-    def __init__(self, message: str, log_tail: str = "") -> None:
-        super().__init__(message)
-        self.log_tail = log_tail
-
-
 def _cluster(name: str) -> Cluster:
-    try:
-        return Cluster(name)
-    except SpecError as e:
-        raise UserError(str(e)) from None
+    return Cluster(name)
 
 
 @app.command()
@@ -54,7 +63,7 @@ def up(
     base_port: Annotated[int | None, typer.Option(help="Shift every port of the cluster.")] = None,
     backend: Annotated[str | None, typer.Option(help="local (processes on loopback) | netns (a network "
                                                      "namespace per host; root) | compose (containers)")] = None,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait for a healthy cluster.")] = 180.0,
+    timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds to wait for a healthy cluster.")] = 180.0,
 ) -> None:
     """Start the cluster (or do nothing if it is already up and healthy)."""
     shaping = any(v is not None for v in (profile, config, nodes, dcs, dcs_members, base_port, backend))
@@ -77,7 +86,7 @@ def up(
             status.update(msg)
             out.log(msg)
 
-        result = cluster.up(requested, progress)
+        result = cluster.up(requested, progress, timeout=timeout)
     if not result.changed:
         out.print(f"cluster {name!r} is already up and healthy; nothing changed")
     else:
@@ -179,19 +188,24 @@ def ctl(ctx: typer.Context, name: NameOpt = "default") -> None:
 
 @app.command()
 def connect(name: NameOpt = "default",
-            ro: Annotated[bool, typer.Option("--ro", help="The read-only entrypoint.")] = False) -> None:
+            ro: Annotated[bool, typer.Option("--ro", help="The read-only entrypoint.")] = False,
+            admin: Annotated[bool, typer.Option("--admin", help="As the superuser (postgres) instead of the "
+                                                          "application role.")] = False) -> None:
     """How to connect: psql through HAProxy, and the multi-host URI that needs no proxy."""
     cluster = _cluster(name)
     spec = cluster.spec
     port = spec.ports.entrypoint_ro if ro else spec.ports.entrypoint_rw
     if port is None:
         raise UserError(f"cluster {name!r} has no read-only entrypoint (profile {spec.profile})")
+    login = cluster.admin if admin else cluster.app
     pgpass = cluster.client_pgpass
-    out.print(f"# through HAProxy ({'read-only' if ro else 'read-write'}):")
-    print(f"PGPASSFILE={pgpass} psql 'host={spec.host} port={port} user=postgres dbname=postgres'")
-    out.print("# without a proxy (libpq picks the primary itself):" if spec.backend == "local" else
-              "# over every HAProxy host (libpq moves on when one is lost):")
-    print(f"PGPASSFILE={pgpass} psql '{cluster.multihost_uri()}'")
+    out.print(f"# through HAProxy ({'read-only' if ro else 'read-write'}), as {login.user}:")
+    print(f"PGPASSFILE={pgpass} psql 'host={spec.host} port={port} user={login.user} dbname={login.dbname}'")
+    if spec.backend == "local":
+        out.print("# without a proxy (libpq picks " + ("a replica" if ro else "the primary") + " itself):")
+    else:
+        out.print("# over every HAProxy host (libpq moves on when one is lost):")
+    print(f"PGPASSFILE={pgpass} psql '{cluster.multihost_uri(readonly=ro, login=login)}'")
     out.print(f"# passwords: {cluster.layout.secrets_file} (mode 0600)")
 
 
@@ -202,9 +216,10 @@ def drill(
                                             "stall-then-kill | switchover")] = "stop",
     target: Annotated[str, typer.Option(help="primary | replica | a node name (dcs-down: dcs0.. | all)")] = "primary",
     via: Annotated[str, typer.Option(help="haproxy | multihost")] = "haproxy",
-    rate: Annotated[float, typer.Option(help="Writes per second.")] = 20.0,
+    rate: Annotated[float, typer.Option(help="Writes per second (0.5-500).")] = 20.0,
     repeat: Annotated[int, typer.Option(min=1, max=100, help="Run the drill this many times.")] = 1,
-    hold: Annotated[float | None, typer.Option(help="Keep a held fault this many seconds after recovery.")] = None,
+    hold: Annotated[float | None, typer.Option(min=0, max=3600,
+                                               help="Keep a held fault this many seconds after recovery.")] = None,
     soak: Annotated[str | None, typer.Option(help="Soak for this long (e.g. 90s, 10m): random faults one "
                                                   "after another under one continuous load.")] = None,
     faults: Annotated[str, typer.Option(help="Faults a soak picks from, comma-separated.")] = "stop,kill,freeze",
@@ -323,6 +338,8 @@ def render_compose_cmd(
     file_settings = load_spec_file(config) if config else {}
     spec = build_spec(profile, file_settings, {"name": name, "profile": profile, "base_port": base_port,
                                                 "backend": "compose"})
+    if base_image is not None and not IMAGE_REFERENCE.fullmatch(base_image):
+        raise UserError(f"--base-image: {base_image!r} is not an image reference such as debian:bookworm-slim")
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out: {out_dir} exists and is not a directory")
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / ".env").exists():
@@ -344,19 +361,31 @@ def list_clusters() -> None:
         print(name)
 
 
+def _one_line(message: str) -> str:
+    """Whatever a message holds (a hostile name, a wrapped library message), it is one line."""
+    text = " ".join(message.split())
+    return "".join("?" if has_control_characters(c) else c for c in text)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(Text.assemble(("error: ", "red"), _one_line(message)), highlight=False, soft_wrap=True)
+    sys.exit(code)
+
+
 def main() -> None:
-    # Click handles its own usage errors (exit 2) and Ctrl-C; pgha's errors arrive here.
+    # Click's own usage errors print a usage block; here every error is one line and exit 2.
     try:
-        app()
-    except (UserError, PghaError) as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
-        tail = getattr(e, "log_tail", "")
-        if tail:
-            err.print(tail, style="dim", highlight=False, markup=False)
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as e:
+        print(e.format_message())
         sys.exit(2)
-    except (SpecError, ServiceUserError) as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
-        sys.exit(2)
+    except ClickException as e:
+        _fail(e.format_message())
+    except typer.Abort:
+        _fail("interrupted", 130)
+    except PghaError as e:
+        _fail(str(e))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

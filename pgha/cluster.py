@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import threading
 import time
@@ -15,19 +14,31 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 from psycopg.conninfo import make_conninfo
 
+from pgha import procs
 from pgha import secrets as secrets_store
+from pgha.app_role import ensure_app_role
 from pgha.backends import make_backend
 from pgha.backends.base import Backend, BackendError, Progress
 from pgha.dial import PgTarget
 from pgha.errors import PghaError, tail
 from pgha.layout import Layout, default_home
+from pgha.ownership import (
+    NotOursError,
+    cluster_dir,
+    create_cluster_dir,
+    is_ours,
+    owned_cluster_dir,
+    remove_cluster_dir,
+)
 from pgha.probe import ClusterState, health_problem, observe
 from pgha.reach import Reach
-from pgha.secrets import SUPERUSER, Secrets
+from pgha.secrets import APP_DATABASE, APP_USER, SUPERUSER, Secrets
 from pgha.service_user import service_account
 from pgha.spec import Spec, SpecError
+from pgha.topology import topology
 
 HEALTHY_TIMEOUT = 180.0
 
@@ -68,18 +79,35 @@ class UpResult:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Login:
+    """Who connects, to which database: the superuser for administration, the application role
+    for clients and drills."""
+
+    user: str
+    dbname: str
+    password: str
+
+
 class Cluster:
     def __init__(self, name: str, home: Path | None = None) -> None:
         self.name = name
-        self.layout = Layout((home or default_home()) / name)
+        self.home = home or default_home()
+        try:
+            # The name is checked before any path is built from it.
+            self.layout = Layout(cluster_dir(self.home, name))
+        except NotOursError as e:
+            raise ClusterError(str(e)) from None
         self._spec: Spec | None = None
+        self._backend: Backend | None = None
         self._cancelled: Callable[[], bool] = _never
 
     # --- stored state ----------------------------------------------------------------------------
 
     @property
     def exists(self) -> bool:
-        return self.layout.spec_file.exists()
+        """A cluster pgha created (its marker) with a spec; anything else is not one."""
+        return self.layout.spec_file.exists() and is_ours(self.home, self.name)
 
     @property
     def spec(self) -> Spec:
@@ -94,19 +122,31 @@ class Cluster:
 
     @property
     def secrets(self) -> Secrets:
-        return secrets_store.load(self.layout.secrets_file)
+        try:
+            return secrets_store.load(self.layout.secrets_file)
+        except FileNotFoundError:
+            # New passwords would not match the cluster's: say so instead of inventing them.
+            raise ClusterError(f"{self.layout.secrets_file} is missing; the cluster's passwords are lost") from None
 
     def backend(self) -> Backend:
-        return make_backend(self.spec, self.layout, self.secrets, service_account())
+        # Built once per handle: a backend may ask its engine for state (compose: podman) on
+        # every call, and waits call it several times a second.
+        if self._backend is None:
+            self._backend = make_backend(self.spec, self.layout, self.secrets, service_account())
+        return self._backend
 
     @property
     def reach(self) -> Reach:
         return self.backend().reach
 
     def _save_spec(self, spec: Spec) -> None:
-        self.layout.root.mkdir(parents=True, exist_ok=True)
+        try:
+            create_cluster_dir(self.home, self.name)
+        except NotOursError as e:
+            raise ClusterError(f"{e}; pick another --name") from None
         self.layout.spec_file.write_text(spec.model_dump_json(indent=2))
         self._spec = spec
+        self._backend = None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -134,6 +174,7 @@ class Cluster:
         if self.exists and len(self.running_components()) == len(self.backend().components()):
             state = self.state()
             if health_problem(spec, state) is None:
+                self._ensure_app_role()
                 return UpResult(False, state, time.monotonic() - start)
         fresh = not self.exists
         if fresh:
@@ -145,6 +186,8 @@ class Cluster:
             self._save_spec(spec)
             secrets_store.load_or_create(self.layout.secrets_file)
         backend = self.backend()
+        # What ran before this call is not this call's to stop, whatever happens below.
+        running_before = {c.name for c in backend.components() if c.running}
         with _interrupt_as_flag() as interrupted:
             backend.cancelled = interrupted.is_set
             self._cancelled = interrupted.is_set
@@ -156,18 +199,50 @@ class Cluster:
                 state = self.wait_healthy(timeout)
                 if interrupted.is_set():
                     raise KeyboardInterrupt
+                self._ensure_app_role()
             except KeyboardInterrupt:
-                backend.stop()
+                self._undo_start(backend, running_before)
                 raise
             except BackendError as e:
-                backend.stop()
+                self._undo_start(backend, running_before)
                 raise ClusterError(str(e), e.log_tail) from None
-            except ClusterError:
-                backend.stop()
+            except ClusterError as e:
+                stopped = self._undo_start(backend, running_before)
+                if running_before and not stopped:
+                    raise ClusterError(f"{e}; it was running before, so nothing was stopped "
+                                       f"(`pgha status --name {self.name}` shows more)", e.log_tail) from None
                 raise
             finally:
                 self._cancelled = _never
+                backend.cancelled = _never
         return UpResult(True, state, time.monotonic() - start)
+
+    def _undo_start(self, backend: Backend, running_before: set[str]) -> list[str]:
+        """Stop what this call started, and nothing else; returns what was stopped."""
+        if not running_before:
+            backend.stop()  # all of it was this call's, the netns network included
+            return [c.name for c in backend.components()]
+        started = {c.name for c in backend.components() if c.running} - running_before
+        topo = topology(self.spec)
+        # Entrypoints first, then the nodes, then the DCS: the order of a full stop.
+        for place in topo.haproxies:
+            if place.name in started:
+                backend.kill_component(place.name)
+        for place in topo.nodes:
+            if place.name in started:
+                backend.stop_node(place.name)
+        for place in topo.dcs:
+            if place.name in started:
+                backend.stop_dcs_member(place.index)
+        return sorted(started)
+
+    def _ensure_app_role(self) -> None:
+        try:
+            with psycopg.connect(self.entrypoint_dsn(), connect_timeout=5, autocommit=True) as conn:
+                ensure_app_role(conn, self.secrets.app_password)
+        except psycopg.Error as e:
+            first = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
+            raise ClusterError(f"could not create the application role {APP_USER!r}: {first}") from None
 
     def wait_healthy(self, timeout: float = HEALTHY_TIMEOUT,
                      until: Callable[[ClusterState], str | None] | None = None) -> ClusterState:
@@ -187,8 +262,8 @@ class Cluster:
             if not problem:
                 return state
             time.sleep(0.25)
-        raise ClusterError(f"cluster not healthy after {timeout:.0f} s: {problem}",
-                           tail(self._log_for(problem)))
+        log = self._log_for(problem)
+        raise ClusterError(f"cluster not healthy after {timeout:.0f} s: {problem} (see {log})", tail(log))
 
     def _log_for(self, problem: str) -> Path:
         for c in self.backend().components():
@@ -199,11 +274,17 @@ class Cluster:
         return self.layout.log(self.spec.node_names[0])
 
     def down(self, purge: bool = False) -> list[str]:
-        """Stop everything; returns what was running. With purge, delete the cluster's directory."""
-        if not self.exists:
-            if purge and self.layout.root.exists():
-                shutil.rmtree(self.layout.root)
+        """Stop everything; returns what was running. With purge, delete the cluster's directory,
+        and only a directory pgha created (pgha.ownership)."""
+        if purge:
+            try:
+                remove = self._purgeable()
+            except NotOursError as e:
+                raise ClusterError(f"refusing to delete: {e}; nothing was deleted") from None
+            if remove is not None:
+                remove()
                 return []
+        if not self.exists:
             raise ClusterError(f"no cluster named {self.name!r}")
         backend = self.backend()
         was_running = [c.name for c in backend.components() if c.running]
@@ -217,60 +298,100 @@ class Cluster:
                 backend.purge()
             except BackendError as e:
                 raise ClusterError(str(e), e.log_tail) from None
-            shutil.rmtree(self.layout.root)
+            remove_cluster_dir(self.home, self.name)
         return was_running
 
+    def _purgeable(self) -> Callable[[], None] | None:
+        """Raise NotOursError unless the directory is pgha's. A cluster whose spec is missing or
+        damaged cannot be stopped by its backend: it is removed right away (returned as a
+        callable) once no process recorded in its pidfiles is alive; None: stop it first."""
+        if not self.layout.root.exists() and not self.layout.root.is_symlink():
+            raise NotOursError(f"no cluster named {self.name!r}")
+        owned_cluster_dir(self.home, self.name)
+        try:
+            _ = self.spec
+            return None
+        except ClusterError:
+            pass
+        alive = [p.pid for f in sorted(self.layout.run.glob("*.pid")) if (p := procs.read_pidfile(f))]
+        if alive:
+            raise NotOursError(f"its spec is unreadable and processes it started still run "
+                               f"(pids {', '.join(map(str, alive))}); stop them first")
+        return lambda: remove_cluster_dir(self.home, self.name)
+
     # --- how to connect --------------------------------------------------------------------------
+
+    @property
+    def admin(self) -> Login:
+        return Login(SUPERUSER, "postgres", self.secrets.superuser_password)
+
+    @property
+    def app(self) -> Login:
+        return Login(APP_USER, APP_DATABASE, self.secrets.app_password)
 
     @property
     def client_pgpass(self) -> Path:
         return self.layout.root / "pgpass"
 
     def _write_client_pgpass(self) -> None:
-        s, spec = self.secrets, self.spec
+        spec = self.spec
         addresses = [(spec.host, spec.ports.entrypoint_rw), *self.multihost_hosts()]
         addresses += [(self.reach.postgres(n).host, self.reach.postgres(n).port) for n in spec.node_names]
         if spec.ports.entrypoint_ro is not None:
             addresses.append((spec.host, spec.ports.entrypoint_ro))
-        lines = [f"{h}:{p}:*:{SUPERUSER}:{s.superuser_password}" for h, p in addresses]
+        lines = [f"{h}:{p}:*:{login.user}:{login.password}" for login in (self.app, self.admin)
+                 for h, p in dict.fromkeys(addresses)]
         fd = os.open(self.client_pgpass, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write("\n".join(lines) + "\n")
 
-    def dsn(self, port: int, dbname: str = "postgres", host: str | None = None, **extra: str) -> str:
-        return make_conninfo(host=host or self.spec.host, port=port, dbname=dbname, user=SUPERUSER,
-                             password=self.secrets.superuser_password, **extra)
+    def dsn(self, port: int, dbname: str | None = None, host: str | None = None, login: Login | None = None,
+            **extra: str) -> str:
+        """A connection string; the superuser's unless `login` says otherwise."""
+        who = login or self.admin
+        return make_conninfo(host=host or self.spec.host, port=port, dbname=dbname or who.dbname, user=who.user,
+                             password=who.password, **extra)
 
-    def entrypoint_dsn(self, readonly: bool = False, **extra: str) -> str:
+    def entrypoint_dsn(self, readonly: bool = False, login: Login | None = None, **extra: str) -> str:
         port = self.spec.ports.entrypoint_ro if readonly else self.spec.ports.entrypoint_rw
         if port is None:
             raise ClusterError(f"cluster {self.name!r} has no read-only entrypoint (profile "
                                f"{self.spec.profile})")
-        return self.dsn(port, **extra)
+        return self.dsn(port, login=login, **extra)
 
-    def entrypoint(self, readonly: bool = False, **extra: str) -> PgTarget:
-        return PgTarget(self.entrypoint_dsn(readonly, **extra))
+    def entrypoint(self, readonly: bool = False, login: Login | None = None, **extra: str) -> PgTarget:
+        return PgTarget(self.entrypoint_dsn(readonly, login, **extra))
 
-    def node_target(self, node: str, **extra: str) -> PgTarget:
+    def node_target(self, node: str, dbname: str | None = None, login: Login | None = None,
+                    **extra: str) -> PgTarget:
         ep = self.reach.postgres(node)
-        return PgTarget(self.dsn(ep.port, host=ep.host, **extra), ep.netns)
+        return PgTarget(self.dsn(ep.port, dbname=dbname, host=ep.host, login=login, **extra), ep.netns)
 
-    def multihost_hosts(self) -> list[tuple[str, int]]:
+    def multihost_hosts(self, readonly: bool = False) -> list[tuple[str, int]]:
         """What a multi-host URI lists: every node where pgha can reach the nodes directly,
-        otherwise every HAProxy host's entrypoint (no single proxy to lose)."""
+        otherwise every HAProxy host's entrypoint (no single proxy to lose); for reads, the
+        read-only entrypoint first."""
         spec = self.spec
         if spec.backend == "local":
             return [(spec.node_host, p) for p in spec.ports.postgres]
         if spec.backend == "compose":
             # Each node's PostgreSQL is published on loopback, as the lab had it.
             return [(spec.host, p) for p in spec.ports.postgres]
-        return [(spec.host, p) for p in (spec.ports.entrypoint_rw, *spec.ports.entrypoint_rw_more)]
+        ro = [spec.ports.entrypoint_ro] if readonly and spec.ports.entrypoint_ro is not None else []
+        return [(spec.host, p) for p in (*ro, spec.ports.entrypoint_rw, *spec.ports.entrypoint_rw_more)]
 
-    def multihost_uri(self, with_password: bool = False) -> str:
-        hosts = ",".join(f"{h}:{p}" for h, p in self.multihost_hosts())
-        cred = SUPERUSER + (f":{self.secrets.superuser_password}" if with_password else "")
-        return f"postgresql://{cred}@{hosts}/postgres?target_session_attrs=read-write&connect_timeout=2"
+    def multihost_uri(self, with_password: bool = False, readonly: bool = False, login: Login | None = None) -> str:
+        """A libpq multi-host URI: to the primary, or for reads to a standby while there is one
+        (prefer-standby: reads go on on the primary when no replica is left)."""
+        who = login or self.admin
+        hosts = ",".join(f"{h}:{p}" for h, p in self.multihost_hosts(readonly))
+        cred = who.user + (f":{who.password}" if with_password else "")
+        attrs = "prefer-standby" if readonly else "read-write"
+        return f"postgresql://{cred}@{hosts}/{who.dbname}?target_session_attrs={attrs}&connect_timeout=2"
 
     def list_clusters(self) -> list[str]:
-        home = self.layout.root.parent
-        return sorted(p.name for p in home.iterdir() if (p / "spec.json").exists()) if home.exists() else []
+        home = self.home
+        if not home.is_dir():
+            return []
+        return sorted(p.name for p in home.iterdir()
+                      if (p / "spec.json").is_file() and is_ours(home, p.name))

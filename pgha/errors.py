@@ -6,6 +6,10 @@ from pathlib import Path
 
 
 class PghaError(RuntimeError):
+    """Every error meant for the user derives from this: the CLI prints its message as one line
+    and exits 2. `log_tail` keeps the log lines that explain it, for callers that want them
+    (the CLI does not print them: the message names the log instead)."""
+
     def __init__(self, message: str, log_tail: str = "") -> None:
         super().__init__(message)
         self.log_tail = log_tail

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets as _random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import yaml
@@ -13,6 +13,9 @@ SUPERUSER = "postgres"
 REPLICATION_USER = "replicator"
 REST_USER = "patroni"
 STATS_USER = "admin"
+# The least-privileged role clients (and drills) use: it owns its database and nothing else.
+APP_USER = "app"
+APP_DATABASE = "app"
 
 
 @dataclass(frozen=True)
@@ -21,10 +24,12 @@ class Secrets:
     replication_password: str
     rest_password: str
     stats_password: str
+    # Empty in a secrets file written before the application role existed (load_or_create fills it).
+    app_password: str = ""
 
     @classmethod
     def generate(cls) -> Secrets:
-        return cls(*(_random.token_urlsafe(18) for _ in range(4)))
+        return cls(*(_random.token_urlsafe(18) for _ in range(5)))
 
 
 def save(path: Path, value: Secrets) -> None:
@@ -36,13 +41,19 @@ def save(path: Path, value: Secrets) -> None:
 
 
 def load(path: Path) -> Secrets:
-    data = yaml.safe_load(path.read_text())
-    return Secrets(**data)
+    """The passwords in path; one missing from a file an older pgha wrote is generated and saved."""
+    value = Secrets(**yaml.safe_load(path.read_text()))
+    fresh = Secrets.generate()
+    missing = {k: getattr(fresh, k) for k, v in asdict(value).items() if not v}
+    if missing:
+        value = replace(value, **missing)
+        save(path, value)
+    return value
 
 
 def load_or_create(path: Path) -> Secrets:
-    if path.exists():
-        return load(path)
-    value = Secrets.generate()
-    save(path, value)
-    return value
+    if not path.exists():
+        value = Secrets.generate()
+        save(path, value)
+        return value
+    return load(path)

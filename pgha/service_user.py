@@ -7,11 +7,12 @@ import pwd
 import shutil
 import subprocess
 
+from pgha.errors import PghaError
 from pgha.layout import SERVICE_USER
 from pgha.procs import RunAs
 
 
-class ServiceUserError(RuntimeError):
+class ServiceUserError(PghaError):
     pass
 
 

@@ -7,19 +7,21 @@ A spec is built from three layers, later ones winning: a built-in profile, an op
 from __future__ import annotations
 
 import ipaddress
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pgha import names
+from pgha.errors import PghaError
+
 PROFILES = ("default", "seed")
 LAB_BASE_PORT = 5432
 MAX_NODES = 9
 
 
-class SpecError(ValueError):
+class SpecError(PghaError, ValueError):
     """A spec that cannot be used; the message is one line naming the field and the rule."""
 
 
@@ -40,6 +42,17 @@ class PatroniSettings(_Frozen):
     use_pg_rewind: bool = True
     use_slots: bool = True
     parameters: dict[str, str | int | bool] = Field(default_factory=dict)
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, v: dict[str, str | int | bool]) -> dict[str, str | int | bool]:
+        # Each lands on a line of postgresql.conf (through Patroni): one setting, one line.
+        for key, value in v.items():
+            if not names.POSTGRES_PARAMETER.fullmatch(key):
+                raise ValueError(f"{key!r} is not a PostgreSQL parameter name")
+            if isinstance(value, str) and names.has_control_characters(value):
+                raise ValueError(f"{key}: the value must not contain newlines or control characters")
+        return v
 
     @model_validator(mode="after")
     def _timings(self) -> PatroniSettings:
@@ -70,6 +83,13 @@ class HAProxySettings(_Frozen):
     timeout_server: str = "30m"
     # HAProxy hosts in front of the cluster; more than one needs hosts of their own (netns).
     hosts: int = Field(default=1, ge=1, le=3)
+
+    @field_validator("timeout_client", "timeout_server")
+    @classmethod
+    def _time(cls, v: str) -> str:
+        if not names.HAPROXY_TIME.fullmatch(v):
+            raise ValueError("must be a number with an optional unit (us, ms, s, m, h, d), e.g. 30m")
+        return v
 
     @model_validator(mode="after")
     def _ro_needs_roles(self) -> HAProxySettings:
@@ -112,7 +132,6 @@ class Ports(_Frozen):
         return named
 
 
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 BACKENDS = ("local", "netns", "compose")
 # RFC 2544's benchmarking range: never routed, so a netns cluster can never reach a real host.
 NETNS_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
@@ -145,6 +164,8 @@ class Spec(_Frozen):
             net = ipaddress.ip_network(v)
         except ValueError:
             raise ValueError(f"{v!r} is not a network such as 198.18.0.0/24") from None
+        if str(net) != v:
+            raise ValueError(f"{v!r}: write the network itself, e.g. {net}")
         if not (isinstance(net, ipaddress.IPv4Network) and net.subnet_of(NETNS_RANGE)):
             raise ValueError(f"must lie inside {NETNS_RANGE} (a range never routed)")
         if net.prefixlen > 26:
@@ -154,8 +175,24 @@ class Spec(_Frozen):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError("must be lowercase letters, digits and '-', starting with a letter, <= 31 chars")
+        if not names.is_cluster_name(v):
+            raise ValueError(names.CLUSTER_NAME_RULE)
+        return v
+
+    @field_validator("node_prefix")
+    @classmethod
+    def _node_prefix(cls, v: str) -> str:
+        if not names.NODE_PREFIX.fullmatch(v):
+            raise ValueError("must be lowercase letters and digits, starting with a letter, <= 16 chars")
+        if v in names.RESERVED_NODE_PREFIXES:
+            raise ValueError(f"{v!r} is taken by another component's names")
+        return v
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, v: str) -> str:
+        if v and not names.SCOPE.fullmatch(v):
+            raise ValueError("must be letters, digits, '_', '.' and '-', <= 64 chars")
         return v
 
     @field_validator("nodes")
@@ -168,7 +205,11 @@ class Spec(_Frozen):
     @field_validator("host", "node_host")
     @classmethod
     def _host(cls, v: str) -> str:
-        if not v.startswith("127."):
+        try:
+            address = ipaddress.IPv4Address(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IPv4 address") from None
+        if not address.is_loopback:
             raise ValueError("clients and local components bind loopback only (127.0.0.0/8)")
         return v
 
@@ -375,14 +416,24 @@ def format_validation_error(err: ValidationError) -> str:
 
 
 def load_spec_file(path: Path) -> dict[str, Any]:
+    """The settings in a YAML file, or a one-line SpecError for anything that is not one."""
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
     except FileNotFoundError:
         raise SpecError(f"config: {path} does not exist") from None
+    except IsADirectoryError:
+        raise SpecError(f"config: {path} is a directory, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"config: {path} is not a text file (not UTF-8)") from None
+    except OSError as e:
+        raise SpecError(f"config: cannot read {path}: {e.strerror or e.__class__.__name__}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise SpecError(f"config: {path} is not valid YAML{where}") from None
+    except RecursionError:
+        raise SpecError(f"config: {path} nests too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -390,11 +441,27 @@ def load_spec_file(path: Path) -> dict[str, Any]:
     return data
 
 
+# Sections of a spec that hold settings of their own: each must be a mapping.
+_SECTIONS = ("dcs", "patroni", "haproxy", "ports")
+
+
+def _check_sections(settings: dict[str, Any]) -> None:
+    for key in settings:
+        if not isinstance(key, str):
+            raise SpecError(f"{key!r}: setting names must be strings")
+    for section in _SECTIONS:
+        value = settings.get(section)
+        if value is not None and not isinstance(value, dict):
+            raise SpecError(f"{section}: must be a mapping of settings, not {type(value).__name__}")
+
+
 def build_spec(profile: str | None = None, file_settings: dict[str, Any] | None = None,
                overrides: dict[str, Any] | None = None) -> Spec:
     """Profile, then file, then flags; ports planned unless given. Raises SpecError."""
     file_settings = dict(file_settings or {})
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _check_sections(file_settings)
+    _check_sections(overrides)
     chosen = overrides.get("profile") or file_settings.get("profile") or profile or "default"
     if not isinstance(chosen, str):
         raise SpecError("profile: must be a string")
@@ -407,16 +474,19 @@ def build_spec(profile: str | None = None, file_settings: dict[str, Any] | None 
     try:
         nodes = int(merged.get("nodes", 3))
         dcs = merged.get("dcs", {})
+        members = int(dcs.get("members", 1))
+        hosts = int(merged.get("haproxy", {}).get("hosts", 1))
+        # Out-of-range counts get no plan (validation names them): a huge one would plan forever.
         planned = plan_ports(
             chosen,
             int(merged.get("base_port", LAB_BASE_PORT)),
             nodes,
             str(dcs.get("kind", "etcd")),
-            int(dcs.get("members", 1)),
+            members,
             bool(merged.get("haproxy", {}).get("readonly_port", False)),
-            int(merged.get("haproxy", {}).get("hosts", 1)),
-        )
-    except (TypeError, ValueError, AttributeError):
+            hosts,
+        ) if 1 <= nodes <= MAX_NODES and 1 <= members <= 5 and 1 <= hosts <= 3 else {}
+    except (TypeError, ValueError, AttributeError, OverflowError):
         planned = {}
     given_ports = merged.get("ports")
     if isinstance(given_ports, dict):

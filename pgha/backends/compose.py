@@ -36,6 +36,7 @@ from pgha.deployment import write_files
 from pgha.dial import Endpoint
 from pgha.errors import tail
 from pgha.layout import Layout
+from pgha.names import IMAGE_REFERENCE
 from pgha.probe import node_rest
 from pgha.procs import RunAs
 from pgha.reach import Reach
@@ -221,6 +222,9 @@ class ComposeBackend(PostmasterFaults):
         exists, else None (the Containerfile's public default, which needs a registry)."""
         chosen = os.environ.get("PGHA_BASE_IMAGE")
         if chosen:
+            if not IMAGE_REFERENCE.fullmatch(chosen):
+                # It is written into .env, one variable per line.
+                raise BackendError(f"PGHA_BASE_IMAGE: {chosen!r} is not an image reference")
             return chosen
         exists = subprocess.run(["podman", "image", "exists", LOCAL_BASE_IMAGE], capture_output=True, check=False)
         return LOCAL_BASE_IMAGE if exists.returncode == 0 else None

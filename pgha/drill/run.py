@@ -21,6 +21,8 @@ from pgha.drill import checkers
 from pgha.drill.history import CheckerResult, Event, FinalState, History, RunInfo, sorted_events
 from pgha.drill.nemesis import FAULTS, NETWORK_FAULTS, OTHER_TARGETS, SETTLE_MARGIN_S, Nemesis
 from pgha.drill.workload import TABLE, Workload
+from pgha.errors import PghaError
+from pgha.secrets import APP_DATABASE
 from pgha.topology import topology
 
 STEADY_SECONDS = 3.0
@@ -31,7 +33,7 @@ CATCH_UP_DEADLINE = 30.0
 Say = Callable[[str], None]
 
 
-class DrillError(RuntimeError):
+class DrillError(PghaError):
     pass
 
 
@@ -95,7 +97,8 @@ def _resolve_target(cluster: Cluster, options: DrillOptions) -> tuple[str, str |
 
 
 def _prepare_table(cluster: Cluster) -> None:
-    with psycopg.connect(cluster.entrypoint_dsn(), connect_timeout=5, autocommit=True) as conn:
+    # The drill's clients are the application role: the table is its own, in its own database.
+    with psycopg.connect(cluster.entrypoint_dsn(login=cluster.app), connect_timeout=5, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
         conn.execute(f"TRUNCATE {TABLE}")
 
@@ -122,7 +125,7 @@ def _final_state(cluster: Cluster) -> FinalState:
             primary_lsn = row[0] if row else None
     for node in cluster.spec.node_names:
         deadline = time.monotonic() + CATCH_UP_DEADLINE
-        with cluster.node_target(node).connect(connect_timeout=5, autocommit=True) as conn:
+        with cluster.node_target(node, dbname=APP_DATABASE).connect(connect_timeout=5, autocommit=True) as conn:
             if node != leader and primary_lsn is not None:
                 while time.monotonic() < deadline:
                     row = conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (primary_lsn,)).fetchone()
@@ -188,8 +191,10 @@ class Session:
         self.nemesis = Nemesis(spec, cluster.backend(), cluster.secrets.rest_password)
         _prepare_table(cluster)
         via = options.via
-        write_dsn = cluster.entrypoint_dsn() if via == "haproxy" else cluster.multihost_uri(with_password=True)
-        read_dsn = cluster.entrypoint_dsn(readonly=True) if spec.ports.entrypoint_ro else None
+        app = cluster.app
+        write_dsn = (cluster.entrypoint_dsn(login=app) if via == "haproxy"
+                     else cluster.multihost_uri(with_password=True, login=app))
+        read_dsn = cluster.entrypoint_dsn(readonly=True, login=app) if spec.ports.entrypoint_ro else None
         self.workload = Workload(cluster.reach, self.history, write_dsn, read_dsn,
                                  {n: cluster.node_target(n) for n in spec.node_names}, options.rate)
         self.started = time.time()

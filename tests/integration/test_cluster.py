@@ -164,3 +164,66 @@ def test_ctrl_c_during_up_leaves_nothing_running(pgha_home: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         run_pgha("down", "--name", "intr", "--purge")
+
+
+def _pids(cluster: Cluster) -> dict[str, tuple[int, ...]]:
+    return {c.name: c.pids for c in cluster.backend().components()}
+
+
+def test_up_on_an_unhealthy_cluster_stops_only_what_it_started(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    cluster = cluster_factory("sick", "--nodes", "2", "--dcs-members", "1", "--base-port", "14432")
+    backend = cluster.backend()
+    haproxy = psutil.Process(next(c.pids[0] for c in backend.components() if c.name == "haproxy"))
+    haproxy.suspend()  # running, but its admin socket never answers: the cluster is not healthy
+    try:
+        before = _pids(cluster)
+        started = time.monotonic()
+        result = run_pgha("up", "--name", "sick", "--timeout", "5", timeout=120)
+        assert time.monotonic() - started < 60  # --timeout 5 is honoured (the default is 180 s)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "nothing was stopped" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert _pids(cluster) == before  # every component it did not start still runs, untouched
+
+        # A replica stopped meanwhile: up starts it, and on failure stops that one only.
+        leader = cluster.state().leader
+        assert leader is not None
+        replica = next(n for n in cluster.spec.node_names if n != leader.name)
+        backend.stop_node(replica)
+        others = {k: v for k, v in _pids(cluster).items() if k != replica}
+        result = run_pgha("up", "--name", "sick", "--timeout", "5", timeout=120)
+        assert result.returncode == 2
+        after = _pids(cluster)
+        assert after[replica] == ()
+        assert {k: v for k, v in after.items() if k != replica} == others
+    finally:
+        haproxy.resume()
+    run_pgha("up", "--name", "sick", check=True)
+    assert run_pgha("status", "--name", "sick").returncode == 0
+
+
+def test_clients_connect_as_the_application_role(cluster_factory) -> None:  # type: ignore[no-untyped-def]
+    cluster = cluster_factory("approle", "--nodes", "2", "--dcs-members", "1", "--base-port", "14532")
+    out = run_pgha("connect", "--name", "approle", check=True).stdout
+    lines = [ln for ln in out.splitlines() if ln.startswith("PGPASSFILE=")]
+    assert len(lines) == 2 and all("user=app" in ln or "postgresql://app@" in ln for ln in lines), out
+    assert "target_session_attrs=read-write" in lines[1]
+    ro = run_pgha("connect", "--name", "approle", "--ro", check=True).stdout
+    assert "target_session_attrs=prefer-standby" in ro and "read-write" not in ro
+    # What connect prints works as printed, with the pgpass file it names.
+    env = {**os.environ, "PGPASSFILE": str(cluster.client_pgpass), "PGCONNECT_TIMEOUT": "5"}
+    uri = lines[1].split("psql ", 1)[1].strip("'")
+    psql = ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", uri]
+    who = subprocess.run([*psql, "-c", "SELECT current_user, current_database(), rolsuper FROM pg_roles "
+                                       "WHERE rolname = current_user"], capture_output=True, text=True, env=env,
+                         check=False)
+    assert who.stdout.strip() == "app|app|f", who.stderr
+    made = subprocess.run([*psql, "-c", "CREATE TABLE mine (x int); INSERT INTO mine VALUES (1)"],
+                          capture_output=True, text=True, env=env, check=False)
+    assert made.returncode == 0, made.stderr
+    # Least privilege: no superuser powers, no administrative database.
+    for sql in ("CREATE ROLE intruder", "CREATE DATABASE other", "SELECT * FROM pg_authid"):
+        denied = subprocess.run([*psql, "-c", sql], capture_output=True, text=True, env=env, check=False)
+        assert denied.returncode != 0 and "permission denied" in denied.stderr, (sql, denied.stderr)
+    admin_db = subprocess.run([*psql[:-1], uri.replace("/app?", "/postgres?"), "-c", "SELECT 1"],
+                              capture_output=True, text=True, env=env, check=False)
+    assert admin_db.returncode != 0 and "permission denied for database" in admin_db.stderr

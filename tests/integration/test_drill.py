@@ -6,8 +6,11 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from helpers import run_pgha
+
+from pgha.cluster import Cluster
 
 pytestmark = pytest.mark.integration
 NAME = "drills"
@@ -56,6 +59,13 @@ def test_drill_on_the_primary(drill_cluster: Path, fault: str, via: str) -> None
     if fault in ("stop", "freeze"):
         assert meta["new_primary"] != meta["old_primary"]
     assert run_pgha("check", "--name", NAME).returncode == 0
+
+
+def test_drills_write_as_the_application_role(drill_cluster: Path) -> None:
+    cluster = Cluster(NAME)
+    with psycopg.connect(cluster.entrypoint_dsn(), dbname="app", autocommit=True) as conn:
+        row = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'pgha_drill'").fetchone()
+    assert row == ("app",)  # created by the drill's clients, who are not the superuser
 
 
 def test_report_rerenders_the_latest_run(drill_cluster: Path) -> None:

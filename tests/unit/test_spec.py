@@ -101,3 +101,9 @@ def test_spec_is_immutable() -> None:
     spec = build_spec()
     with pytest.raises(ValueError):
         spec.nodes = 5  # type: ignore[misc]
+
+
+def test_a_name_with_a_trailing_newline_or_a_path_is_refused() -> None:
+    for name in ("default\n", "../etc", "a/b", "", "."):
+        with pytest.raises(SpecError, match="name: must be lowercase"):
+            build_spec(None, {}, {"name": name})
