@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -15,6 +14,7 @@ from pgha.cluster import Cluster
 from pgha.dial import PgTarget
 from pgha.probe import ClusterState
 from pgha.topology import SERVER_SQL, server_names, topology
+from pgha.waiting import wait_until
 
 Status = Literal["PASS", "FAIL", "SKIP"]
 CONNECT_TIMEOUT = 3
@@ -81,19 +81,24 @@ def check_replication(cluster: Cluster, state: ClusterState) -> CheckResult:
 
 
 def _wait_rows(target: PgTarget, table: str) -> str:
-    deadline = time.monotonic() + REPLICATION_DEADLINE
+    """The replica's row count once it has every row; or what it had (or why it could not be
+    read) when the deadline passed."""
     last = "not checked"
-    while time.monotonic() < deadline:
+
+    def complete() -> bool:
+        nonlocal last
         try:
             (count,) = _one(target, f"SELECT count(*) FROM {table}")
             last = str(count)
-            if count == ROWS:
-                return last
+            return bool(count == ROWS)
         except pg_errors.UndefinedTable:
             last = "table missing"
+            return False
         except psycopg.Error as e:
-            return _err(e)
-        time.sleep(0.2)
+            last = _err(e)
+            return True  # a connection error will not go away by waiting for rows
+
+    wait_until(complete, REPLICATION_DEADLINE)
     return last
 
 

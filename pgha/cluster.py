@@ -6,7 +6,6 @@ This is what the CLI, the checks and the drill talk to.
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import threading
 import time
@@ -21,9 +20,10 @@ from pgha import procs
 from pgha import secrets as secrets_store
 from pgha.app_role import ensure_app_role
 from pgha.backends import make_backend
-from pgha.backends.base import Backend, BackendError, Progress
+from pgha.backends.base import Backend, Progress
 from pgha.dial import PgTarget
-from pgha.errors import PghaError, tail
+from pgha.errors import BackendError, PghaError, tail
+from pgha.files import write_file
 from pgha.layout import Layout, default_home
 from pgha.ownership import (
     NotOursError,
@@ -39,6 +39,7 @@ from pgha.secrets import APP_DATABASE, APP_USER, SUPERUSER, Secrets
 from pgha.service_user import service_account
 from pgha.spec import Spec, SpecError
 from pgha.topology import topology
+from pgha.waiting import wait_until
 
 HEALTHY_TIMEOUT = 180.0
 
@@ -247,21 +248,21 @@ class Cluster:
     def wait_healthy(self, timeout: float = HEALTHY_TIMEOUT,
                      until: Callable[[ClusterState], str | None] | None = None) -> ClusterState:
         check = until or (lambda s: health_problem(self.spec, s))
-        deadline = time.monotonic() + timeout
         problem = "not observed yet"
-        state: ClusterState | None = None
-        while time.monotonic() < deadline:
-            if self._cancelled():
-                raise KeyboardInterrupt
+
+        def healthy() -> ClusterState | None:
+            nonlocal problem
             dead = [c for c in self.backend().components() if not c.running]
             if dead:
                 c = dead[0]
                 raise ClusterError(f"{c.name} is not running (see {c.log})", tail(c.log))
             state = self.state()
             problem = check(state) or ""
-            if not problem:
-                return state
-            time.sleep(0.25)
+            return None if problem else state
+
+        state = wait_until(healthy, timeout, every=0.25, cancelled=self._cancelled)
+        if state is not None:
+            return state
         log = self._log_for(problem)
         raise ClusterError(f"cluster not healthy after {timeout:.0f} s: {problem} (see {log})", tail(log))
 
@@ -341,9 +342,7 @@ class Cluster:
             addresses.append((spec.host, spec.ports.entrypoint_ro))
         lines = [f"{h}:{p}:*:{login.user}:{login.password}" for login in (self.app, self.admin)
                  for h, p in dict.fromkeys(addresses)]
-        fd = os.open(self.client_pgpass, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines) + "\n")
+        write_file(self.client_pgpass, "\n".join(lines) + "\n")
 
     def dsn(self, port: int, dbname: str | None = None, host: str | None = None, login: Login | None = None,
             **extra: str) -> str:

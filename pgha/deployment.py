@@ -3,9 +3,9 @@ passwords of an earlier render (the data volumes were initialised with them)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from pgha.files import write_file
 from pgha.render import RenderedFile
 from pgha.render.compose import ENV_FILE, ENV_REPLICATION, ENV_REST, ENV_STATS, ENV_SUPERUSER
 from pgha.secrets import Secrets
@@ -41,9 +41,5 @@ def write_files(directory: Path, files: list[RenderedFile]) -> list[Path]:
     for f in files:
         path = directory / f.path
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
-        with os.fdopen(fd, "w") as out:
-            out.write(f.text)
-        path.chmod(f.mode)
-        written.append(path)
+        written.append(write_file(path, f.text, f.mode))
     return written

@@ -15,6 +15,11 @@ class PghaError(RuntimeError):
         self.log_tail = log_tail
 
 
+class BackendError(PghaError):
+    """A one-line reason why a backend (or the network under it) could not do what it was asked;
+    defined here so that the layers under the backends can raise it too."""
+
+
 def tail(path: Path, lines: int = 20) -> str:
     """The last lines of a log file ("" if it does not exist yet)."""
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -160,6 +161,18 @@ def node_rest(reach: Reach, node: str, endpoint: str = "patroni",
         return http_request(reach.rest(node), endpoint, timeout)
     except OSError:
         return 0, None
+
+
+PRIMARY_ROLES = ("primary", "master")  # Patroni before 3.0 said "master"
+
+
+def leader(reach: Reach, nodes: Iterable[str]) -> str | None:
+    """The first node whose own REST API says it runs as primary; None if none answers so."""
+    for node in nodes:
+        code, body = node_rest(reach, node)
+        if code and isinstance(body, dict) and body.get("role") in PRIMARY_ROLES:
+            return node
+    return None
 
 
 def _four_letter(ep: Endpoint, word: str) -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import secrets as _random
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import yaml
+
+from pgha.files import write_file
 
 SUPERUSER = "postgres"
 REPLICATION_USER = "replicator"
@@ -34,10 +35,7 @@ class Secrets:
 
 def save(path: Path, value: Secrets) -> None:
     # Created 0600 from the start, so the passwords are never readable by others, even briefly.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        yaml.safe_dump(asdict(value), f)
-    os.chmod(path, 0o600)
+    write_file(path, yaml.safe_dump(asdict(value)))
 
 
 def load(path: Path) -> Secrets:

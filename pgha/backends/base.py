@@ -11,15 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from pgha.errors import PghaError
 from pgha.layout import Layout
 from pgha.reach import Reach
 
 Progress = Callable[[str], None]
-
-
-class BackendError(PghaError):
-    """A one-line reason why the backend could not do what it was asked."""
 
 
 @dataclass(frozen=True)

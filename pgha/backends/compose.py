@@ -30,14 +30,14 @@ from pathlib import Path
 import psutil
 
 from pgha import procs
-from pgha.backends.base import BackendError, ComponentState, Progress
+from pgha.backends.base import ComponentState, Progress
 from pgha.backends.postmaster import PostmasterFaults
 from pgha.deployment import write_files
 from pgha.dial import Endpoint
-from pgha.errors import tail
+from pgha.errors import BackendError, tail
 from pgha.layout import Layout
 from pgha.names import IMAGE_REFERENCE
-from pgha.probe import node_rest
+from pgha.probe import leader as probe_leader
 from pgha.procs import RunAs
 from pgha.reach import Reach
 from pgha.render import RenderedFile, to_yaml
@@ -305,13 +305,6 @@ class ComposeBackend(PostmasterFaults):
         raise BackendError(f"container of {down[0]} is not running (see {self.layout.log(down[0])})",
                            tail(self.layout.log(down[0])))
 
-    def _leader(self) -> str | None:
-        for node in self.spec.node_names:
-            code, body = node_rest(self.reach, node)
-            if code and isinstance(body, dict) and body.get("role") in ("primary", "master"):
-                return node
-        return None
-
     def stop(self) -> None:
         """Keep the logs, stop HAProxy, the replicas, then the primary (stopped together, a replica
         may take over while the primary shuts down), then remove the containers and the network;
@@ -322,7 +315,7 @@ class ComposeBackend(PostmasterFaults):
             self.log_files()
         existing = self.containers()
         if existing:
-            leader = self._leader()
+            leader = probe_leader(self.reach, self.spec.node_names)
             self._stop(["haproxy"])
             self._stop([n for n in self.spec.node_names if n != leader])
             if leader is not None:

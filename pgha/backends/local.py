@@ -13,12 +13,13 @@ from pathlib import Path
 import psutil
 
 from pgha import procs
-from pgha.backends.base import BackendError, ComponentState, Progress
+from pgha.backends.base import ComponentState, Progress
 from pgha.backends.postmaster import PostmasterFaults
 from pgha.dial import Endpoint
-from pgha.errors import tail
+from pgha.errors import BackendError, tail
 from pgha.layout import Layout
 from pgha.probe import dcs_members, node_rest
+from pgha.probe import leader as probe_leader
 from pgha.procs import RunAs
 from pgha.reach import Reach, same_host
 from pgha.render import RenderedFile, dcs_files, haproxy_file, patroni_file
@@ -266,19 +267,12 @@ class LocalBackend(PostmasterFaults):
         raise BackendError(f"DCS member {name} did not become healthy in {DCS_START_TIMEOUT:.0f} s",
                            tail(self.layout.log(name)))
 
-    def _leader(self) -> str | None:
-        for node in self.spec.node_names:
-            code, body = node_rest(self.reach, node)
-            if code and isinstance(body, dict) and body.get("role") in ("primary", "master"):
-                return node
-        return None
-
     def stop(self) -> None:
         for name in self._haproxy_names():
             self._terminate(name, "haproxy")
         # Replicas first, then the primary: stopped together, a replica may take over while the
         # primary shuts down, and the old primary's shutdown checkpoint then diverges from it.
-        leader = self._leader()
+        leader = probe_leader(self.reach, self.spec.node_names)
         if leader is not None:
             self.layout.last_leader_file.write_text(leader)
         self._stop_nodes([n for n in self.spec.node_names if n != leader])

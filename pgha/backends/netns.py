@@ -19,9 +19,10 @@ import socket
 from contextlib import ExitStack
 
 from pgha import procs
-from pgha.backends.base import BackendError, Progress
+from pgha.backends.base import Progress
 from pgha.backends.local import LocalBackend
 from pgha.dial import Endpoint
+from pgha.errors import BackendError
 from pgha.layout import Layout
 from pgha.netns import network
 from pgha.procs import RunAs

@@ -11,8 +11,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pgha.backends.base import Backend, BackendError, NetworkFaults
+from pgha.backends.base import Backend, NetworkFaults
 from pgha.dial import http_request
+from pgha.errors import BackendError
 from pgha.secrets import REST_USER
 from pgha.spec import Spec
 from pgha.topology import topology

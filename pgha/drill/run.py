@@ -24,6 +24,7 @@ from pgha.drill.workload import TABLE, Workload
 from pgha.errors import PghaError
 from pgha.secrets import APP_DATABASE
 from pgha.topology import topology
+from pgha.waiting import wait_until
 
 STEADY_SECONDS = 3.0
 AFTER_RECOVERY_SECONDS = 2.0
@@ -124,17 +125,13 @@ def _final_state(cluster: Cluster) -> FinalState:
             row = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
             primary_lsn = row[0] if row else None
     for node in cluster.spec.node_names:
-        deadline = time.monotonic() + CATCH_UP_DEADLINE
         with cluster.node_target(node, dbname=APP_DATABASE).connect(connect_timeout=5, autocommit=True) as conn:
             if node != leader and primary_lsn is not None:
-                while time.monotonic() < deadline:
+                def replayed(conn: psycopg.Connection[Any] = conn) -> bool:
                     row = conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (primary_lsn,)).fetchone()
-                    if row and row[0]:
-                        caught_up[node] = True
-                        break
-                    time.sleep(0.2)
-                else:
-                    caught_up[node] = False
+                    return bool(row and row[0])
+
+                caught_up[node] = bool(wait_until(replayed, CATCH_UP_DEADLINE))
             ids = conn.execute(f"SELECT id FROM {TABLE} ORDER BY id").fetchall()
             rows[node] = [int(r[0]) for r in ids]
     timelines = {m.name: m.timeline for m in state.members}

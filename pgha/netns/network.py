@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from pgha.backends.base import BackendError
+from pgha.errors import BackendError
 from pgha.topology import Place, Topology
 
 NETNS_DIR = Path("/run/netns")

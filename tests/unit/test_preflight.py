@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pgha.backends import local
-from pgha.backends.base import BackendError
+from pgha.errors import BackendError
 from pgha.layout import Layout
 from pgha.procs import RunAs
 from pgha.secrets import Secrets
