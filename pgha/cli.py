@@ -15,6 +15,8 @@ from rich.text import Text
 
 from pgha.checks import all_passed, run_checks
 from pgha.cluster import Cluster
+from pgha.drill.faults import FAULTS
+from pgha.drill.faults import help_text as fault_help
 from pgha.errors import PghaError
 from pgha.names import IMAGE_REFERENCE, cluster_name_problem, has_control_characters
 from pgha.probe import ClusterState, health_problem
@@ -209,12 +211,12 @@ def connect(name: NameOpt = "default",
     out.print(f"# passwords: {cluster.layout.secrets_file} (mode 0600)")
 
 
-@app.command()
+@app.command(epilog=fault_help())
 def drill(
     name: NameOpt = "default",
-    fault: Annotated[str, typer.Option(help="stop | kill | node-loss | freeze | crash-postgres | dcs-down | "
-                                            "stall-then-kill | switchover")] = "stop",
-    target: Annotated[str, typer.Option(help="primary | replica | a node name (dcs-down: dcs0.. | all)")] = "primary",
+    fault: Annotated[str, typer.Option(help=f"{' | '.join(FAULTS)} (each below).")] = "stop",
+    target: Annotated[str, typer.Option(help="What the fault hits; which targets a fault takes is listed below "
+                                             "(primary and replica are resolved when the drill starts).")] = "primary",
     via: Annotated[str, typer.Option(help="haproxy | multihost")] = "haproxy",
     rate: Annotated[float, typer.Option(help="Writes per second (0.5-500).")] = 20.0,
     repeat: Annotated[int, typer.Option(min=1, max=100, help="Run the drill this many times.")] = 1,
@@ -222,7 +224,8 @@ def drill(
                                                help="Keep a held fault this many seconds after recovery.")] = None,
     soak: Annotated[str | None, typer.Option(help="Soak for this long (e.g. 90s, 10m): random faults one "
                                                   "after another under one continuous load.")] = None,
-    faults: Annotated[str, typer.Option(help="Faults a soak picks from, comma-separated.")] = "stop,kill,freeze",
+    faults: Annotated[str, typer.Option(help="Faults a soak picks from, comma-separated (any of the faults "
+                                             "below).")] = "stop,kill,freeze",
     seed: Annotated[int | None, typer.Option(help="Random seed of a soak, to replay it.")] = None,
     as_json: JsonOpt = False,
 ) -> None:

@@ -184,7 +184,7 @@ class Spec(_Frozen):
     def _node_prefix(cls, v: str) -> str:
         if not names.NODE_PREFIX.fullmatch(v):
             raise ValueError("must be lowercase letters and digits, starting with a letter, <= 16 chars")
-        if v in names.RESERVED_NODE_PREFIXES:
+        if names.RESERVED_NODE_PREFIX.fullmatch(v):
             raise ValueError(f"{v!r} is taken by another component's names")
         return v
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import psycopg
 
+from pgha.backends.base import NetworkFaults
 from pgha.cluster import Cluster, ClusterError
 from pgha.drill import checkers
+from pgha.drill.faults import SETTLE_MARGIN_S, Hosts, Nemesis, fault_named
 from pgha.drill.history import CheckerResult, Event, FinalState, History, RunInfo, sorted_events
-from pgha.drill.nemesis import FAULTS, NETWORK_FAULTS, OTHER_TARGETS, SETTLE_MARGIN_S, Nemesis
 from pgha.drill.workload import TABLE, Workload
 from pgha.errors import PghaError
 from pgha.secrets import APP_DATABASE
@@ -60,41 +61,19 @@ class DrillOutcome:
 
 
 def _resolve_target(cluster: Cluster, options: DrillOptions) -> tuple[str, str | None]:
-    """(target, primary at the start)."""
+    """(target, primary at the start), by the fault's own kind of target."""
     state = cluster.state()
     leader = state.leader.name if state.leader else None
     if leader is None:
         raise DrillError("the cluster has no primary to start from; run `pgha status`")
-    spec = cluster.spec
-    topo = topology(spec)
-    fault, target = options.fault, options.target
-    if fault in NETWORK_FAULTS and spec.backend != "netns":
-        raise DrillError(f"fault: {fault} needs hosts of their own; bring the cluster up with --backend netns")
-    dcs_names = [p.name for p in topo.dcs]
-    haproxy_names = [p.name for p in topo.haproxies]
-    if fault == "dcs-down":
-        if target in ("primary", "replica"):
-            return "dcs0", leader
-        if target not in (*dcs_names, "all", "majority"):
-            raise DrillError(f"target: dcs-down takes {', '.join(dcs_names)}, majority or all")
-        return target, leader
-    if fault == "haproxy-kill":
-        if target in ("primary", "replica"):
-            return haproxy_names[0], leader
-        if target not in haproxy_names:
-            raise DrillError(f"target: haproxy-kill takes {', '.join(haproxy_names)}")
-        return target, leader
-    if target == "primary":
-        return leader, leader
-    if target == "replica":
-        replicas = [m.name for m in state.members if not m.is_leader]
-        if not replicas:
-            raise DrillError("target: the cluster has no replica")
-        return sorted(replicas)[0], leader
-    if OTHER_TARGETS.get(fault) == "any" and target in (*dcs_names, *haproxy_names):
-        return target, leader
-    spec.node_index(target)
-    return target, leader
+    fault = fault_named(options.fault)
+    if fault.network and not isinstance(cluster.backend(), NetworkFaults):
+        raise DrillError(f"fault: {fault.name} needs hosts of their own; bring the cluster up with --backend netns")
+    topo = topology(cluster.spec)
+    hosts = Hosts(leader=leader, replicas=tuple(m.name for m in state.members if not m.is_leader),
+                  nodes=cluster.spec.node_names, dcs=tuple(p.name for p in topo.dcs),
+                  haproxies=tuple(p.name for p in topo.haproxies))
+    return fault.targets.resolve(fault.name, options.target, hosts), leader
 
 
 def _prepare_table(cluster: Cluster) -> None:
@@ -160,8 +139,7 @@ def _log_offsets(cluster: Cluster) -> dict[str, int]:
 
 
 def _validate(options: DrillOptions) -> None:
-    if options.fault not in FAULTS:
-        raise DrillError(f"fault: unknown fault {options.fault!r} (choose from {', '.join(FAULTS)})")
+    fault_named(options.fault)
     if options.via not in ("haproxy", "multihost"):
         raise DrillError("via: must be haproxy or multihost")
     if not 0.5 <= options.rate <= 500:
@@ -185,7 +163,8 @@ class Session:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.offsets = _log_offsets(cluster)
         self.history = History(self.run_dir / "history.jsonl")
-        self.nemesis = Nemesis(spec, cluster.backend(), cluster.secrets.rest_password)
+        self.nemesis = Nemesis(cluster.backend(), tuple(p.name for p in topology(spec).dcs),
+                               cluster.secrets.rest_password)
         _prepare_table(cluster)
         via = options.via
         app = cluster.app
@@ -216,19 +195,17 @@ class Session:
 
     def cycle(self, fault_name: str, target_spec: str) -> None:
         """Inject one fault, hold it until writes recover (or a deadline), heal, wait for rejoin."""
-        fault = FAULTS[fault_name]
+        fault = fault_named(fault_name)
         spec = self.cluster.spec
         target, _ = _resolve_target(self.cluster, replace(self.options, fault=fault_name, target=target_spec))
         self.say(f"fault: {fault_name} on {target}")
-        fault_time = time.time()
-        self.cycles.append((fault_time, fault_name, target))
-        self.history.append(Event(fault_time, "nemesis", "info", "fault", {"fault": fault_name, "target": target}))
         healed = False
         try:
-            self.nemesis.inject(fault_name, target)
-            # A fault may take a while to land (stall-then-kill stalls first, then kills):
-            # recovery is judged from the moment it has landed, not from when it began.
-            landed = time.time()
+            # The fault's time is when it landed, not when its action began (stall-then-kill
+            # stalls first, then kills): outage and recovery are judged from that moment.
+            landed = self.nemesis.inject(fault_name, target)
+            self.cycles.append((landed, fault_name, target))
+            self.history.append(Event(landed, "nemesis", "info", "fault", {"fault": fault_name, "target": target}))
             self.phase("fault")
             self.say("waiting for writes to recover")
             deadline = landed + (self.options.recovery_deadline or (3 * spec.patroni.ttl + 30))
@@ -298,10 +275,6 @@ def run_drill(cluster: Cluster, options: DrillOptions, say: Say) -> DrillOutcome
                                                                cluster.spec.node_names, fault, ttl))
 
 
-# Faults that cut a node off from the DCS majority: a primary so cut off must demote itself.
-CUT_OFF_FAULTS = ("isolate", "partition")
-
-
 def single_results(events: list[Event], final: FinalState, fault_time: float, target: str,
                    nodes: tuple[str, ...], fault: str = "", ttl: float = 0.0) -> list[CheckerResult]:
     """The verdicts of one drill; a fault that hit no node (the DCS) is judged by whether the
@@ -309,8 +282,8 @@ def single_results(events: list[Event], final: FinalState, fault_time: float, ta
     results = checkers.run_all(events, final, target, fault_time=fault_time, deadline_s=REJOIN_DEADLINE)
     if target not in nodes:
         results[-1] = checkers.check_healthy_after_heal(events, target)
-    elif fault in CUT_OFF_FAULTS:
-        results.append(checkers.check_self_demotion(events, target, fault_time, ttl))
+    elif fault:
+        results += [verdict(events, target, fault_time, ttl) for verdict in fault_named(fault).extra_verdicts]
     return results
 
 

@@ -4,7 +4,7 @@ Pure functions: text in, LogLine out. Every component logs in UTC; times become 
 they line up with the history's events.
 
 Which parser a component gets is decided by its name (the log file's stem):
-    "haproxy"                         HAProxy (`log stdout format iso`)
+    "haproxy", "haproxy1", ..         HAProxy (`log stdout format iso`), one log per HAProxy host
     "postgresql-<node>"               PostgreSQL (log_line_prefix '%m [%p] ')
     "dcs<i>"                          etcd (zap JSON) or ZooKeeper (log4j), told apart per line
     anything else ("node0", "postgresql0" in the lab profile)   Patroni
@@ -357,13 +357,19 @@ def _parse_dcs(component: str, text: str, node: str | None) -> list[LogLine]:
 Parser = Callable[[str, str, str | None], list[LogLine]]
 
 
+# Log names of the components that are not nodes; a node prefix can never produce them
+# (spec refuses prefixes like "dcs" or "haproxy1").
+HAPROXY_LOG = re.compile(r"haproxy\d*")
+DCS_LOG = re.compile(r"dcs\d*")
+
+
 def parser_for(component: str) -> Parser:
     """The parser for a component, by its name (see the module docstring)."""
-    if component == "haproxy":
+    if HAPROXY_LOG.fullmatch(component):
         return _parse_haproxy
     if component.startswith("postgresql-"):
         return _parse_postgres
-    if re.fullmatch(r"dcs\d*", component):
+    if DCS_LOG.fullmatch(component):
         return _parse_dcs
     return _parse_patroni
 
@@ -377,7 +383,7 @@ def node_of(component: str) -> str | None:
     """The node a component's log is about: "node0" and "postgresql-node0" -> "node0"; the
     lab profile's "postgresql0" and "postgresql-postgresql0" -> "postgresql0"; HAProxy and DCS
     members -> None (HAProxy lines name their server themselves)."""
-    if component == "haproxy" or re.fullmatch(r"dcs\d*", component):
+    if HAPROXY_LOG.fullmatch(component) or DCS_LOG.fullmatch(component):
         return None
     return component.removeprefix("postgresql-") or None
 

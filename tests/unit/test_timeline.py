@@ -285,3 +285,45 @@ def test_patroni_frozen_leader_thaws_and_demotes() -> None:
     ]
     assert kinds(lines)[-2:] == ["starting", "starting"]
     assert find(lines, "rewind")[0].time == pytest.approx(utc("16:16:19.513"))
+
+
+@pytest.mark.parametrize("settings", [
+    {"profile": "default"},
+    {"profile": "seed"},
+    {"profile": "default", "backend": "netns", "haproxy": {"hosts": 2}, "dcs": {"members": 3}},
+    {"profile": "default", "dcs": {"kind": "zookeeper", "members": 3}, "nodes": 3},
+    {"profile": "default", "node_prefix": "db"},
+])
+def test_every_component_a_cluster_can_have_gets_its_own_parser(settings: dict[str, object]) -> None:
+    """Each log a cluster writes goes to the parser of its kind: the second HAProxy host's log
+    ("haproxy1") to HAProxy's, not Patroni's."""
+    from pgha.drill.timeline import parser_for
+    from pgha.spec import build_spec
+    from pgha.topology import topology
+
+    topo = topology(build_spec(file_settings=settings))
+    expected = {parser_for("haproxy"): [p.name for p in topo.haproxies],
+                parser_for("dcs0"): [p.name for p in topo.dcs],
+                parser_for("node0"): [p.name for p in topo.nodes],
+                parser_for("postgresql-node0"): [f"postgresql-{p.name}" for p in topo.nodes]}
+    assert len(set(expected)) == 4  # four different parsers
+    for parser, components in expected.items():
+        for component in components:
+            assert parser_for(component) is parser, component
+    assert all(node_of(p.name) is None for p in (*topo.haproxies, *topo.dcs))
+    assert [node_of(p.name) for p in topo.nodes] == [node_of(f"postgresql-{p.name}") for p in topo.nodes] \
+        == [p.name for p in topo.nodes]
+
+
+def test_a_haproxy_host_beyond_the_first_parses_as_haproxy() -> None:
+    lines = parse_log("haproxy1", fixture("haproxy.log"), None)
+    assert lines and kinds(lines) == kinds(parse_log("haproxy", fixture("haproxy.log"), None))
+    assert {line.component for line in lines} == {"haproxy1"}
+
+
+@pytest.mark.parametrize("prefix", ["dcs", "dcs1", "haproxy", "haproxy2", "switch"])
+def test_a_node_prefix_that_would_name_another_component_is_refused(prefix: str) -> None:
+    from pgha.spec import SpecError, build_spec
+
+    with pytest.raises(SpecError, match="taken by another component"):
+        build_spec(file_settings={"node_prefix": prefix})

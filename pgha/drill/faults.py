@@ -1,0 +1,258 @@
+"""Every fault a drill can inject, in one table.
+
+A `Fault` says what it does (one line, used by `pgha drill --help`), which targets it takes, how
+it is injected and healed through the backend, whether Patroni reacts to it only after its leader
+key runs out (`settles`), whether the drill holds it until the cluster has recovered (`held`),
+and which extra verdicts it brings. Validation, target resolution, the CLI's help and the
+nemesis all read this table: adding a fault is one entry here (plus its tests).
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pgha.backends.base import Backend, NetworkFaults
+from pgha.dial import http_request
+from pgha.drill import checkers
+from pgha.drill.history import CheckerResult, Event
+from pgha.errors import BackendError, PghaError
+from pgha.secrets import REST_USER
+
+STALL_SECONDS = 3.0
+SETTLE_MARGIN_S = 5.0
+LOSS_PERCENT = 30
+LAG_MS = 200
+
+
+class TargetError(PghaError):
+    """A target the fault does not take (one line, for the CLI)."""
+
+
+@dataclass(frozen=True)
+class Hosts:
+    """What a fault's target can name in one cluster, as the drill sees it at the start."""
+
+    leader: str
+    replicas: tuple[str, ...]
+    nodes: tuple[str, ...]
+    dcs: tuple[str, ...]
+    haproxies: tuple[str, ...]
+
+
+class Targets(Protocol):
+    """One kind of target: how `pgha drill --help` names it and how a `--target` resolves."""
+
+    @property
+    def help(self) -> str: ...
+
+    def resolve(self, fault: str, target: str, hosts: Hosts) -> str: ...
+
+
+def _no_others(hosts: Hosts) -> tuple[str, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class NodeTargets:
+    """A node: the primary, a replica or one by name; `others` adds hosts that are not nodes."""
+
+    help: str = "primary | replica | a node"
+    others: Callable[[Hosts], tuple[str, ...]] = _no_others
+
+    def resolve(self, fault: str, target: str, hosts: Hosts) -> str:
+        if target == "primary":
+            return hosts.leader
+        if target == "replica":
+            if not hosts.replicas:
+                raise TargetError("target: the cluster has no replica")
+            return sorted(hosts.replicas)[0]
+        if target in (*hosts.nodes, *self.others(hosts)):
+            return target
+        raise TargetError(f"target: {fault} takes primary, replica or a node ({', '.join(hosts.nodes)})"
+                          + (f" or {', '.join(self.others(hosts))}" if self.others(hosts) else ""))
+
+
+@dataclass(frozen=True)
+class ComponentTargets:
+    """One of the components of a kind, or a group of them ('majority' of the DCS members);
+    primary and replica, the drill's default targets, mean the first."""
+
+    help: str
+    names: Callable[[Hosts], tuple[str, ...]]
+    groups: tuple[str, ...] = ()
+
+    def resolve(self, fault: str, target: str, hosts: Hosts) -> str:
+        names = self.names(hosts)
+        if target in ("primary", "replica"):
+            return names[0]
+        if target in (*names, *self.groups):
+            return target
+        raise TargetError(f"target: {fault} takes {', '.join((*names, *self.groups))}")
+
+
+NODES = NodeTargets()
+DCS_MEMBERS = ComponentTargets("dcs0.. | majority | all", lambda h: h.dcs, ("majority", "all"))
+HAPROXIES = ComponentTargets("haproxy, haproxy1..", lambda h: h.haproxies)
+ANY_HOST = NodeTargets("primary | replica | a node, dcsN or an HAProxy", lambda h: (*h.dcs, *h.haproxies))
+
+
+@dataclass
+class Nemesis:
+    """What a fault's actions get: the backend, the cluster's DCS members, the REST password."""
+
+    backend: Backend
+    dcs: tuple[str, ...]
+    rest_password: str
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
+
+    def inject(self, fault: str, target: str) -> float:
+        """Inject `fault` on a resolved target; returns the time it landed (the moment of the
+        action that hurts, e.g. the kill after stall-then-kill's stall)."""
+        began = self.clock()
+        landed = FAULTS[fault].inject(self, target)
+        return began if landed is None else landed
+
+    def heal(self, fault: str, target: str) -> None:
+        FAULTS[fault].heal(self, target)
+
+    def network(self) -> NetworkFaults:
+        if not isinstance(self.backend, NetworkFaults):
+            raise BackendError("network faults need hosts of their own: bring the cluster up with --backend netns")
+        return self.backend
+
+    def dcs_members(self, target: str) -> list[int]:
+        if target == "all":
+            return list(range(len(self.dcs)))
+        if target == "majority":
+            return list(range(len(self.dcs) // 2 + 1))
+        return [int(target.removeprefix("dcs"))]
+
+
+# An action returns the time the fault landed, or None when that is when the action began.
+Action = Callable[[Nemesis, str], float | None]
+# An extra verdict: (events, target, fault time, ttl) -> result.
+Verdict = Callable[[Sequence[Event], str, float, float], CheckerResult]
+
+
+def _nothing(n: Nemesis, target: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    description: str
+    targets: Targets
+    inject: Action
+    heal: Action = _nothing
+    # The drill keeps the fault until the cluster recovered (False: a one-shot action).
+    held: bool = True
+    # Patroni reacts only after its leader key runs out: the fault is held at least ttl +
+    # SETTLE_MARGIN_S, or the drill would heal it before anything could happen.
+    settles: bool = False
+    # Needs hosts of their own (a backend with NetworkFaults).
+    network: bool = False
+    extra_verdicts: tuple[Verdict, ...] = field(default=())
+
+
+def _stall_then_kill(n: Nemesis, target: str) -> float:
+    # The senders stop, not the receivers: a stopped receiver's kernel still takes the WAL into
+    # its socket buffer and nothing would be lost. What the senders never sent dies with the
+    # primary, unless commits waited for a synchronous standby.
+    n.backend.freeze_walsenders(target)
+    n.sleep(STALL_SECONDS)
+    landed = n.clock()
+    n.backend.kill_node(target)
+    return landed
+
+
+def _switchover(n: Nemesis, leader: str) -> None:
+    token = base64.b64encode(f"{REST_USER}:{n.rest_password}".encode()).decode()
+    status, body = http_request(n.backend.reach.rest(leader), "switchover", 30, method="POST",
+                                body={"leader": leader}, headers={"Authorization": f"Basic {token}"})
+    if status >= 400:
+        raise BackendError(f"switchover refused by {leader}: HTTP {status} {body}")
+
+
+def _stop_dcs(n: Nemesis, target: str) -> None:
+    for member in n.dcs_members(target):
+        n.backend.stop_dcs_member(member)
+
+
+def _start_dcs(n: Nemesis, target: str) -> None:
+    for member in n.dcs_members(target):
+        n.backend.start_dcs_member(member)
+
+
+def _partition(n: Nemesis, target: str) -> None:
+    # The node and a minority of the DCS: the DCS majority side can still elect.
+    n.network().partition([target, *n.dcs[: len(n.dcs) // 2]])
+
+
+def _heal_network(n: Nemesis, target: str) -> None:
+    n.network().heal_network()
+
+
+def _self_demotion(events: Sequence[Event], target: str, fault_time: float, ttl: float) -> CheckerResult:
+    return checkers.check_self_demotion(events, target, fault_time, ttl)
+
+
+def _start_node(n: Nemesis, target: str) -> None:
+    n.backend.start_node(target)
+
+
+def _table(faults: Iterable[Fault]) -> dict[str, Fault]:
+    return {f.name: f for f in faults}
+
+
+FAULTS: dict[str, Fault] = _table([
+    Fault("stop", "graceful stop of Patroni (SIGTERM, as `docker stop`); restarted at heal", NODES,
+          lambda n, t: n.backend.stop_node(t), _start_node),
+    # The supervisor (systemd's Restart=, a container's restart policy) brings it back; the heal
+    # only makes sure.
+    Fault("kill", "SIGKILL to Patroni and PostgreSQL, restarted at once by the supervisor", NODES,
+          lambda n, t: n.backend.crash_node(t), _start_node, held=False),
+    Fault("node-loss", "SIGKILL to every process of the node; no restart until heal", NODES,
+          lambda n, t: n.backend.kill_node(t), _start_node),
+    Fault("freeze", "SIGSTOP to every process of the node (a hung host); SIGCONT at heal", NODES,
+          lambda n, t: n.backend.freeze_node(t), lambda n, t: n.backend.thaw_node(t)),
+    Fault("crash-postgres", "SIGKILL to the postmaster only; Patroni stays up", NODES,
+          lambda n, t: n.backend.kill_postgres(t), held=False),
+    Fault("dcs-down", "stop one DCS member (target 'majority' or 'all': that many); restarted at heal",
+          DCS_MEMBERS, _stop_dcs, _start_dcs, settles=True),
+    Fault("stall-then-kill", f"pause the primary's WAL senders for {STALL_SECONDS:.0f} s under load, then lose "
+          "the primary (node-loss)", NODES, _stall_then_kill, _start_node),
+    Fault("switchover", "planned switchover through Patroni's REST API", NODES, _switchover, held=False),
+    Fault("haproxy-kill", "SIGKILL one HAProxy host; restarted at heal", HAPROXIES,
+          lambda n, t: n.backend.kill_component(t), lambda n, t: n.backend.start_component(t)),
+    Fault("isolate", "cut the host off from every other host; reconnected at heal", ANY_HOST,
+          lambda n, t: n.network().isolate(t), _heal_network, settles=True, network=True,
+          extra_verdicts=(_self_demotion,)),
+    Fault("isolate-dcs", "cut a node off from every DCS member; it still reaches the other nodes", NODES,
+          lambda n, t: n.network().cut(t, list(n.dcs)), _heal_network, settles=True, network=True),
+    Fault("partition", "split the hosts: the node with a minority of the DCS members against the rest", NODES,
+          _partition, _heal_network, settles=True, network=True, extra_verdicts=(_self_demotion,)),
+    Fault("loss", f"drop {LOSS_PERCENT}% of the packets on the host's link, both ways", ANY_HOST,
+          lambda n, t: n.network().lose_packets(t, LOSS_PERCENT), _heal_network, settles=True, network=True),
+    Fault("lag", f"delay every packet leaving the host by {LAG_MS} ms (tc netem)", ANY_HOST,
+          lambda n, t: n.network().lag(t, LAG_MS), _heal_network, settles=True, network=True),
+])
+
+
+def fault_named(name: str) -> Fault:
+    try:
+        return FAULTS[name]
+    except KeyError:
+        raise TargetError(f"fault: unknown fault {name!r} (choose from {', '.join(FAULTS)})") from None
+
+
+def help_text() -> str:
+    """The faults for `pgha drill --help`: one paragraph each, what it does and what it takes."""
+    return "Faults:\n\n" + "\n\n".join(
+        f"{f.name}: {f.description} (target: {f.targets.help}{'; --backend netns only' if f.network else ''})"
+        for f in FAULTS.values())
