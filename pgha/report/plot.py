@@ -16,6 +16,7 @@ matplotlib.use("Agg")  # no display: reports are rendered by the drill runner, o
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -176,6 +177,15 @@ def _draw_roles(ax: Axes, events: Sequence[Event], info: RunInfo, origin: float)
 
 def plot_run(events: Iterable[Event], info: RunInfo, path: Path) -> None:
     """Write the run's picture as a PNG at `path` (about 1200 x 700 px)."""
+    fig = draw_run(events, info)
+    try:
+        fig.savefig(path, format="png", dpi=DPI)
+    finally:
+        plt.close(fig)  # the runner may plot many runs in one process
+
+
+def draw_run(events: Iterable[Event], info: RunInfo) -> Figure:
+    """The run's picture as a matplotlib Figure (the caller saves and closes it)."""
     evs = sorted(events, key=lambda e: e.time)
     origin = origin_of(evs, info)
     fig, (top, bottom) = plt.subplots(
@@ -212,6 +222,7 @@ def plot_run(events: Iterable[Event], info: RunInfo, path: Path) -> None:
         top.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
         fig.suptitle(_title(info), fontsize=11)
         fig.subplots_adjust(left=0.14, right=0.80, top=0.92, bottom=0.08)
-        fig.savefig(path, format="png", dpi=DPI)
-    finally:
-        plt.close(fig)  # the runner may plot many runs in one process
+    except BaseException:
+        plt.close(fig)
+        raise
+    return fig

@@ -12,6 +12,7 @@ import struct
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ from pgha.drill.checkers import run_all
 from pgha.drill.history import CheckerResult, Event, FinalState, LogLine, RoleSample, RunInfo
 from pgha.report import build_report
 from pgha.report.narrative import explain
-from pgha.report.plot import clip, plot_run, silences
+from pgha.report.plot import clip, draw_run, plot_run, silences
 from pgha.report.render import render_html, render_markdown
 
 T0 = datetime(2026, 11, 27, 16, 0, 0, tzinfo=UTC).timestamp()
@@ -221,6 +222,45 @@ def test_plot_run_is_about_1200_by_700(tmp_path: Path) -> None:
     plot_run(history(), info(), tmp_path / "p.png")
     width, height = png_size((tmp_path / "p.png").read_bytes())
     assert abs(width - 1200) <= 50 and abs(height - 700) <= 50
+
+
+def _pixels(path: Path) -> Any:
+    import matplotlib.image
+
+    return (matplotlib.image.imread(str(path))[:, :, :3] * 255).round().astype(int)
+
+
+def _count(pixels: Any, colour: str) -> int:
+    rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
+    return int((abs(pixels - rgb).max(axis=2) <= 2).sum())
+
+
+def test_plot_shows_the_role_bands_writes_and_the_fault_and_heal_markers(tmp_path: Path) -> None:
+    from pgha.report.plot import FAIL_COLOUR, FAULT_COLOUR, HEAL_COLOUR, OK_COLOUR, ROLE_COLOURS
+
+    plot_run(history(), info(), tmp_path / "run.png")
+    pixels = _pixels(tmp_path / "run.png")
+    # Solid areas, not just legend swatches (a swatch is a few hundred pixels).
+    for colour in (ROLE_COLOURS["primary"], ROLE_COLOURS["replica"], OK_COLOUR, FAIL_COLOUR):
+        assert _count(pixels, colour) > 3000, colour
+
+    import matplotlib.colors
+    import matplotlib.pyplot as plt
+
+    fig = draw_run(history(), info())
+    try:
+        for ax in fig.axes[:2]:  # writes above, roles below: the markers cross both
+            markers = {(matplotlib.colors.to_hex(line.get_color()), line.get_linestyle(), line.get_xdata()[0])
+                       for line in ax.get_lines() if line.get_linestyle() in ("--", "-.")}
+            assert (FAULT_COLOUR, "--", 0.0) in markers  # time 0 is the fault
+            assert (HEAL_COLOUR, "-.", HEAL - FAULT) in markers
+        roles = fig.axes[1]
+        band_colours = {matplotlib.colors.to_hex(c) for coll in roles.collections for c in coll.get_facecolors()}
+        assert {ROLE_COLOURS["primary"], ROLE_COLOURS["replica"]} <= band_colours
+        labels = [t.get_text() for t in roles.get_yticklabels()]
+        assert labels[:2] == ["node0 (faulted)", "node1 (new primary)"]
+    finally:
+        plt.close(fig)
 
 
 def test_plot_run_copes_with_an_empty_history(tmp_path: Path) -> None:
