@@ -72,8 +72,9 @@ class NodeTargets:
             return sorted(hosts.replicas)[0]
         if target in (*hosts.nodes, *self.others(hosts)):
             return target
-        raise TargetError(f"target: {fault} takes primary, replica or a node ({', '.join(hosts.nodes)})"
-                          + (f" or {', '.join(self.others(hosts))}" if self.others(hosts) else ""))
+        others = f", {', '.join(self.others(hosts))}" if self.others(hosts) else ""
+        raise TargetError(f"target: no node named {target!r}: {fault} takes primary, replica, "
+                          f"{', '.join(hosts.nodes)}{others}")
 
 
 @dataclass(frozen=True)

@@ -210,10 +210,9 @@ class Session:
             self.say("waiting for writes to recover")
             deadline = landed + (self.options.recovery_deadline or (3 * spec.patroni.ttl + 30))
             settled = landed + (spec.patroni.ttl + SETTLE_MARGIN_S if fault.settles else 0.0)
-            while time.time() < deadline and (time.time() < settled or not _recovered(
-                    self.history.events, landed, AFTER_RECOVERY_SECONDS)):
-                time.sleep(0.2)
-            self.phase("recovered" if time.time() < deadline else "deadline")
+            recovered = wait_until(lambda: time.time() >= settled and _recovered(
+                self.history.events, landed, AFTER_RECOVERY_SECONDS), deadline - time.time())
+            self.phase("recovered" if recovered else "deadline")
             if fault.held and self.options.hold:
                 time.sleep(self.options.hold)
             self.say(f"heal: {fault_name} on {target}")

@@ -174,11 +174,11 @@ def test_targets_resolve_by_the_faults_kind_of_target(fault: str, target: str, r
 
 
 @pytest.mark.parametrize(("fault", "target", "message"), [
-    ("stop", "dcs0", "stop takes primary, replica or a node"),
-    ("partition", "haproxy", "partition takes primary, replica or a node"),
+    ("stop", "dcs0", "no node named 'dcs0': stop takes primary, replica, node0, node1, node2$"),
+    ("partition", "haproxy", "partition takes primary, replica, node0, node1, node2$"),
     ("dcs-down", "node0", "dcs-down takes dcs0, dcs1, dcs2, majority, all"),
     ("haproxy-kill", "haproxy7", "haproxy-kill takes haproxy, haproxy1"),
-    ("isolate", "nodeX", "isolate takes primary, replica or a node"),
+    ("isolate", "nodeX", "isolate takes primary, replica, node0, node1, node2, dcs0, dcs1, dcs2, haproxy, haproxy1$"),
 ])
 def test_a_target_the_fault_does_not_take_is_refused(fault: str, target: str, message: str) -> None:
     f = fault_named(fault)
