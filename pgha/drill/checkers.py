@@ -482,17 +482,17 @@ def conflicting_writes(
         if w.result == "ok" and w.node is not None and w.complete is not None
     ]
     points = sorted(
-        (t, kind, i)
+        (t, is_start, i)
         for i, (_, invoke, complete, _) in enumerate(oks)
-        for t, kind in ((invoke, 1), (complete, 0))
+        for t, is_start in ((invoke, 1), (complete, 0))
     )  # ends (0) before starts (1) at the same instant
     active: dict[str, dict[int, Write]] = defaultdict(dict)
     n_active = 0
     pairs = 0
     examples: list[tuple[Write, Write]] = []
-    for _, kind, i in points:
+    for _, is_start, i in points:
         node, invoke, complete, w = oks[i]
-        if kind == 0:
+        if not is_start:
             if active[node].pop(i, None) is not None:
                 n_active -= 1
             continue
