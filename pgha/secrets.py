@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets as _random
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import yaml
@@ -25,12 +25,14 @@ class Secrets:
     replication_password: str
     rest_password: str
     stats_password: str
-    # Empty in a secrets file written before the application role existed (load_or_create fills it).
+    # Empty in a secrets file an older pgha wrote, before these existed (load fills them in).
     app_password: str = ""
+    dcs_root_password: str = ""  # etcd's root user (pgha/dcs_auth.py)
+    dcs_password: str = ""  # Patroni's own etcd user, confined to the cluster's prefix
 
     @classmethod
     def generate(cls) -> Secrets:
-        return cls(*(_random.token_urlsafe(18) for _ in range(5)))
+        return cls(*(_random.token_urlsafe(18) for _ in fields(cls)))
 
 
 def save(path: Path, value: Secrets) -> None:

@@ -101,6 +101,10 @@ class HAProxySettings(_Frozen):
 class DCSSettings(_Frozen):
     kind: Literal["etcd", "zookeeper"] = "etcd"
     members: int = 3
+    # Only Patroni, with its own password, may write the cluster's keys (pgha/dcs_auth.py): without
+    # it any local user can switch over, demote every node or run commands through the DCS.
+    # Implemented for etcd; ZooKeeper needs TLS client certificates for Patroni's ACLs (not yet).
+    authentication: bool = True
 
     @field_validator("members")
     @classmethod
@@ -281,7 +285,8 @@ def _profile_defaults(profile: str) -> dict[str, Any]:
             "nodes": 2,
             "node_prefix": "postgresql",
             "scope": "my_cluster",
-            "dcs": {"kind": "zookeeper", "members": 1},
+            # The lab as published: an open DCS.
+            "dcs": {"kind": "zookeeper", "members": 1, "authentication": False},
             "patroni": {
                 "ttl": 30,
                 "loop_wait": 10,

@@ -1,0 +1,116 @@
+"""Authentication in etcd: only Patroni, with its own password, may touch the cluster's keys.
+
+Without it any local user (or any host that reaches the client port) can write
+/service/<scope>/failover, /leader or /config and so switch over, demote every node, or have
+PostgreSQL run a command of their choosing. pgha turns etcd's role-based access control on:
+a `root` user, and a user for Patroni whose role may read and write the cluster's prefix and
+nothing else. Everything goes through etcd's HTTP/JSON gateway (the endpoint pgha already uses
+for health), so it works the same for every backend, and no password ever appears in a process's
+command line.
+
+The steps are idempotent: run again (`pgha up` on a cluster that exists), they authenticate as
+root first and converge users, role and passwords. The requests are pure data
+(`auth_requests`); `secure_etcd` sends them.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pgha.dial import Endpoint, http_request
+from pgha.errors import BackendError
+
+NAMESPACE = "/service/"  # Patroni's namespace (pgha/render/patroni.py)
+ROOT_USER = "root"
+TIMEOUT_S = 10.0
+# Answers that mean the state is already what the request asks for.
+ALREADY = ("already exists",)
+NOT_ENABLED = "authentication is not enabled"
+
+
+def patroni_user(scope: str) -> str:
+    return f"patroni-{scope}"
+
+
+def prefix_of(scope: str) -> str:
+    return f"{NAMESPACE}{scope}/"
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def range_end(prefix: str) -> str:
+    """The end of etcd's key range that holds exactly the keys starting with `prefix` (the last
+    byte plus one, as `etcdctl --prefix` computes it)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    body: dict[str, Any]
+    # Said only for the log; never holds a password.
+    what: str
+
+
+def auth_requests(scope: str, root_password: str, patroni_password: str) -> list[Request]:
+    """What etcd is asked, in order, to end with auth on and Patroni confined to its prefix (pure)."""
+    user, prefix = patroni_user(scope), prefix_of(scope)
+    return [
+        Request("v3/auth/user/add", {"name": ROOT_USER, "password": root_password}, "add user root"),
+        Request("v3/auth/user/changepw", {"name": ROOT_USER, "password": root_password}, "set root's password"),
+        # The built-in root role: etcd refuses to enable auth without a root user holding it.
+        Request("v3/auth/user/grant", {"user": ROOT_USER, "role": ROOT_USER}, "grant root the root role"),
+        Request("v3/auth/role/add", {"name": user}, f"add role {user}"),
+        Request("v3/auth/role/grant", {"name": user, "perm": {
+            "permType": "READWRITE", "key": _b64(prefix), "range_end": _b64(range_end(prefix))}},
+            f"let {user} read and write {prefix}"),
+        Request("v3/auth/user/add", {"name": user, "password": patroni_password}, f"add user {user}"),
+        Request("v3/auth/user/changepw", {"name": user, "password": patroni_password}, f"set {user}'s password"),
+        Request("v3/auth/user/grant", {"user": user, "role": user}, f"grant {user} its role"),
+        Request("v3/auth/enable", {}, "enable authentication"),
+    ]
+
+
+Send = Callable[[Endpoint, str, float, str, dict[str, Any] | None, dict[str, str] | None], tuple[int, Any]]
+
+
+def _send(ep: Endpoint, path: str, timeout: float, method: str, body: dict[str, Any] | None,
+          headers: dict[str, str] | None) -> tuple[int, Any]:
+    return http_request(ep, path, timeout, method=method, body=body, headers=headers)
+
+
+def _error(answer: Any) -> str:
+    if isinstance(answer, dict):
+        return str(answer.get("error") or answer.get("message") or "")
+    return ""
+
+
+def _root_headers(ep: Endpoint, root_password: str, send: Send) -> dict[str, str]:
+    """A fresh root token, or none while authentication is still off. Fresh for every request:
+    changing a password or a role makes etcd refuse the tokens issued before."""
+    status, answer = send(ep, "v3/auth/authenticate", TIMEOUT_S, "POST",
+                          {"name": ROOT_USER, "password": root_password}, None)
+    if status == 200 and isinstance(answer, dict) and answer.get("token"):
+        return {"Authorization": str(answer["token"])}
+    if NOT_ENABLED in _error(answer):
+        return {}
+    raise BackendError(f"etcd at {ep} refused pgha's root password: {_error(answer) or status}")
+
+
+def secure_etcd(ep: Endpoint, scope: str, root_password: str, patroni_password: str,
+                send: Send = _send) -> None:
+    """Turn etcd's authentication on for this cluster's scope, or converge it; raises
+    BackendError with one line when etcd refuses."""
+    try:
+        for request in auth_requests(scope, root_password, patroni_password):
+            headers = _root_headers(ep, root_password, send)
+            status, answer = send(ep, request.path, TIMEOUT_S, "POST", request.body, headers)
+            if status != 200 and not any(a in _error(answer) for a in ALREADY):
+                raise BackendError(f"etcd at {ep} refused to {request.what}: {_error(answer) or status}")
+    except OSError as e:
+        raise BackendError(f"etcd at {ep} did not answer while securing it: {e}") from None
