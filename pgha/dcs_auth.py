@@ -114,3 +114,19 @@ def secure_etcd(ep: Endpoint, scope: str, root_password: str, patroni_password: 
                 raise BackendError(f"etcd at {ep} refused to {request.what}: {_error(answer) or status}")
     except OSError as e:
         raise BackendError(f"etcd at {ep} did not answer while securing it: {e}") from None
+
+
+def anonymous_write_refused(ep: Endpoint, scope: str, send: Send = _send) -> tuple[bool, str]:
+    """(refused, evidence): does etcd refuse a write from a client without credentials?
+
+    The probe is a transaction whose put can never run (a key's version is never below 0), so
+    on an open etcd it still writes nothing; with authentication on, etcd refuses it before
+    looking at the comparison."""
+    key = _b64(prefix_of(scope) + "pgha-security-probe")
+    body = {"compare": [{"target": "VERSION", "key": key, "result": "LESS", "version": "0"}],
+            "success": [{"request_put": {"key": key, "value": _b64("never written")}}]}
+    status, answer = send(ep, "v3/kv/txn", TIMEOUT_S, "POST", body, None)
+    error = _error(answer)
+    if status != 200 and ("user name is empty" in error or "permission denied" in error):
+        return True, f"{ep} refused a write without credentials ({error})"
+    return False, f"{ep} accepted a transaction from a client without credentials (HTTP {status})"

@@ -100,3 +100,27 @@ def test_no_answer_is_one_line() -> None:
 
     with pytest.raises(BackendError, match="did not answer while securing it"):
         secure_etcd(EP, "demo", "root-pw", "patroni-pw", send=silent)
+
+
+def test_the_security_probe_can_never_write_and_reads_etcds_refusal() -> None:
+    from pgha.dcs_auth import anonymous_write_refused
+
+    sent: list[dict[str, Any]] = []
+
+    def etcd(answer: tuple[int, Any]) -> Any:
+        def send(ep: Endpoint, path: str, timeout: float, method: str, body: dict[str, Any] | None,
+                 headers: dict[str, str] | None) -> tuple[int, Any]:
+            assert path == "v3/kv/txn" and headers is None and body is not None
+            sent.append(body)
+            return answer
+        return send
+
+    refused, evidence = anonymous_write_refused(EP, "demo", send=etcd(
+        (400, {"error": "etcdserver: user name is empty", "code": 3})))
+    assert refused and "refused a write without credentials" in evidence
+    refused, evidence = anonymous_write_refused(EP, "demo", send=etcd((200, {"header": {"revision": "1"}})))
+    assert not refused and "accepted" in evidence
+    # The put is guarded by a comparison that never holds: version < 0.
+    (compare,) = sent[0]["compare"]
+    assert (compare["target"], compare["result"], compare["version"]) == ("VERSION", "LESS", "0")
+    assert base64.b64decode(compare["key"]).startswith(b"/service/demo/")
