@@ -12,6 +12,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
+from pgha.backends.registry import backend_kind
 from pgha.spec import Spec
 
 Kind = Literal["node", "dcs", "haproxy"]
@@ -102,10 +103,9 @@ def netns_name(spec: Spec, component: str) -> str:
 
 
 def topology(spec: Spec) -> Topology:
-    if spec.backend in ("netns", "compose"):
-        # Containers are hosts of their own too, at fixed addresses on the compose network; their
-        # namespaces are the engine's (Backend.netns_path), not named ones.
-        return _netns_topology(spec, named_namespaces=spec.backend == "netns")
+    kind = backend_kind(spec.backend)
+    if kind.hosts_of_their_own:
+        return _netns_topology(spec, named_namespaces=kind.named_namespaces)
     return _shared_host_topology(spec)
 
 

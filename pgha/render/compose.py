@@ -106,7 +106,7 @@ def services(spec: Spec) -> list[tuple[str, str, str]]:
 
 def compose_spec(spec: Spec) -> Spec:
     """The spec as a compose deployment (the topology then gives every container an address)."""
-    return spec if spec.backend == "compose" else spec.model_copy(update={"backend": "compose"})
+    return spec.model_copy(update={"backend": "compose"})
 
 
 def container_patroni(topo: Topology, node: str) -> dict[str, Any]:
