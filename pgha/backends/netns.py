@@ -24,7 +24,7 @@ from pgha.backends.local import LocalBackend
 from pgha.dial import Endpoint
 from pgha.errors import BackendError
 from pgha.layout import Layout
-from pgha.netns import network
+from pgha.netns import network, rules
 from pgha.procs import RunAs
 from pgha.reach import own_namespace
 from pgha.render import RenderedFile
@@ -142,11 +142,8 @@ class NetnsBackend(LocalBackend):
 
     def partition(self, minority: list[str]) -> None:
         """Split the hosts in two: `minority` on one side, every other host on the other."""
-        majority = [p.name for p in self.topo.places if p.name not in minority]
-        for name in minority:
-            self.cut(name, majority)
-        for name in majority:
-            self.cut(name, minority)
+        for name, others in rules.partition(minority, [p.name for p in self.topo.places]).items():
+            self.cut(name, others)
 
     def lose_packets(self, component: str, percent: int) -> None:
         network.lose(self._ns(component), percent)
