@@ -341,7 +341,8 @@ class ComposeBackend(PostmasterFaults):
     def components(self) -> list[ComponentState]:
         found = self.containers()
         out = []
-        for name, kind in self._kinds():
+        for place in self.topo.places:
+            name, kind = place.name, place.kind
             c = found.get(name)
             running = c is not None and c.state in ("running", "paused")
             pids: tuple[int, ...] = ()
@@ -351,23 +352,21 @@ class ComposeBackend(PostmasterFaults):
             out.append(ComponentState(name, kind, running, pids, self.layout.log(name)))
         return out
 
-    def _kinds(self) -> list[tuple[str, str]]:
-        return [(p.name, p.kind) for p in self.topo.places]
-
     def log_files(self) -> dict[str, Path]:
         """Each container's log, written under logs/; a node's splits into Patroni's
         (`<node>.log`) and PostgreSQL's (`postgresql-<node>.log`), as the local backend has them."""
         self.layout.logs.mkdir(parents=True, exist_ok=True)
         files: dict[str, Path] = {}
         found = self.containers()
-        for name, kind in self._kinds():
+        for place in self.topo.places:
+            name = place.name
             c = found.get(name)
             text = ""
             if c is not None:
                 result = subprocess.run(["podman", "logs", c.name], stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, timeout=ENGINE_TIMEOUT, check=False)
                 text = result.stdout.decode(errors="replace")
-            if kind == "node":
+            if place in self.topo.nodes:
                 patroni, postgres = split_node_log(text)
                 pg_file = self.layout.logs / f"postgresql-{name}.log"
                 if c is not None:

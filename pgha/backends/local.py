@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 import time
@@ -15,6 +14,9 @@ import psutil
 from pgha import procs
 from pgha.backends.base import ComponentState, Progress
 from pgha.backends.postmaster import PostmasterFaults
+from pgha.components.base import Component, Programs, Site, Unit
+from pgha.components.kinds import component_for, components
+from pgha.components.render import render_component
 from pgha.dial import Endpoint
 from pgha.errors import BackendError, tail
 from pgha.layout import Layout
@@ -22,10 +24,7 @@ from pgha.probe import dcs_members, node_rest
 from pgha.probe import leader as probe_leader
 from pgha.procs import RunAs
 from pgha.reach import Reach, same_host
-from pgha.render import RenderedFile, dcs_files, haproxy_file, patroni_file
-from pgha.render.dcs import ZOOKEEPER_JARS, zookeeper_argv
-from pgha.render.hosts import base_environment
-from pgha.render.patroni import PG_BIN_DIR
+from pgha.render import RenderedFile
 from pgha.secrets import Secrets
 from pgha.spec import Spec
 from pgha.topology import Place, Topology, topology
@@ -56,8 +55,8 @@ class LocalBackend(PostmasterFaults):
     def _haproxy_names(self) -> list[str]:
         return [p.name for p in self.topo.haproxies]
 
-    def _names(self) -> list[tuple[str, str]]:
-        return [(p.name, p.kind) for p in self.topo.places]
+    def _component(self, name: str) -> Component:
+        return component_for(self.spec, self.topo.place(name))
 
     def host_layout(self, name: str) -> Layout:
         """The directory a component's configuration and data live in; one for all, here."""
@@ -77,36 +76,17 @@ class LocalBackend(PostmasterFaults):
     def _patroni_bin(self) -> Path:
         return Path(sys.executable).parent / "patroni"
 
-    def _argv(self, name: str, kind: str) -> list[str]:
-        if kind == "node":
-            return [str(self._patroni_bin()), str(self.host_layout(name).patroni_config(name))]
-        if kind == "haproxy":
-            return [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f",
-                    str(self.host_layout(name).haproxy_config)]
-        i = self._dcs_names().index(name)
-        lay = self.host_layout(name)
-        if self.spec.dcs.kind == "etcd":
-            return [shutil.which("etcd") or "/usr/bin/etcd", "--config-file", str(lay.dcs_config(i))]
-        return zookeeper_argv(str(lay.dcs_config(i)), str(lay.conf / "zookeeper-log4j.properties"))
+    def programs(self) -> Programs:
+        """This machine's programs; HAProxy in the foreground, supervised by pgha."""
+        return Programs.on_this_machine(str(self._patroni_bin()))
 
-    def _env(self) -> dict[str, str]:
-        return base_environment(self.layout.root)
+    def site(self, name: str) -> Site:
+        return Site(self.topo, self.topo.place(name), self.host_layout(name), self.secrets, self.programs())
 
-    def _ports_of(self, name: str, kind: str) -> list[tuple[str, int]]:
-        p = self.spec.ports
-        if kind == "node":
-            i = self.spec.node_index(name)
-            return [(f"postgres of {name}", p.postgres[i]), (f"REST API of {name}", p.rest[i])]
-        if kind == "haproxy":
-            out = [("HAProxy read-write entrypoint", p.entrypoint_rw), ("HAProxy stats", p.stats)]
-            if p.entrypoint_ro is not None:
-                out.append(("HAProxy read-only entrypoint", p.entrypoint_ro))
-            return out
-        i = self._dcs_names().index(name)
-        out = [(f"DCS {name} client", p.dcs_client[i]), (f"DCS {name} peer", p.dcs_peer[i])]
-        if p.dcs_election:
-            out.append((f"DCS {name} election", p.dcs_election[i]))
-        return out
+    def unit(self, name: str) -> Unit:
+        """How a component is started: its unit's ExecStart and Environment, as this backend's
+        service account."""
+        return render_component(self.site(name))[1]
 
     def _main_proc(self, name: str) -> psutil.Process | None:
         return procs.read_pidfile(self.layout.pidfile(name))
@@ -114,56 +94,41 @@ class LocalBackend(PostmasterFaults):
     def _pgdata(self, node: str) -> Path:
         return self.host_layout(node).pgdata(node)
 
-    def _node_mains(self, node: str) -> list[psutil.Process | None]:
-        return [self._main_proc(node), procs.postmaster(self._pgdata(node))]
-
     def _node_procs(self, node: str) -> list[psutil.Process]:
-        return procs.with_children(self._node_mains(node))
+        self.spec.node_index(node)
+        return self._procs_of(node)
 
-    def _mains_of(self, name: str, kind: str) -> list[psutil.Process | None]:
-        return self._node_mains(name) if kind == "node" else [self._main_proc(name)]
+    def _mains_of(self, name: str) -> list[psutil.Process | None]:
+        place = self.topo.place(name)
+        detached = self._component(name).detached_data_dir(self.host_layout(name), place)
+        # Patroni detaches its postmaster: it is found through its data directory.
+        return [self._main_proc(name), *([procs.postmaster(detached)] if detached else [])]
 
-    def _procs_of(self, name: str, kind: str) -> list[psutil.Process]:
-        return procs.with_children(self._mains_of(name, kind))
+    def _procs_of(self, name: str) -> list[psutil.Process]:
+        return procs.with_children(self._mains_of(name))
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     def preflight(self) -> None:
-        needed = {
-            "patroni": (self._patroni_bin(), "the project's venv (make setup)"),
-            "postgres": (Path(PG_BIN_DIR) / "postgres", "apt-get install postgresql-15"),
-            "pg_basebackup": (Path(PG_BIN_DIR) / "pg_basebackup", "apt-get install postgresql-15"),
-            "haproxy": (Path(shutil.which("haproxy") or "/usr/sbin/haproxy"), "apt-get install haproxy"),
-        }
-        if self.spec.dcs.kind == "etcd":
-            needed["etcd"] = (Path(shutil.which("etcd") or "/usr/bin/etcd"), "apt-get install etcd-server")
-        else:
-            needed["java"] = (Path("/usr/bin/java"), "apt-get install zookeeper")
-            needed["zookeeper"] = (Path(ZOOKEEPER_JARS[0]), "apt-get install zookeeper")
-        for what, (path, how) in needed.items():
-            if not path.exists():
-                raise BackendError(f"{what} not found at {path}: install it with `{how}`")
+        programs = self.programs()
+        for component in components(self.spec):
+            for what, (path, how) in component.needs(programs).items():
+                if not path.exists():
+                    raise BackendError(f"{what} not found at {path}: install it with `{how}`")
         self._check_ports()
 
     def _check_ports(self) -> None:
-        for name, kind in self._names():
-            if self._main_proc(name) is not None:
+        for place in self.topo.places:
+            if self._main_proc(place.name) is not None:
                 continue
-            host = self.spec.host if kind == "haproxy" else self.spec.node_host
-            for what, port in self._ports_of(name, kind):
-                if procs.port_in_use(host, port):
-                    raise BackendError(f"port {port} ({what}) is already in use on {host}")
+            for what, port in self._component(place.name).ports(self.topo, place):
+                if procs.port_in_use(place.address, port):
+                    raise BackendError(f"port {port} ({what}) is already in use on {place.address}")
 
     def rendered(self) -> list[RenderedFile]:
         files: list[RenderedFile] = []
         for place in self.topo.places:
-            lay = self.host_layout(place.name)
-            if place.kind == "node":
-                new = [patroni_file(self.topo, lay, self.secrets, place.name)]
-            elif place.kind == "haproxy":
-                new = [haproxy_file(self.topo, lay, self.secrets, place.index)]
-            else:
-                new = dcs_files(self.topo, lay, place.index)
+            new, _ = render_component(self.site(place.name))
             files += [f for f in new if f not in files]
         return files
 
@@ -192,11 +157,12 @@ class LocalBackend(PostmasterFaults):
             lay.data.chmod(0o700)
         procs.ensure_owner(self.layout.logs, self.run_as)
 
-    def _spawn(self, name: str, kind: str) -> None:
+    def _spawn(self, name: str) -> None:
         if self.cancelled():
             raise KeyboardInterrupt
-        procs.spawn(self._argv(name, kind), log=self.layout.log(name), pidfile=self.layout.pidfile(name),
-                    env=self._env(), cwd=self.host_layout(name).root, run_as=self.run_as)
+        unit = self.unit(name)
+        procs.spawn(unit.exec_start, log=self.layout.log(name), pidfile=self.layout.pidfile(name),
+                    env=unit.environment, cwd=self.host_layout(name).root, run_as=self.run_as)
 
     def _check_started(self, name: str) -> None:
         if self.cancelled():
@@ -211,7 +177,7 @@ class LocalBackend(PostmasterFaults):
         for name in self._dcs_names():
             if self._main_proc(name) is None:
                 progress(f"starting DCS member {name} ({self.spec.dcs.kind})")
-                self._spawn(name, "dcs")
+                self._spawn(name)
                 dcs_started = True
         if dcs_started:
             self._wait_dcs(progress)
@@ -220,19 +186,19 @@ class LocalBackend(PostmasterFaults):
             # On a restart the last primary goes first, so that a replica with less WAL cannot
             # win the leader race while the primary is still starting.
             progress(f"starting Patroni node {first} (the last primary) first")
-            self._spawn(first, "node")
+            self._spawn(first)
             self._wait_role(first, "primary", progress)
         for node in self.spec.node_names:
             if self._main_proc(node) is None:
                 progress(f"starting Patroni node {node}")
-                self._spawn(node, "node")
+                self._spawn(node)
         for name in self._haproxy_names():
             if self._main_proc(name) is None:
                 progress(f"starting HAProxy {name}" if name != "haproxy" else "starting HAProxy")
-                self._spawn(name, "haproxy")
+                self._spawn(name)
         time.sleep(0.3)
-        for name, _ in self._names():
-            self._check_started(name)
+        for place in self.topo.places:
+            self._check_started(place.name)
 
     def _restart_leader(self) -> str | None:
         try:
@@ -269,7 +235,7 @@ class LocalBackend(PostmasterFaults):
 
     def stop(self) -> None:
         for name in self._haproxy_names():
-            self._terminate(name, "haproxy")
+            self._terminate(name)
         # Replicas first, then the primary: stopped together, a replica may take over while the
         # primary shuts down, and the old primary's shutdown checkpoint then diverges from it.
         leader = probe_leader(self.reach, self.spec.node_names)
@@ -281,9 +247,9 @@ class LocalBackend(PostmasterFaults):
         for name in self._dcs_names():
             # One at a time: stopped together, etcd members wait seconds for a leader transfer
             # that cannot happen.
-            self._terminate(name, "dcs")
-        for name, _ in self._names():
-            self.layout.pidfile(name).unlink(missing_ok=True)
+            self._terminate(name)
+        for place in self.topo.places:
+            self.layout.pidfile(place.name).unlink(missing_ok=True)
 
     def _stop_nodes(self, nodes: list[str]) -> None:
         # SIGTERM to Patroni and a fast shutdown (SIGINT) to its postmaster at once: a down
@@ -291,20 +257,20 @@ class LocalBackend(PostmasterFaults):
         procs.terminate([self._main_proc(n) for n in nodes], STOP_TIMEOUT,
                         also=[(procs.postmaster(self._pgdata(n)), signal.SIGINT) for n in nodes])
 
-    def _terminate(self, name: str, kind: str) -> None:
-        procs.terminate(self._mains_of(name, kind), STOP_TIMEOUT)
+    def _terminate(self, name: str) -> None:
+        procs.terminate(self._mains_of(name), STOP_TIMEOUT)
 
     def components(self) -> list[ComponentState]:
         out = []
-        for name, kind in self._names():
-            ps = self._procs_of(name, kind)
-            main = self._main_proc(name)
-            out.append(ComponentState(name, kind, main is not None, tuple(p.pid for p in ps),
-                                      self.layout.log(name)))
+        for place in self.topo.places:
+            ps = self._procs_of(place.name)
+            main = self._main_proc(place.name)
+            out.append(ComponentState(place.name, place.kind, main is not None, tuple(p.pid for p in ps),
+                                      self.layout.log(place.name)))
         return out
 
     def log_files(self) -> dict[str, Path]:
-        files = {name: self.layout.log(name) for name, _ in self._names()}
+        files = {p.name: self.layout.log(p.name) for p in self.topo.places}
         for node in self.spec.node_names:
             files[f"postgresql-{node}"] = self.host_layout(node).logs / f"postgresql-{node}.log"
         return files
@@ -336,7 +302,7 @@ class LocalBackend(PostmasterFaults):
     def start_node(self, node: str) -> None:
         self.spec.node_index(node)
         if self._main_proc(node) is None:
-            self._spawn(node, "node")
+            self._spawn(node)
 
     def restart_node(self, node: str) -> None:
         self.stop_node(node)
@@ -352,23 +318,22 @@ class LocalBackend(PostmasterFaults):
         return procs.postmaster(self._pgdata(node))
 
     def stop_dcs_member(self, member: int) -> None:
-        self._terminate(member_name(member), "dcs")
+        self._terminate(member_name(member))
 
     def start_dcs_member(self, member: int) -> None:
         name = member_name(member)
         if self._main_proc(name) is None:
-            self._spawn(name, "dcs")
+            self._spawn(name)
 
     def kill_component(self, name: str) -> None:
-        kind = self.topo.place(name).kind
-        targets = self._procs_of(name, kind)
+        targets = self._procs_of(name)
         procs.kill_now(targets)
         procs.wait_gone(targets, 10)
 
     def start_component(self, name: str) -> None:
-        kind = self.topo.place(name).kind
+        self.topo.place(name)
         if self._main_proc(name) is None:
-            self._spawn(name, kind)
+            self._spawn(name)
 
     def node_pids(self, node: str) -> list[int]:
         return [p.pid for p in self._node_procs(node)]

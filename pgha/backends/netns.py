@@ -21,6 +21,7 @@ from contextlib import ExitStack
 from pgha import procs
 from pgha.backends.base import Progress
 from pgha.backends.local import LocalBackend
+from pgha.components.base import Programs, Site
 from pgha.dial import Endpoint
 from pgha.errors import BackendError
 from pgha.layout import Layout
@@ -29,7 +30,7 @@ from pgha.procs import RunAs
 from pgha.reach import own_namespace
 from pgha.render import RenderedFile
 from pgha.render.haproxy import RO_PROXY, RW_PROXY
-from pgha.render.hosts import HostBundle, parse_unit, render_bundle, unit_for, units_dir
+from pgha.render.hosts import HostBundle, render_bundle
 from pgha.topology import Place
 
 HOST_ENTRY_CONFIG = "host-entry.cfg"
@@ -44,18 +45,17 @@ class NetnsBackend(LocalBackend):
     def bundle(self, name: str) -> HostBundle:
         return HostBundle(name, (self.topo.place(name),), self.host_layout(name).root)
 
+    def programs(self) -> Programs:
+        # The units of real machines, with the project's venv for Patroni.
+        return Programs(str(self._patroni_bin()))
+
+    def site(self, name: str) -> Site:
+        return self.bundle(name).site(self.topo, self.topo.place(name), self.secrets, self.programs())
+
     def rendered(self) -> list[RenderedFile]:
         # The bundles `pgha render hosts` writes for real machines, one host per component.
-        patroni_bin = str(self._patroni_bin())
         return [f for p in self.topo.places
-                for f in render_bundle(self.topo, self.bundle(p.name), self.secrets, patroni_bin)]
-
-    def _unit(self, name: str) -> tuple[list[str], str, dict[str, str]]:
-        unit = unit_for(self.topo, self.bundle(name), self.topo.place(name), str(self._patroni_bin()))
-        return parse_unit((units_dir(self.host_layout(name).root) / unit.name).read_text())
-
-    def _argv(self, name: str, kind: str) -> list[str]:
-        return self._unit(name)[0]
+                for f in render_bundle(self.topo, self.bundle(p.name), self.secrets, self.programs())]
 
     def endpoint(self, place: Place, port: int) -> Endpoint:
         return own_namespace(place, port)
@@ -74,9 +74,11 @@ class NetnsBackend(LocalBackend):
                 raise BackendError(f"{tool} not found: install it with `apt-get install {package}`")
         super().preflight()
 
-    def _host_ports(self, k: int) -> list[tuple[str, int]]:
-        """The loopback ports HAProxy host k serves this machine's clients on."""
-        p = self.spec.ports
+    def _host_ports(self, place: Place) -> list[tuple[str, int]]:
+        """The loopback ports an HAProxy host serves this machine's clients on (none for others)."""
+        if place not in self.topo.haproxies:
+            return []
+        p, k = self.spec.ports, place.index
         if k > 0:
             return [(RW_PROXY, p.entrypoint_rw_more[k - 1])]
         out = [(RW_PROXY, p.entrypoint_rw)]
@@ -89,7 +91,7 @@ class NetnsBackend(LocalBackend):
         for place in self.topo.haproxies:
             if self._main_proc(place.name) is not None:
                 continue
-            for proxy, port in self._host_ports(place.index):
+            for proxy, port in self._host_ports(place):
                 if procs.port_in_use(self.spec.host, port):
                     raise BackendError(f"port {port} (entrypoint {proxy} of {place.name}) is already in use "
                                        f"on {self.spec.host}")
@@ -102,26 +104,26 @@ class NetnsBackend(LocalBackend):
         super().stop()
         network.destroy(self.topo)
 
-    def _spawn(self, name: str, kind: str) -> None:
+    def _spawn(self, name: str) -> None:
         if self.cancelled():
             raise KeyboardInterrupt
         place = self.topo.place(name)
-        argv = self._argv(name, kind)
+        unit = self.unit(name)
+        argv = list(unit.exec_start)
         with ExitStack() as stack:
             fds: list[int] = []
-            if kind == "haproxy":
-                frontends = []
-                for proxy, port in self._host_ports(place.index):
-                    sock = stack.enter_context(socket.create_server((self.spec.host, port), backlog=512))
-                    fds.append(sock.fileno())
-                    frontends.append((proxy, sock.fileno()))
+            frontends = []
+            for proxy, port in self._host_ports(place):
+                sock = stack.enter_context(socket.create_server((self.spec.host, port), backlog=512))
+                fds.append(sock.fileno())
+                frontends.append((proxy, sock.fileno()))
+            if frontends:
                 extra = self.host_layout(name).conf / HOST_ENTRY_CONFIG
                 extra.write_text(render_host_entry(frontends))
                 argv += ["-f", str(extra)]
             # Started as its unit says: the unit's ExecStart, User and Environment.
-            _, user, env = self._unit(name)
-            procs.spawn(argv, log=self.layout.log(name), pidfile=self.layout.pidfile(name), env=env,
-                        cwd=self.host_layout(name).root, run_as=RunAs(user), netns=place.netns, pass_fds=fds)
+            procs.spawn(argv, log=self.layout.log(name), pidfile=self.layout.pidfile(name), env=unit.environment,
+                        cwd=self.host_layout(name).root, run_as=RunAs(unit.user), netns=place.netns, pass_fds=fds)
             # HAProxy now holds the listening sockets; closing ours means a dead HAProxy refuses
             # connections at once, and a client's multi-host URI moves on to the next.
 
