@@ -22,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +53,7 @@ from pgha.secrets import Secrets
 from pgha.spec import Spec
 from pgha.topology import Place, Topology, topology
 from pgha.topology import dcs_member_name as member_name
+from pgha.waiting import wait_until
 
 # Built by scripts/container-engine.sh; PGHA_BASE_IMAGE names another.
 LOCAL_BASE_IMAGE = "localhost/pgha-base:bookworm"
@@ -293,17 +293,16 @@ class ComposeBackend(PostmasterFaults):
             raise KeyboardInterrupt
         progress("starting containers (podman-compose up -d)")
         self._compose("up", "-d", "--no-build", log=self.layout.log("compose"), timeout=UP_TIMEOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.cancelled():
-                raise KeyboardInterrupt
-            down = [name for name in self._service if not self._running(name)]
-            if not down:
-                return
-            time.sleep(0.3)
+        def down() -> list[str]:
+            return [name for name in self._service if not self._running(name)]
+
+        if wait_until(lambda: not down(), 30, every=0.3, cancelled=self.cancelled):
+            return
         self.log_files()
-        raise BackendError(f"container of {down[0]} is not running (see {self.layout.log(down[0])})",
-                           tail(self.layout.log(down[0])))
+        not_running = down() or list(self._service)
+        name = not_running[0]
+        raise BackendError(f"container of {name} is not running (see {self.layout.log(name)})",
+                           tail(self.layout.log(name)))
 
     def stop(self) -> None:
         """Keep the logs, stop HAProxy, the replicas, then the primary (stopped together, a replica
@@ -409,13 +408,11 @@ class ComposeBackend(PostmasterFaults):
                 raise
 
     def _wait_running(self, name: str, timeout: float, other_than: int = 0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def running() -> bool:
             c = self.container(name)
-            if c is not None and c.state == "running" and c.pid > 0 and c.pid != other_than:
-                return True
-            time.sleep(0.1)
-        return False
+            return c is not None and c.state == "running" and c.pid > 0 and c.pid != other_than
+
+        return bool(wait_until(running, timeout, every=0.1))
 
     def restart_node(self, node: str) -> None:
         self.stop_node(node)
@@ -429,9 +426,7 @@ class ComposeBackend(PostmasterFaults):
         c = self._require(name)
         if c.state in ("running", "paused"):
             self._podman("kill", "--signal", "KILL", c.name, check=False)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self._running(name):
-            time.sleep(0.05)
+        wait_until(lambda: not self._running(name), 10, every=0.05)
 
     def crash_node(self, node: str) -> None:
         """SIGKILL to the container's init (Patroni) from outside, as a crash: PostgreSQL dies with

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pgha.backends.local import LocalBackend
+from pgha.backends.local import LocalBackend, patroni_bin
 from pgha.backends.netns import NetnsBackend
 from pgha.components.base import Programs, Site
 from pgha.components.dcs import Etcd, ZooKeeper, dcs_component
@@ -93,7 +93,7 @@ def test_the_local_backend_starts_what_its_units_say_with_this_machines_programs
     spec = build_spec("default", overrides={"name": "c"})
     backend = LocalBackend(spec, Layout(tmp_path), SECRETS, RunAs(None))
     node = backend.unit("node2")
-    assert node.exec_start == [str(backend._patroni_bin()), str(tmp_path / "conf" / "patroni-node2.yml")]
+    assert node.exec_start == [str(patroni_bin()), str(tmp_path / "conf" / "patroni-node2.yml")]
     assert backend.unit("haproxy").exec_start[1:3] == ["-db", "-f"]
     written = {f.path for f in backend.rendered()}
     assert tmp_path / "conf" / "patroni-node2.yml" in written and tmp_path / "conf" / "dcs-2.conf" in written
