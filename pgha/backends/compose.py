@@ -126,7 +126,6 @@ class ComposeBackend(PostmasterFaults):
         self.cancelled: Callable[[], bool] = lambda: False
         self.dir = layout.root / "compose"
         self._service = {component: service for service, component, _ in services(spec)}
-        self._kind = {component: kind for _, component, kind in services(spec)}
 
     # --- names and the engine --------------------------------------------------------------------
 

@@ -109,8 +109,13 @@ class Component(ABC):
     kind: ClassVar[Kind]  # its place in the topology
     # Debian packages a host running it needs (install.sh, the compose image).
     packages: ClassVar[tuple[str, ...]]
+    # systemd's Type= for its unit.
+    service_type: ClassVar[str] = "simple"
     # Data that must outlive its container (compose volumes).
     keeps_data: ClassVar[bool] = True
+    # The kind of component it waits for (compose depends_on), and how the engine stops it.
+    after: ClassVar[Kind | None] = None
+    stop_settings: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     @abstractmethod
     def files(self, site: Site) -> list[RenderedFile]:
@@ -125,15 +130,16 @@ class Component(ABC):
         """Its main config file in a cluster directory."""
 
     @abstractmethod
-    def unit_name(self, scope: str, place: Place) -> str: ...
+    def unit_name(self, scope: str, place: Place) -> str:
+        """Its systemd unit's file name in cluster `scope`."""
 
     @abstractmethod
-    def description(self, scope: str, place: Place) -> str: ...
+    def description(self, scope: str, place: Place) -> str:
+        """Its unit's Description=."""
 
     def unit_extra(self) -> tuple[str, ...]:
+        """Unit lines of its own (how systemd reloads and stops it)."""
         return ()
-
-    service_type: ClassVar[str] = "simple"
 
     def argv(self, site: Site) -> list[str]:
         return self.command(site.programs, str(self.config_path(site.layout, site.place)), str(site.layout.conf))
@@ -180,7 +186,3 @@ class Component(ABC):
     def published(self, topo: Topology, place: Place) -> list[tuple[int, int]]:
         """(host port, container port) published on the host's loopback address."""
         return []
-
-    # The kind of component it waits for (compose depends_on), and how the engine stops it.
-    after: ClassVar[Kind | None] = None
-    stop_settings: ClassVar[tuple[tuple[str, str], ...]] = ()
