@@ -6,12 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from pgha import secrets as secrets_store
+from pgha.components.dcs import dcs_component
 from pgha.deployment import write_files
 from pgha.errors import PghaError
 from pgha.inventory import host_bundles, inventory_spec, inventory_topology, load_inventory
 from pgha.names import PLAIN_ABSOLUTE_PATH
 from pgha.render import RenderedFile
-from pgha.render.hosts import REAL_PATRONI_BIN, render_bundle
+from pgha.render.hosts import REAL_MACHINE, render_bundle
 from pgha.topology import Topology
 
 
@@ -33,7 +34,7 @@ def write_host_bundles(inventory_path: Path, out_dir: Path, root: Path | None) -
     written: dict[str, list[Path]] = {}
     for bundle in host_bundles(topo, inv, root):
         relative = [RenderedFile(f.path.relative_to(root), f.text, f.mode)
-                    for f in render_bundle(topo, bundle, secrets, REAL_PATRONI_BIN)]
+                    for f in render_bundle(topo, bundle, secrets, REAL_MACHINE)]
         written[bundle.host] = write_files(out_dir / bundle.host, relative)
     (out_dir / "README.md").write_text(operators_readme(topo, inv_hosts(topo), root))
     return written
@@ -68,8 +69,7 @@ def operators_readme(topo: Topology, places: list[tuple[str, str]], root: Path) 
         "## Ports to open between the hosts",
         "",
         "- PostgreSQL 5432 and the Patroni REST API 8008 on every node (from the other nodes and HAProxy).",
-        f"- {spec.dcs.kind}: " + ("2379 (clients) and 2380 (peers)" if spec.dcs.kind == "etcd"
-                                  else "2181 (clients), 2888 and 3888 (peers)") + " on every DCS host.",
+        f"- {spec.dcs.kind}: {dcs_component(spec).open_ports} on every DCS host.",
         "- HAProxy 5432 (read-write)" + (", 5433 (read-only)" if spec.haproxy.readonly_port else "")
         + " for clients, 7000 (stats, password in secrets.yml) for operators.",
         "",

@@ -203,7 +203,9 @@ def connect(name: NameOpt = "default",
     pgpass = cluster.client_pgpass
     out.print(f"# through HAProxy ({'read-only' if ro else 'read-write'}), as {login.user}:")
     print(f"PGPASSFILE={pgpass} psql 'host={spec.host} port={port} user={login.user} dbname={login.dbname}'")
-    if spec.backend == "local":
+    from pgha.backends import backend_kind  # the registry knows how this backend's clients connect
+
+    if backend_kind(spec.backend).says_proxy_free:
         out.print("# without a proxy (libpq picks " + ("a replica" if ro else "the primary") + " itself):")
     else:
         out.print("# over every HAProxy host (libpq moves on when one is lost):")

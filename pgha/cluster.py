@@ -19,7 +19,7 @@ from psycopg.conninfo import make_conninfo
 from pgha import procs
 from pgha import secrets as secrets_store
 from pgha.app_role import ensure_app_role
-from pgha.backends import make_backend
+from pgha.backends import backend_kind, make_backend
 from pgha.backends.base import Backend, Progress
 from pgha.dial import PgTarget
 from pgha.errors import BackendError, PghaError, tail
@@ -367,17 +367,9 @@ class Cluster:
         return PgTarget(self.dsn(ep.port, dbname=dbname, host=ep.host, login=login, **extra), ep.netns)
 
     def multihost_hosts(self, readonly: bool = False) -> list[tuple[str, int]]:
-        """What a multi-host URI lists: every node where pgha can reach the nodes directly,
-        otherwise every HAProxy host's entrypoint (no single proxy to lose); for reads, the
-        read-only entrypoint first."""
-        spec = self.spec
-        if spec.backend == "local":
-            return [(spec.node_host, p) for p in spec.ports.postgres]
-        if spec.backend == "compose":
-            # Each node's PostgreSQL is published on loopback, as the lab had it.
-            return [(spec.host, p) for p in spec.ports.postgres]
-        ro = [spec.ports.entrypoint_ro] if readonly and spec.ports.entrypoint_ro is not None else []
-        return [(spec.host, p) for p in (*ro, spec.ports.entrypoint_rw, *spec.ports.entrypoint_rw_more)]
+        """What a multi-host URI lists (the backend's registry entry knows: the nodes where
+        clients reach them directly, otherwise every HAProxy host's entrypoint)."""
+        return backend_kind(self.spec.backend).multihost_hosts(self.spec, readonly)
 
     def multihost_uri(self, with_password: bool = False, readonly: bool = False, login: Login | None = None) -> str:
         """A libpq multi-host URI: to the primary, or for reads to a standby while there is one

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pgha.components.haproxy import ENV_STATS
+from pgha.components.patroni import ENV_REPLICATION, ENV_REST, ENV_SUPERUSER
 from pgha.files import write_file
 from pgha.render import RenderedFile
-from pgha.render.compose import ENV_FILE, ENV_REPLICATION, ENV_REST, ENV_STATS, ENV_SUPERUSER
+from pgha.render.compose import ENV_FILE
 from pgha.secrets import Secrets
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgha.dial import Endpoint, http_request, tcp_connect
+from pgha.components.dcs import dcs_component
+from pgha.dial import http_request
 from pgha.reach import Reach
 from pgha.render.haproxy import RO_PROXY, RW_PROXY
 from pgha.spec import Spec
@@ -175,30 +176,13 @@ def leader(reach: Reach, nodes: Iterable[str]) -> str | None:
     return None
 
 
-def _four_letter(ep: Endpoint, word: str) -> str:
-    with tcp_connect(ep, HTTP_TIMEOUT) as s:
-        s.sendall(word.encode())
-        chunks = []
-        while chunk := s.recv(4096):
-            chunks.append(chunk)
-    return b"".join(chunks).decode(errors="replace")
-
-
 def dcs_members(reach: Reach) -> list[DcsMemberState]:
     out = []
+    kind = dcs_component(reach.spec)
     for i, place in enumerate(reach.topology.dcs):
         ep = reach.dcs_client(i)
         try:
-            if reach.spec.dcs.kind == "etcd":
-                _, data = http_request(ep, "health", HTTP_TIMEOUT)
-                healthy = str(data.get("health")) == "true"
-                detail = "healthy" if healthy else f"unhealthy: {data.get('reason') or 'no quorum'}"
-            else:
-                reply = _four_letter(ep, "srvr")
-                mode = next((ln.split(":", 1)[1].strip() for ln in reply.splitlines()
-                             if ln.startswith("Mode:")), "")
-                healthy = mode in ("leader", "follower", "standalone")
-                detail = mode if healthy else (reply.strip().splitlines() or ["no answer"])[0]
+            healthy, detail = kind.health(ep, HTTP_TIMEOUT)
         except (OSError, ValueError, AttributeError) as e:
             healthy, detail = False, f"not answering ({e.__class__.__name__})"
         out.append(DcsMemberState(place.name, str(ep), healthy, detail))

@@ -12,12 +12,13 @@ import os
 import pwd
 import signal
 import subprocess
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+
+from pgha.waiting import wait_until
 
 
 @dataclass(frozen=True)
@@ -132,11 +133,14 @@ def wait_gone(procs: Sequence[psutil.Process], timeout: float) -> list[psutil.Pr
     A zombie counts as gone: processes started by an earlier pgha command are reaped by PID 1,
     which may take its time, and psutil.wait_procs would wait for that.
     """
-    deadline = time.monotonic() + timeout
     left = [p for p in procs if _alive(p)]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
+
+    def all_gone() -> bool:
+        nonlocal left
         left = [p for p in left if _alive(p)]
+        return not left
+
+    wait_until(all_gone, timeout, every=0.05)
     return left
 
 

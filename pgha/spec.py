@@ -14,6 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pgha import names
+from pgha.backends.registry import backend_kind
+from pgha.backends.registry import find as find_backend
 from pgha.errors import PghaError
 
 PROFILES = ("default", "seed")
@@ -233,7 +235,7 @@ class Spec(_Frozen):
             raise ValueError("ports: need one dcs_client and one dcs_peer port per DCS member")
         if self.dcs.kind == "zookeeper" and len(p.dcs_election) != self.dcs.members:
             raise ValueError("ports: ZooKeeper needs one dcs_election port per member")
-        if self.haproxy.hosts > 1 and self.backend == "local":
+        if self.haproxy.hosts > 1 and not backend_kind(self.backend).hosts_of_their_own:
             raise ValueError("haproxy.hosts: more than one HAProxy needs hosts of their own (backend netns)")
         if len(p.entrypoint_rw_more) != self.haproxy.hosts - 1:
             raise ValueError("ports.entrypoint_rw_more: need one port per HAProxy host after the first")
@@ -473,9 +475,11 @@ def build_spec(profile: str | None = None, file_settings: dict[str, Any] | None 
     merged = _merge(_merge(_profile_defaults(chosen), file_settings), overrides)
     merged["profile"] = chosen
     given_hap = {**(file_settings.get("haproxy") or {}), **(overrides.get("haproxy") or {})}
-    if merged.get("backend") == "netns" and chosen == "default" and "hosts" not in given_hap:
+    backend = find_backend(merged.get("backend"))
+    if backend is not None and backend.default_haproxy_hosts > 1 and chosen == "default" \
+            and "hosts" not in given_hap:
         # Hosts of their own allow what one machine cannot: no single HAProxy to lose.
-        merged["haproxy"] = {**merged.get("haproxy", {}), "hosts": 2}
+        merged["haproxy"] = {**merged.get("haproxy", {}), "hosts": backend.default_haproxy_hosts}
     try:
         nodes = int(merged.get("nodes", 3))
         dcs = merged.get("dcs", {})

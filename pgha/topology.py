@@ -12,6 +12,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
+from pgha.backends.registry import backend_kind
 from pgha.spec import Spec
 
 Kind = Literal["node", "dcs", "haproxy"]
@@ -58,6 +59,14 @@ class DcsPorts:
     election: int | None
 
 
+# Each DCS kind's standard ports (a table, not a test: the topology sits below the component
+# kinds, pgha.components, and a new DCS kind adds its row here).
+STANDARD_DCS_PORTS = {
+    "etcd": DcsPorts(ETCD_CLIENT_PORT, ETCD_PEER_PORT, None),
+    "zookeeper": DcsPorts(ZK_CLIENT_PORT, ZK_PEER_PORT, ZK_ELECTION_PORT),
+}
+
+
 @dataclass(frozen=True)
 class HAProxyPorts:
     rw: int
@@ -102,10 +111,9 @@ def netns_name(spec: Spec, component: str) -> str:
 
 
 def topology(spec: Spec) -> Topology:
-    if spec.backend in ("netns", "compose"):
-        # Containers are hosts of their own too, at fixed addresses on the compose network; their
-        # namespaces are the engine's (Backend.netns_path), not named ones.
-        return _netns_topology(spec, named_namespaces=spec.backend == "netns")
+    kind = backend_kind(spec.backend)
+    if kind.hosts_of_their_own:
+        return _netns_topology(spec, named_namespaces=kind.named_namespaces)
     return _shared_host_topology(spec)
 
 
@@ -133,10 +141,8 @@ def _shared_host_topology(spec: Spec) -> Topology:
 def netns_topology_ports(spec: Spec, haproxy_hosts: int) -> tuple[
         tuple[NodePorts, ...], tuple[DcsPorts, ...], tuple[HAProxyPorts, ...]]:
     """The standard ports of components that each have an address to themselves."""
-    zk = spec.dcs.kind == "zookeeper"
     ro = HAPROXY_RO_PORT if spec.haproxy.readonly_port else None
-    dcs = DcsPorts(ZK_CLIENT_PORT, ZK_PEER_PORT, ZK_ELECTION_PORT) if zk else DcsPorts(ETCD_CLIENT_PORT,
-                                                                                        ETCD_PEER_PORT, None)
+    dcs = STANDARD_DCS_PORTS[spec.dcs.kind]
     return ((NodePorts(POSTGRES_PORT, REST_PORT),) * spec.nodes, (dcs,) * spec.dcs.members,
             (HAProxyPorts(HAPROXY_RW_PORT, ro, HAPROXY_STATS_PORT),) * haproxy_hosts)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -33,3 +34,20 @@ def processes_under(path: Path) -> list[str]:
         if str(path) in cmd:
             found.append(f"{p.pid}: {cmd}")
     return found
+
+
+def parse_unit(text: str) -> tuple[list[str], str, dict[str, str]]:
+    """(ExecStart argv, User, Environment) of a systemd unit pgha wrote."""
+    argv: list[str] = []
+    user = ""
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key == "ExecStart":
+            argv = shlex.split(value)
+        elif key == "User":
+            user = value
+        elif key == "Environment":
+            k, _, v = shlex.split(value)[0].partition("=")
+            env[k] = v
+    return argv, user, env

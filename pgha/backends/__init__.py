@@ -1,24 +1,8 @@
-"""Backends: where a cluster's processes run. `make_backend` picks the one a spec names."""
+"""Backends: where a cluster's processes run. The registry (pgha.backends.registry) maps a
+spec's backend name to one; nothing else tells backends apart by name."""
 
 from __future__ import annotations
 
-from pgha.backends.base import Backend
-from pgha.layout import Layout
-from pgha.procs import RunAs
-from pgha.secrets import Secrets
-from pgha.spec import Spec
+from pgha.backends.registry import BackendKind, UnknownBackendError, backend_kind, make_backend
 
-
-def make_backend(spec: Spec, layout: Layout, secrets: Secrets, run_as: RunAs) -> Backend:
-    # Imported here: each backend pulls in only what it needs.
-    if spec.backend == "netns":
-        from pgha.backends.netns import NetnsBackend
-
-        return NetnsBackend(spec, layout, secrets, run_as)
-    if spec.backend == "compose":
-        from pgha.backends.compose import ComposeBackend
-
-        return ComposeBackend(spec, layout, secrets, run_as)
-    from pgha.backends.local import LocalBackend
-
-    return LocalBackend(spec, layout, secrets, run_as)
+__all__ = ["BackendKind", "UnknownBackendError", "backend_kind", "make_backend"]

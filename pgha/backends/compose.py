@@ -22,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +53,7 @@ from pgha.secrets import Secrets
 from pgha.spec import Spec
 from pgha.topology import Place, Topology, topology
 from pgha.topology import dcs_member_name as member_name
+from pgha.waiting import wait_until
 
 # Built by scripts/container-engine.sh; PGHA_BASE_IMAGE names another.
 LOCAL_BASE_IMAGE = "localhost/pgha-base:bookworm"
@@ -126,7 +126,6 @@ class ComposeBackend(PostmasterFaults):
         self.cancelled: Callable[[], bool] = lambda: False
         self.dir = layout.root / "compose"
         self._service = {component: service for service, component, _ in services(spec)}
-        self._kind = {component: kind for _, component, kind in services(spec)}
 
     # --- names and the engine --------------------------------------------------------------------
 
@@ -293,17 +292,16 @@ class ComposeBackend(PostmasterFaults):
             raise KeyboardInterrupt
         progress("starting containers (podman-compose up -d)")
         self._compose("up", "-d", "--no-build", log=self.layout.log("compose"), timeout=UP_TIMEOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.cancelled():
-                raise KeyboardInterrupt
-            down = [name for name in self._service if not self._running(name)]
-            if not down:
-                return
-            time.sleep(0.3)
+        def down() -> list[str]:
+            return [name for name in self._service if not self._running(name)]
+
+        if wait_until(lambda: not down(), 30, every=0.3, cancelled=self.cancelled):
+            return
         self.log_files()
-        raise BackendError(f"container of {down[0]} is not running (see {self.layout.log(down[0])})",
-                           tail(self.layout.log(down[0])))
+        not_running = down() or list(self._service)
+        name = not_running[0]
+        raise BackendError(f"container of {name} is not running (see {self.layout.log(name)})",
+                           tail(self.layout.log(name)))
 
     def stop(self) -> None:
         """Keep the logs, stop HAProxy, the replicas, then the primary (stopped together, a replica
@@ -341,7 +339,8 @@ class ComposeBackend(PostmasterFaults):
     def components(self) -> list[ComponentState]:
         found = self.containers()
         out = []
-        for name, kind in self._kinds():
+        for place in self.topo.places:
+            name, kind = place.name, place.kind
             c = found.get(name)
             running = c is not None and c.state in ("running", "paused")
             pids: tuple[int, ...] = ()
@@ -351,23 +350,21 @@ class ComposeBackend(PostmasterFaults):
             out.append(ComponentState(name, kind, running, pids, self.layout.log(name)))
         return out
 
-    def _kinds(self) -> list[tuple[str, str]]:
-        return [(p.name, p.kind) for p in self.topo.places]
-
     def log_files(self) -> dict[str, Path]:
         """Each container's log, written under logs/; a node's splits into Patroni's
         (`<node>.log`) and PostgreSQL's (`postgresql-<node>.log`), as the local backend has them."""
         self.layout.logs.mkdir(parents=True, exist_ok=True)
         files: dict[str, Path] = {}
         found = self.containers()
-        for name, kind in self._kinds():
+        for place in self.topo.places:
+            name = place.name
             c = found.get(name)
             text = ""
             if c is not None:
                 result = subprocess.run(["podman", "logs", c.name], stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, timeout=ENGINE_TIMEOUT, check=False)
                 text = result.stdout.decode(errors="replace")
-            if kind == "node":
+            if place in self.topo.nodes:
                 patroni, postgres = split_node_log(text)
                 pg_file = self.layout.logs / f"postgresql-{name}.log"
                 if c is not None:
@@ -410,13 +407,11 @@ class ComposeBackend(PostmasterFaults):
                 raise
 
     def _wait_running(self, name: str, timeout: float, other_than: int = 0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def running() -> bool:
             c = self.container(name)
-            if c is not None and c.state == "running" and c.pid > 0 and c.pid != other_than:
-                return True
-            time.sleep(0.1)
-        return False
+            return c is not None and c.state == "running" and c.pid > 0 and c.pid != other_than
+
+        return bool(wait_until(running, timeout, every=0.1))
 
     def restart_node(self, node: str) -> None:
         self.stop_node(node)
@@ -430,9 +425,7 @@ class ComposeBackend(PostmasterFaults):
         c = self._require(name)
         if c.state in ("running", "paused"):
             self._podman("kill", "--signal", "KILL", c.name, check=False)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self._running(name):
-            time.sleep(0.05)
+        wait_until(lambda: not self._running(name), 10, every=0.05)
 
     def crash_node(self, node: str) -> None:
         """SIGKILL to the container's init (Patroni) from outside, as a crash: PostgreSQL dies with

@@ -1,374 +1,71 @@
-"""The local backend: every component is a process on this machine, bound to loopback."""
+"""The local backend: every component is a process on this machine, bound to loopback, its files
+in the one cluster directory. A process backend whose launcher starts each unit plainly."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import psutil
-
 from pgha import procs
-from pgha.backends.base import ComponentState, Progress
-from pgha.backends.postmaster import PostmasterFaults
+from pgha.backends.process import ProcessBackend
+from pgha.components.base import Programs, Site, Unit
+from pgha.components.kinds import component_for
+from pgha.components.render import render_component
 from pgha.dial import Endpoint
-from pgha.errors import BackendError, tail
 from pgha.layout import Layout
-from pgha.probe import dcs_members, node_rest
-from pgha.probe import leader as probe_leader
 from pgha.procs import RunAs
-from pgha.reach import Reach, same_host
-from pgha.render import RenderedFile, dcs_files, haproxy_file, patroni_file
-from pgha.render.dcs import ZOOKEEPER_JARS, zookeeper_argv
-from pgha.render.hosts import base_environment
-from pgha.render.patroni import PG_BIN_DIR
+from pgha.reach import same_host
+from pgha.render import RenderedFile
 from pgha.secrets import Secrets
 from pgha.spec import Spec
-from pgha.topology import Place, Topology, topology
-from pgha.topology import dcs_member_name as member_name
-
-DCS_START_TIMEOUT = 60.0
-STOP_TIMEOUT = 30.0
-LEADER_START_TIMEOUT = 60.0
+from pgha.topology import Place, Topology
 
 
-class LocalBackend(PostmasterFaults):
+def patroni_bin() -> Path:
+    """Patroni of the venv pgha runs from."""
+    return Path(sys.executable).parent / "patroni"
+
+
+class PlainLauncher:
+    """Units started as they are, as the backend's service account, sharing this machine's network."""
+
     kind = "local"
 
-    def __init__(self, spec: Spec, layout: Layout, secrets: Secrets, run_as: RunAs) -> None:
-        self.spec = spec
-        self.layout = layout
-        self.secrets = secrets
-        self.run_as = run_as
-        self.topo: Topology = topology(spec)
-        # Set by a caller that turned Ctrl-C into a flag: long waits give up when it says so.
-        self.cancelled: Callable[[], bool] = lambda: False
+    def __init__(self) -> None:
+        # This machine's programs; HAProxy in the foreground, supervised by pgha.
+        self.programs = Programs.on_this_machine(str(patroni_bin()))
 
-    # --- what runs -------------------------------------------------------------------------------
+    def host_layout(self, layout: Layout, component: str) -> Layout:
+        return layout  # one directory for all
 
-    def _dcs_names(self) -> list[str]:
-        return [member_name(i) for i in range(self.spec.dcs.members)]
-
-    def _haproxy_names(self) -> list[str]:
-        return [p.name for p in self.topo.haproxies]
-
-    def _names(self) -> list[tuple[str, str]]:
-        return [(p.name, p.kind) for p in self.topo.places]
-
-    def host_layout(self, name: str) -> Layout:
-        """The directory a component's configuration and data live in; one for all, here."""
-        return self.layout
+    def render(self, site: Site) -> list[RenderedFile]:
+        return render_component(site)[0]
 
     def endpoint(self, place: Place, port: int) -> Endpoint:
         return same_host(place, port)
 
-    @property
-    def reach(self) -> Reach:
-        return Reach(self.topo, self.endpoint,
-                     {name: self.host_layout(name).haproxy_socket for name in self._haproxy_names()})
-
-    def netns_path(self, component: str) -> str | None:
+    def netns_path(self, place: Place) -> str | None:
         return None
-
-    def _patroni_bin(self) -> Path:
-        return Path(sys.executable).parent / "patroni"
-
-    def _argv(self, name: str, kind: str) -> list[str]:
-        if kind == "node":
-            return [str(self._patroni_bin()), str(self.host_layout(name).patroni_config(name))]
-        if kind == "haproxy":
-            return [shutil.which("haproxy") or "/usr/sbin/haproxy", "-db", "-f",
-                    str(self.host_layout(name).haproxy_config)]
-        i = self._dcs_names().index(name)
-        lay = self.host_layout(name)
-        if self.spec.dcs.kind == "etcd":
-            return [shutil.which("etcd") or "/usr/bin/etcd", "--config-file", str(lay.dcs_config(i))]
-        return zookeeper_argv(str(lay.dcs_config(i)), str(lay.conf / "zookeeper-log4j.properties"))
-
-    def _env(self) -> dict[str, str]:
-        return base_environment(self.layout.root)
-
-    def _ports_of(self, name: str, kind: str) -> list[tuple[str, int]]:
-        p = self.spec.ports
-        if kind == "node":
-            i = self.spec.node_index(name)
-            return [(f"postgres of {name}", p.postgres[i]), (f"REST API of {name}", p.rest[i])]
-        if kind == "haproxy":
-            out = [("HAProxy read-write entrypoint", p.entrypoint_rw), ("HAProxy stats", p.stats)]
-            if p.entrypoint_ro is not None:
-                out.append(("HAProxy read-only entrypoint", p.entrypoint_ro))
-            return out
-        i = self._dcs_names().index(name)
-        out = [(f"DCS {name} client", p.dcs_client[i]), (f"DCS {name} peer", p.dcs_peer[i])]
-        if p.dcs_election:
-            out.append((f"DCS {name} election", p.dcs_election[i]))
-        return out
-
-    def _main_proc(self, name: str) -> psutil.Process | None:
-        return procs.read_pidfile(self.layout.pidfile(name))
-
-    def _pgdata(self, node: str) -> Path:
-        return self.host_layout(node).pgdata(node)
-
-    def _node_mains(self, node: str) -> list[psutil.Process | None]:
-        return [self._main_proc(node), procs.postmaster(self._pgdata(node))]
-
-    def _node_procs(self, node: str) -> list[psutil.Process]:
-        return procs.with_children(self._node_mains(node))
-
-    def _mains_of(self, name: str, kind: str) -> list[psutil.Process | None]:
-        return self._node_mains(name) if kind == "node" else [self._main_proc(name)]
-
-    def _procs_of(self, name: str, kind: str) -> list[psutil.Process]:
-        return procs.with_children(self._mains_of(name, kind))
-
-    # --- lifecycle -------------------------------------------------------------------------------
 
     def preflight(self) -> None:
-        needed = {
-            "patroni": (self._patroni_bin(), "the project's venv (make setup)"),
-            "postgres": (Path(PG_BIN_DIR) / "postgres", "apt-get install postgresql-15"),
-            "pg_basebackup": (Path(PG_BIN_DIR) / "pg_basebackup", "apt-get install postgresql-15"),
-            "haproxy": (Path(shutil.which("haproxy") or "/usr/sbin/haproxy"), "apt-get install haproxy"),
-        }
-        if self.spec.dcs.kind == "etcd":
-            needed["etcd"] = (Path(shutil.which("etcd") or "/usr/bin/etcd"), "apt-get install etcd-server")
-        else:
-            needed["java"] = (Path("/usr/bin/java"), "apt-get install zookeeper")
-            needed["zookeeper"] = (Path(ZOOKEEPER_JARS[0]), "apt-get install zookeeper")
-        for what, (path, how) in needed.items():
-            if not path.exists():
-                raise BackendError(f"{what} not found at {path}: install it with `{how}`")
-        self._check_ports()
+        """Nothing beyond the components' programs."""
 
-    def _check_ports(self) -> None:
-        for name, kind in self._names():
-            if self._main_proc(name) is not None:
-                continue
-            host = self.spec.host if kind == "haproxy" else self.spec.node_host
-            for what, port in self._ports_of(name, kind):
-                if procs.port_in_use(host, port):
-                    raise BackendError(f"port {port} ({what}) is already in use on {host}")
+    def ports(self, topo: Topology, place: Place) -> list[tuple[str, int, str]]:
+        # Every component listens on this machine, each on ports of its own.
+        return [(place.address, port, what) for what, port in component_for(topo.spec, place).ports(topo, place)]
 
-    def rendered(self) -> list[RenderedFile]:
-        files: list[RenderedFile] = []
-        for place in self.topo.places:
-            lay = self.host_layout(place.name)
-            if place.kind == "node":
-                new = [patroni_file(self.topo, lay, self.secrets, place.name)]
-            elif place.kind == "haproxy":
-                new = [haproxy_file(self.topo, lay, self.secrets, place.index)]
-            else:
-                new = dcs_files(self.topo, lay, place.index)
-            files += [f for f in new if f not in files]
-        return files
+    def prepare(self, topo: Topology) -> None:
+        """Loopback needs nothing."""
 
-    def materialize(self) -> None:
-        """Write the rendered files and hand the cluster directory to the service account."""
-        for d in self.layout.dirs():
-            d.mkdir(parents=True, exist_ok=True)
-        self.layout.root.chmod(0o750 if self.run_as.user is None else 0o755)
-        layouts = {self.host_layout(p.name) for p in self.topo.places}
-        for lay in layouts:
-            for d in lay.dirs():
-                d.mkdir(parents=True, exist_ok=True)
-        for f in self.rendered():
-            f.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(f.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, f.mode)
-            with os.fdopen(fd, "w") as out:
-                out.write(f.text)
-            f.path.chmod(f.mode)
-        for node in self.spec.node_names:
-            self.host_layout(node).wal_archive(node).mkdir(parents=True, exist_ok=True)
-        # The service account owns everything but the secrets file, which stays the caller's.
-        for lay in sorted(layouts, key=lambda x: str(x.root)):
-            lay.root.chmod(0o750 if self.run_as.user is None else 0o755)
-            for d in (lay.conf, lay.data, lay.logs, lay.run):
-                procs.ensure_owner(d, self.run_as)
-            lay.data.chmod(0o700)
-        procs.ensure_owner(self.layout.logs, self.run_as)
+    def teardown(self, topo: Topology) -> None:
+        """Nothing to remove."""
 
-    def _spawn(self, name: str, kind: str) -> None:
-        if self.cancelled():
-            raise KeyboardInterrupt
-        procs.spawn(self._argv(name, kind), log=self.layout.log(name), pidfile=self.layout.pidfile(name),
-                    env=self._env(), cwd=self.host_layout(name).root, run_as=self.run_as)
+    def launch(self, unit: Unit, place: Place, *, log: Path, pidfile: Path, cwd: Path, run_as: RunAs) -> None:
+        procs.spawn(unit.exec_start, log=log, pidfile=pidfile, env=unit.environment, cwd=cwd, run_as=run_as)
 
-    def _check_started(self, name: str) -> None:
-        if self.cancelled():
-            raise KeyboardInterrupt
-        if self._main_proc(name) is None:
-            log = self.layout.log(name)
-            raise BackendError(f"{name} exited right after start (see {log})", tail(log))
 
-    def start(self, progress: Progress) -> None:
-        self.materialize()
-        dcs_started = False
-        for name in self._dcs_names():
-            if self._main_proc(name) is None:
-                progress(f"starting DCS member {name} ({self.spec.dcs.kind})")
-                self._spawn(name, "dcs")
-                dcs_started = True
-        if dcs_started:
-            self._wait_dcs(progress)
-        first = self._restart_leader()
-        if first is not None and self._main_proc(first) is None:
-            # On a restart the last primary goes first, so that a replica with less WAL cannot
-            # win the leader race while the primary is still starting.
-            progress(f"starting Patroni node {first} (the last primary) first")
-            self._spawn(first, "node")
-            self._wait_role(first, "primary", progress)
-        for node in self.spec.node_names:
-            if self._main_proc(node) is None:
-                progress(f"starting Patroni node {node}")
-                self._spawn(node, "node")
-        for name in self._haproxy_names():
-            if self._main_proc(name) is None:
-                progress(f"starting HAProxy {name}" if name != "haproxy" else "starting HAProxy")
-                self._spawn(name, "haproxy")
-        time.sleep(0.3)
-        for name, _ in self._names():
-            self._check_started(name)
+class LocalBackend(ProcessBackend):
+    """The process backend with the plain launcher (configuration only: no behaviour of its own)."""
 
-    def _restart_leader(self) -> str | None:
-        try:
-            node = self.layout.last_leader_file.read_text().strip()
-        except FileNotFoundError:
-            return None
-        if node in self.spec.node_names and (self._pgdata(node) / "PG_VERSION").exists():
-            return node
-        return None
-
-    def _wait_role(self, node: str, role: str, progress: Progress) -> None:
-        deadline = time.monotonic() + LEADER_START_TIMEOUT
-        while time.monotonic() < deadline:
-            self._check_started(node)
-            _, body = node_rest(self.reach, node)
-            if isinstance(body, dict) and body.get("role") == role:
-                return
-            time.sleep(0.2)
-        progress(f"{node} did not become {role} in {LEADER_START_TIMEOUT:.0f} s; starting the others")
-
-    def _wait_dcs(self, progress: Progress) -> None:
-        progress("waiting for the DCS to form a quorum")
-        deadline = time.monotonic() + DCS_START_TIMEOUT
-        while time.monotonic() < deadline:
-            for name in self._dcs_names():
-                self._check_started(name)
-            if all(m.healthy for m in dcs_members(self.reach)):
-                return
-            time.sleep(0.2)
-        bad = next((m for m in dcs_members(self.reach) if not m.healthy), None)
-        name = bad.name if bad else self._dcs_names()[0]
-        raise BackendError(f"DCS member {name} did not become healthy in {DCS_START_TIMEOUT:.0f} s",
-                           tail(self.layout.log(name)))
-
-    def stop(self) -> None:
-        for name in self._haproxy_names():
-            self._terminate(name, "haproxy")
-        # Replicas first, then the primary: stopped together, a replica may take over while the
-        # primary shuts down, and the old primary's shutdown checkpoint then diverges from it.
-        leader = probe_leader(self.reach, self.spec.node_names)
-        if leader is not None:
-            self.layout.last_leader_file.write_text(leader)
-        self._stop_nodes([n for n in self.spec.node_names if n != leader])
-        if leader is not None:
-            self._stop_nodes([leader])
-        for name in self._dcs_names():
-            # One at a time: stopped together, etcd members wait seconds for a leader transfer
-            # that cannot happen.
-            self._terminate(name, "dcs")
-        for name, _ in self._names():
-            self.layout.pidfile(name).unlink(missing_ok=True)
-
-    def _stop_nodes(self, nodes: list[str]) -> None:
-        # SIGTERM to Patroni and a fast shutdown (SIGINT) to its postmaster at once: a down
-        # need not wait for a smart shutdown or for a sync standby to be released.
-        procs.terminate([self._main_proc(n) for n in nodes], STOP_TIMEOUT,
-                        also=[(procs.postmaster(self._pgdata(n)), signal.SIGINT) for n in nodes])
-
-    def _terminate(self, name: str, kind: str) -> None:
-        procs.terminate(self._mains_of(name, kind), STOP_TIMEOUT)
-
-    def components(self) -> list[ComponentState]:
-        out = []
-        for name, kind in self._names():
-            ps = self._procs_of(name, kind)
-            main = self._main_proc(name)
-            out.append(ComponentState(name, kind, main is not None, tuple(p.pid for p in ps),
-                                      self.layout.log(name)))
-        return out
-
-    def log_files(self) -> dict[str, Path]:
-        files = {name: self.layout.log(name) for name, _ in self._names()}
-        for node in self.spec.node_names:
-            files[f"postgresql-{node}"] = self.host_layout(node).logs / f"postgresql-{node}.log"
-        return files
-
-    # --- faults ----------------------------------------------------------------------------------
-
-    def stop_node(self, node: str) -> None:
-        patroni = self._main_proc(node)
-        if patroni is not None:
-            procs.send([patroni], signal.SIGCONT)
-            procs.send([patroni], signal.SIGTERM)
-            procs.wait_gone([patroni], STOP_TIMEOUT)
-        # Patroni normally stops its postmaster; one left behind gets a fast shutdown.
-        procs.terminate([procs.postmaster(self._pgdata(node))], STOP_TIMEOUT, signal.SIGINT)
-
-    def kill_node(self, node: str) -> None:
-        targets = self._node_procs(node)
-        procs.kill_now(targets)
-        procs.wait_gone(targets, 10)
-
-    def crash_node(self, node: str) -> None:
-        # No supervisor process here: pgha restarts the node itself, at once.
-        self.kill_node(node)
-        self.start_node(node)
-
-    def purge(self) -> None:
-        """Everything of a local cluster is inside its directory."""
-
-    def start_node(self, node: str) -> None:
-        self.spec.node_index(node)
-        if self._main_proc(node) is None:
-            self._spawn(node, "node")
-
-    def restart_node(self, node: str) -> None:
-        self.stop_node(node)
-        self.start_node(node)
-
-    def freeze_node(self, node: str) -> None:
-        procs.freeze(self._node_procs(node))
-
-    def thaw_node(self, node: str) -> None:
-        procs.thaw(self._node_procs(node))
-
-    def _postmaster(self, node: str) -> psutil.Process | None:
-        return procs.postmaster(self._pgdata(node))
-
-    def stop_dcs_member(self, member: int) -> None:
-        self._terminate(member_name(member), "dcs")
-
-    def start_dcs_member(self, member: int) -> None:
-        name = member_name(member)
-        if self._main_proc(name) is None:
-            self._spawn(name, "dcs")
-
-    def kill_component(self, name: str) -> None:
-        kind = self.topo.place(name).kind
-        targets = self._procs_of(name, kind)
-        procs.kill_now(targets)
-        procs.wait_gone(targets, 10)
-
-    def start_component(self, name: str) -> None:
-        kind = self.topo.place(name).kind
-        if self._main_proc(name) is None:
-            self._spawn(name, kind)
-
-    def node_pids(self, node: str) -> list[int]:
-        return [p.pid for p in self._node_procs(node)]
+    def __init__(self, spec: Spec, layout: Layout, secrets: Secrets, run_as: RunAs) -> None:
+        super().__init__(spec, layout, secrets, run_as, PlainLauncher())

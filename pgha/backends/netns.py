@@ -2,9 +2,10 @@
 
 Each component runs in its own network namespace with its own address on a private bridge and
 the standard ports, exactly as on separate machines; its files live in a directory of its own
-(`hosts/<component>/`), rendered by the same functions as the bundles for real machines. The
-processes are managed like the local backend's (same start order, same signals for faults); what
-this backend adds is the network, and the faults only a network has: isolation and partitions.
+(`hosts/<component>/`), rendered by the same functions as the bundles for real machines. It is
+the process backend (same start order, same signals for faults) with a launcher that starts
+each unit inside its host's namespace, plus the faults only a network has: isolation,
+partitions, packet loss and lag.
 
 Clients on this machine reach the cluster through HAProxy: pgha binds the host-facing
 entrypoints on loopback and hands the listening sockets to HAProxy inside its namespace
@@ -17,54 +18,52 @@ import os
 import shutil
 import socket
 from contextlib import ExitStack
+from pathlib import Path
 
 from pgha import procs
-from pgha.backends.base import Progress
-from pgha.backends.local import LocalBackend
+from pgha.backends.local import patroni_bin
+from pgha.backends.process import ProcessBackend
+from pgha.components.base import Programs, Site, Unit
 from pgha.dial import Endpoint
 from pgha.errors import BackendError
 from pgha.layout import Layout
-from pgha.netns import network
+from pgha.netns import network, rules
 from pgha.procs import RunAs
 from pgha.reach import own_namespace
 from pgha.render import RenderedFile
 from pgha.render.haproxy import RO_PROXY, RW_PROXY
-from pgha.render.hosts import HostBundle, parse_unit, render_bundle, unit_for, units_dir
-from pgha.topology import Place
+from pgha.render.hosts import HostBundle, render_bundle
+from pgha.secrets import Secrets
+from pgha.spec import Spec
+from pgha.topology import Place, Topology, topology
 
 HOST_ENTRY_CONFIG = "host-entry.cfg"
 
 
-class NetnsBackend(LocalBackend):
+class NamespaceLauncher:
+    """Units started inside their host's network namespace, as the unit's User, from the bundle a
+    real machine would get (with the project's venv for Patroni)."""
+
     kind = "netns"
 
-    def host_layout(self, name: str) -> Layout:
-        return Layout(self.layout.root / "hosts" / name)
+    def __init__(self, topo: Topology) -> None:
+        self.topo = topo
+        self.spec = topo.spec
+        self.programs = Programs(str(patroni_bin()))
 
-    def bundle(self, name: str) -> HostBundle:
-        return HostBundle(name, (self.topo.place(name),), self.host_layout(name).root)
+    def host_layout(self, layout: Layout, component: str) -> Layout:
+        return Layout(layout.root / "hosts" / component)
 
-    def rendered(self) -> list[RenderedFile]:
-        # The bundles `pgha render hosts` writes for real machines, one host per component.
-        patroni_bin = str(self._patroni_bin())
-        return [f for p in self.topo.places
-                for f in render_bundle(self.topo, self.bundle(p.name), self.secrets, patroni_bin)]
-
-    def _unit(self, name: str) -> tuple[list[str], str, dict[str, str]]:
-        unit = unit_for(self.topo, self.bundle(name), self.topo.place(name), str(self._patroni_bin()))
-        return parse_unit((units_dir(self.host_layout(name).root) / unit.name).read_text())
-
-    def _argv(self, name: str, kind: str) -> list[str]:
-        return self._unit(name)[0]
+    def render(self, site: Site) -> list[RenderedFile]:
+        # The bundle `pgha render hosts` writes for a real machine, one host per component.
+        bundle = HostBundle(site.name, (site.place,), site.layout.root)
+        return render_bundle(site.topo, bundle, site.secrets, site.programs)
 
     def endpoint(self, place: Place, port: int) -> Endpoint:
         return own_namespace(place, port)
 
-    def netns_path(self, component: str) -> str | None:
-        ns = self.topo.place(component).netns
-        return str(network.NETNS_DIR / ns) if ns else None
-
-    # --- lifecycle -------------------------------------------------------------------------------
+    def netns_path(self, place: Place) -> str | None:
+        return str(network.NETNS_DIR / place.netns) if place.netns else None
 
     def preflight(self) -> None:
         if os.geteuid() != 0:
@@ -72,11 +71,12 @@ class NetnsBackend(LocalBackend):
         for tool, package in (("ip", "iproute2"), ("nft", "nftables"), ("setpriv", "util-linux")):
             if shutil.which(tool) is None:
                 raise BackendError(f"{tool} not found: install it with `apt-get install {package}`")
-        super().preflight()
 
-    def _host_ports(self, k: int) -> list[tuple[str, int]]:
-        """The loopback ports HAProxy host k serves this machine's clients on."""
-        p = self.spec.ports
+    def host_entrypoints(self, topo: Topology, place: Place) -> list[tuple[str, int]]:
+        """(proxy, loopback port) an HAProxy host serves this machine's clients on (none for others)."""
+        if place not in topo.haproxies:
+            return []
+        p, k = self.spec.ports, place.index
         if k > 0:
             return [(RW_PROXY, p.entrypoint_rw_more[k - 1])]
         out = [(RW_PROXY, p.entrypoint_rw)]
@@ -84,48 +84,42 @@ class NetnsBackend(LocalBackend):
             out.append((RO_PROXY, p.entrypoint_ro))
         return out
 
-    def _check_ports(self) -> None:
+    def ports(self, topo: Topology, place: Place) -> list[tuple[str, int, str]]:
         # Everything else listens inside its own namespace, where nothing else runs.
-        for place in self.topo.haproxies:
-            if self._main_proc(place.name) is not None:
-                continue
-            for proxy, port in self._host_ports(place.index):
-                if procs.port_in_use(self.spec.host, port):
-                    raise BackendError(f"port {port} (entrypoint {proxy} of {place.name}) is already in use "
-                                       f"on {self.spec.host}")
+        return [(self.spec.host, port, f"entrypoint {proxy} of {place.name}")
+                for proxy, port in self.host_entrypoints(topo, place)]
 
-    def start(self, progress: Progress) -> None:
-        network.create(self.topo)
-        super().start(progress)
+    def prepare(self, topo: Topology) -> None:
+        network.create(topo)
 
-    def stop(self) -> None:
-        super().stop()
-        network.destroy(self.topo)
+    def teardown(self, topo: Topology) -> None:
+        network.destroy(topo)
 
-    def _spawn(self, name: str, kind: str) -> None:
-        if self.cancelled():
-            raise KeyboardInterrupt
-        place = self.topo.place(name)
-        argv = self._argv(name, kind)
+    def launch(self, unit: Unit, place: Place, *, log: Path, pidfile: Path, cwd: Path, run_as: RunAs) -> None:
+        argv = list(unit.exec_start)
         with ExitStack() as stack:
             fds: list[int] = []
-            if kind == "haproxy":
-                frontends = []
-                for proxy, port in self._host_ports(place.index):
-                    sock = stack.enter_context(socket.create_server((self.spec.host, port), backlog=512))
-                    fds.append(sock.fileno())
-                    frontends.append((proxy, sock.fileno()))
-                extra = self.host_layout(name).conf / HOST_ENTRY_CONFIG
+            frontends = []
+            for proxy, port in self.host_entrypoints(self.topo, place):
+                sock = stack.enter_context(socket.create_server((self.spec.host, port), backlog=512))
+                fds.append(sock.fileno())
+                frontends.append((proxy, sock.fileno()))
+            if frontends:
+                extra = Layout(cwd).conf / HOST_ENTRY_CONFIG
                 extra.write_text(render_host_entry(frontends))
                 argv += ["-f", str(extra)]
             # Started as its unit says: the unit's ExecStart, User and Environment.
-            _, user, env = self._unit(name)
-            procs.spawn(argv, log=self.layout.log(name), pidfile=self.layout.pidfile(name), env=env,
-                        cwd=self.host_layout(name).root, run_as=RunAs(user), netns=place.netns, pass_fds=fds)
+            procs.spawn(argv, log=log, pidfile=pidfile, env=unit.environment, cwd=cwd, run_as=RunAs(unit.user),
+                        netns=place.netns, pass_fds=fds)
             # HAProxy now holds the listening sockets; closing ours means a dead HAProxy refuses
             # connections at once, and a client's multi-host URI moves on to the next.
 
-    # --- network faults --------------------------------------------------------------------------
+
+class NetnsBackend(ProcessBackend):
+    """The process backend with the namespace launcher, and the network faults (NetworkFaults)."""
+
+    def __init__(self, spec: Spec, layout: Layout, secrets: Secrets, run_as: RunAs) -> None:
+        super().__init__(spec, layout, secrets, run_as, NamespaceLauncher(topology(spec)))
 
     def _ns(self, component: str) -> str:
         ns = self.topo.place(component).netns
@@ -142,11 +136,8 @@ class NetnsBackend(LocalBackend):
 
     def partition(self, minority: list[str]) -> None:
         """Split the hosts in two: `minority` on one side, every other host on the other."""
-        majority = [p.name for p in self.topo.places if p.name not in minority]
-        for name in minority:
-            self.cut(name, majority)
-        for name in majority:
-            self.cut(name, minority)
+        for name, others in rules.partition(minority, [p.name for p in self.topo.places]).items():
+            self.cut(name, others)
 
     def lose_packets(self, component: str, percent: int) -> None:
         network.lose(self._ns(component), percent)
@@ -168,4 +159,3 @@ def render_host_entry(frontends: list[tuple[str, int]]) -> str:
     for proxy, fd in frontends:
         lines += [f"frontend host_{proxy}", f"    bind fd@{fd}", f"    default_backend {proxy}", ""]
     return "\n".join(lines)
-

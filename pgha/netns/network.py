@@ -12,16 +12,16 @@ loopback traffic inside a namespace (which is how pgha observes a component) is 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from pgha.errors import BackendError
+from pgha.netns import rules
+from pgha.netns.rules import LINK
 from pgha.topology import Place, Topology
 
 NETNS_DIR = Path("/run/netns")
 BRIDGE = "br0"
-LINK = "eth0"
-TABLE = "pgha_fault"
 
 
 def _run(argv: Sequence[str], check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -88,58 +88,47 @@ def existing(topo: Topology) -> list[str]:
 
 
 # --- faults ---------------------------------------------------------------------------------------
+# The rule text is pgha.netns.rules' (pure, tested); here it is applied inside a namespace.
 
-def _nft(ns: str, script: str) -> None:
-    _run(["ip", "netns", "exec", ns, "nft", "-f", "-"], stdin=script)
-
-
-def _table(rules: Iterable[str]) -> str:
-    def chain(name: str, hook: str, direction: str) -> str:
-        body = "\n".join(f"    {r.replace('DIR', direction)}" for r in rules)
-        return f"  chain {name} {{\n    type filter hook {hook} priority 0; policy accept;\n{body}\n  }}\n"
-
-    return f"table inet {TABLE} {{\n{chain('in', 'input', 'iifname')}{chain('out', 'output', 'oifname')}}}\n"
+def _in(ns: str, argv: Sequence[str], check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return _run(["ip", "netns", "exec", ns, *argv], check=check, stdin=stdin)
 
 
-def _replace(ns: str, rules: list[str]) -> None:
+def _replace(ns: str, script: str) -> None:
     heal_one(ns)
-    _nft(ns, _table(rules))
+    _in(ns, ["nft", "-f", "-"], stdin=script)
 
 
 def cut_all(ns: str) -> None:
     """The namespace's link carries nothing: the host is cut off from every other host."""
-    _replace(ns, [f'DIR "{LINK}" drop'])
+    _replace(ns, rules.cut_all())
 
 
 def cut_from(ns: str, addresses: Sequence[str]) -> None:
     """Nothing passes between this namespace and `addresses`, either way."""
-    peers = ", ".join(addresses)
-    _replace(ns, [f'DIR "{LINK}" ip saddr {{ {peers} }} drop', f'DIR "{LINK}" ip daddr {{ {peers} }} drop'])
+    _replace(ns, rules.cut_from(addresses))
 
 
 def lose(ns: str, percent: int) -> None:
     """Drop this share of the packets on the link, at random, both ways."""
-    _replace(ns, [f'DIR "{LINK}" numgen random mod 100 < {percent} drop'])
+    _replace(ns, rules.lose(percent))
 
 
 def delay(ns: str, ms: int) -> None:
     """Delay every packet leaving the link (tc netem)."""
-    result = _run(["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", LINK, "root", "netem",
-                   "delay", f"{ms}ms"], check=False)
-    if result.returncode != 0:
+    if _in(ns, rules.lag(ms), check=False).returncode != 0:
         raise BackendError("lag needs tc netem, which this kernel does not offer "
                            "(sch_netem missing: 'Specified qdisc kind is unknown')")
 
 
 def has_rules(ns: str) -> bool:
-    return exists(ns) and _run(["ip", "netns", "exec", ns, "nft", "list", "table", "inet", TABLE],
-                               check=False).returncode == 0
+    return exists(ns) and _in(ns, rules.list_table(), check=False).returncode == 0
 
 
 def heal_one(ns: str) -> None:
     if exists(ns):
-        _run(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", TABLE], check=False)
-        _run(["ip", "netns", "exec", ns, "tc", "qdisc", "del", "dev", LINK, "root"], check=False)
+        _in(ns, rules.delete_table(), check=False)
+        _in(ns, rules.delete_qdisc(), check=False)
 
 
 def heal(topo: Topology) -> None:

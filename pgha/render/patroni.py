@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from pgha.components.base import PG_BIN_DIR
+from pgha.components.dcs import dcs_component
 from pgha.layout import Layout
 from pgha.secrets import REPLICATION_USER, REST_USER, SUPERUSER, Secrets
 from pgha.spec import Spec
 from pgha.topology import Topology
 
-PG_BIN_DIR = "/usr/lib/postgresql/15/bin"
 LOG_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
 
 
 def dcs_section(topo: Topology) -> dict[str, Any]:
     hosts = [f"{place.address}:{ports.client}" for place, ports in zip(topo.dcs, topo.dcs_ports, strict=True)]
-    if topo.spec.dcs.kind == "etcd":
-        return {"etcd3": {"hosts": hosts}}
-    return {"zookeeper": {"hosts": hosts}}
+    return {dcs_component(topo.spec).patroni_key: {"hosts": hosts}}
 
 
 def pg_hba(topo: Topology) -> list[str]:

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run_pgha
+from helpers import parse_unit, run_pgha
 
 from pgha.backends.netns import NetnsBackend
 from pgha.layout import Layout
 from pgha.procs import RunAs
-from pgha.render.hosts import parse_unit
 from pgha.secrets import Secrets
 from pgha.spec import build_spec
 

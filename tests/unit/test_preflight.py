@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pgha.backends import local
+from pgha.components import dcs, patroni
 from pgha.errors import BackendError
 from pgha.layout import Layout
 from pgha.procs import RunAs
@@ -23,14 +24,14 @@ def _backend(tmp_path: Path, **overrides: object) -> local.LocalBackend:
 
 
 def test_a_missing_postgresql_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local, "PG_BIN_DIR", str(tmp_path / "no-such-bin"))
+    monkeypatch.setattr(patroni, "PG_BIN_DIR", str(tmp_path / "no-such-bin"))
     with pytest.raises(BackendError) as err:
         _backend(tmp_path).preflight()
     assert "postgres not found" in str(err.value) and "apt-get install postgresql-15" in str(err.value)
 
 
 def test_a_missing_zookeeper_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local, "ZOOKEEPER_JARS", (str(tmp_path / "zookeeper.jar"),))
+    monkeypatch.setattr(dcs, "ZOOKEEPER_JARS", (str(tmp_path / "zookeeper.jar"),))
     with pytest.raises(BackendError, match="apt-get install zookeeper"):
         _backend(tmp_path, dcs={"kind": "zookeeper", "members": 1}).preflight()
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pgha.backends.local import LocalBackend
 from pgha.layout import Layout
-from pgha.render import render_all
+from pgha.procs import RunAs
+from pgha.render import RenderedFile
 from pgha.render.haproxy import render_haproxy
 from pgha.render.patroni import render_patroni
 from pgha.secrets import Secrets
@@ -20,9 +22,14 @@ SECRETS = Secrets("super-pw-1", "repl-pw-2", "rest-pw-3", "stats-pw-4")
 PATRONI = str(Path(sys.executable).parent / "patroni")
 
 
+def rendered(spec: Spec, layout: Layout) -> list[RenderedFile]:
+    """What the local backend writes before it starts anything."""
+    return LocalBackend(spec, layout, SECRETS, RunAs(None)).rendered()
+
+
 def _write(spec: Spec, root: Path) -> Layout:
     layout = Layout(root)
-    for f in render_all(spec, layout, SECRETS):
+    for f in rendered(spec, layout):
         f.path.parent.mkdir(parents=True, exist_ok=True)
         f.path.write_text(f.text)
     return layout
@@ -55,7 +62,7 @@ def test_haproxy_config_passes_haproxy_check(profile: str, tmp_path: Path) -> No
 def test_files_with_passwords_are_owner_only_and_others_hold_none(tmp_path: Path) -> None:
     for profile in ("default", "seed"):
         spec = build_spec(profile)
-        for f in render_all(spec, Layout(tmp_path), SECRETS):
+        for f in rendered(spec, Layout(tmp_path)):
             holds_secret = any(s in f.text for s in (SECRETS.superuser_password, SECRETS.replication_password,
                                                       SECRETS.rest_password, SECRETS.stats_password))
             if holds_secret:
@@ -103,12 +110,12 @@ def test_seed_haproxy_keeps_the_labs_check_and_default_uses_role_endpoints(tmp_p
 def test_dcs_configs_form_ensembles(tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     etcd = build_spec()
-    files = {f.path.name: f.text for f in render_all(etcd, layout, SECRETS)}
+    files = {f.path.name: f.text for f in rendered(etcd, layout)}
     conf0 = yaml.safe_load(files["dcs-0.conf"])
     assert conf0["initial-cluster"].count("=http://127.0.1.1:") == 3
     assert conf0["enable-grpc-gateway"] is True
     zk = build_spec("default", overrides={"dcs": {"kind": "zookeeper", "members": 3}})
-    zfiles = {str(f.path.relative_to(tmp_path)): f.text for f in render_all(zk, layout, SECRETS)}
+    zfiles = {str(f.path.relative_to(tmp_path)): f.text for f in rendered(zk, layout)}
     assert sum(line.startswith("server.") for line in zfiles["conf/dcs-0.conf"].splitlines()) == 3
     assert zfiles["data/dcs-2/myid"] == "3\n"
     assert "clientPortAddress=127.0.1.1" in zfiles["conf/dcs-1.conf"]

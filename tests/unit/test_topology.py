@@ -9,7 +9,7 @@ import pytest
 
 from pgha.backends.netns import render_host_entry
 from pgha.layout import Layout
-from pgha.netns.network import _table, switch_port
+from pgha.netns.network import switch_port
 from pgha.render.dcs import render_etcd
 from pgha.render.haproxy import render_haproxy
 from pgha.render.patroni import render_patroni
@@ -68,13 +68,6 @@ def test_host_entry_serves_inherited_sockets() -> None:
     text = render_host_entry([("primary", 5), ("replicas", 6)])
     assert "bind fd@5" in text and "default_backend primary" in text
     assert "bind fd@6" in text and "default_backend replicas" in text
-
-
-def test_fault_rules_touch_the_link_only() -> None:
-    script = _table(['DIR "eth0" ip saddr { 198.18.0.20 } drop'])
-    assert 'iifname "eth0" ip saddr { 198.18.0.20 } drop' in script
-    assert 'oifname "eth0" ip saddr { 198.18.0.20 } drop' in script
-    assert "hook input" in script and "hook output" in script and "lo" not in script
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

@@ -1,0 +1,372 @@
+"""The process backend: every component is a process pgha starts from its unit and supervises.
+
+What differs between running on this machine's loopback (local) and as hosts of their own in
+network namespaces (netns) is the Launcher's: where a component's files live, which programs
+its units name, how pgha reaches it, what the machine must provide, and how a unit's process
+is started. The start order, the stop order and the signals for faults are the same for both.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import psutil
+
+from pgha import procs
+from pgha.backends.base import ComponentState, Progress
+from pgha.backends.postmaster import PostmasterFaults
+from pgha.components.base import Component, Programs, Site, Unit
+from pgha.components.kinds import component_for, components
+from pgha.components.render import render_component
+from pgha.dial import Endpoint
+from pgha.errors import BackendError, tail
+from pgha.files import write_file
+from pgha.layout import Layout
+from pgha.probe import dcs_members, node_rest
+from pgha.probe import leader as probe_leader
+from pgha.procs import RunAs
+from pgha.reach import Reach
+from pgha.render import RenderedFile
+from pgha.secrets import Secrets
+from pgha.spec import Spec
+from pgha.topology import Place, Topology, topology
+from pgha.topology import dcs_member_name as member_name
+from pgha.waiting import wait_until
+
+DCS_START_TIMEOUT = 60.0
+STOP_TIMEOUT = 30.0
+LEADER_START_TIMEOUT = 60.0
+
+
+class Launcher(Protocol):
+    """Where a process backend's components live and how one unit's process starts."""
+
+    # The backend's name (pgha.backends.registry).
+    kind: str
+    # Where the units' programs are (Programs.on_this_machine, or a real machine's units').
+    programs: Programs
+
+    def host_layout(self, layout: Layout, component: str) -> Layout:
+        """The directory tree a component's files live in, inside the cluster directory."""
+
+    def render(self, site: Site) -> list[RenderedFile]:
+        """Every file a component needs on its host."""
+
+    def endpoint(self, place: Place, port: int) -> Endpoint:
+        """How pgha on this machine dials a component's port."""
+
+    def netns_path(self, place: Place) -> str | None: ...
+
+    def preflight(self) -> None:
+        """Raise BackendError if the machine lacks what this launcher needs."""
+
+    def ports(self, topo: Topology, place: Place) -> list[tuple[str, int, str]]:
+        """(address, port, what) this machine must have free before the component starts."""
+
+    def prepare(self, topo: Topology) -> None:
+        """Before the first start: what every component's network needs."""
+
+    def teardown(self, topo: Topology) -> None:
+        """After the last stop."""
+
+    def launch(self, unit: Unit, place: Place, *, log: Path, pidfile: Path, cwd: Path, run_as: RunAs) -> None:
+        """Start the unit's process, detached, its pid in pidfile."""
+
+
+class ProcessBackend(PostmasterFaults):
+    def __init__(self, spec: Spec, layout: Layout, secrets: Secrets, run_as: RunAs, launcher: Launcher) -> None:
+        self.spec = spec
+        self.layout = layout
+        self.secrets = secrets
+        self.run_as = run_as
+        self.launcher = launcher
+        self.kind = launcher.kind
+        self.topo: Topology = topology(spec)
+        # Set by a caller that turned Ctrl-C into a flag: long waits give up when it says so.
+        self.cancelled: Callable[[], bool] = lambda: False
+
+    # --- what runs -------------------------------------------------------------------------------
+
+    def _dcs_names(self) -> list[str]:
+        return [member_name(i) for i in range(self.spec.dcs.members)]
+
+    def _haproxy_names(self) -> list[str]:
+        return [p.name for p in self.topo.haproxies]
+
+    def _component(self, name: str) -> Component:
+        return component_for(self.spec, self.topo.place(name))
+
+    def host_layout(self, name: str) -> Layout:
+        """The directory a component's configuration and data live in."""
+        return self.launcher.host_layout(self.layout, name)
+
+    def endpoint(self, place: Place, port: int) -> Endpoint:
+        return self.launcher.endpoint(place, port)
+
+    @property
+    def reach(self) -> Reach:
+        return Reach(self.topo, self.endpoint,
+                     {name: self.host_layout(name).haproxy_socket for name in self._haproxy_names()})
+
+    def netns_path(self, component: str) -> str | None:
+        return self.launcher.netns_path(self.topo.place(component))
+
+    def site(self, name: str) -> Site:
+        return Site(self.topo, self.topo.place(name), self.host_layout(name), self.secrets, self.launcher.programs)
+
+    def unit(self, name: str) -> Unit:
+        """How a component is started: its unit's ExecStart and Environment."""
+        return render_component(self.site(name))[1]
+
+    def _main_proc(self, name: str) -> psutil.Process | None:
+        return procs.read_pidfile(self.layout.pidfile(name))
+
+    def _pgdata(self, node: str) -> Path:
+        return self.host_layout(node).pgdata(node)
+
+    def _node_procs(self, node: str) -> list[psutil.Process]:
+        self.spec.node_index(node)
+        return self._procs_of(node)
+
+    def _mains_of(self, name: str) -> list[psutil.Process | None]:
+        place = self.topo.place(name)
+        detached = self._component(name).detached_data_dir(self.host_layout(name), place)
+        # Patroni detaches its postmaster: it is found through its data directory.
+        return [self._main_proc(name), *([procs.postmaster(detached)] if detached else [])]
+
+    def _procs_of(self, name: str) -> list[psutil.Process]:
+        return procs.with_children(self._mains_of(name))
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def preflight(self) -> None:
+        self.launcher.preflight()
+        programs = self.launcher.programs
+        for component in components(self.spec):
+            for what, (path, how) in component.needs(programs).items():
+                if not path.exists():
+                    raise BackendError(f"{what} not found at {path}: install it with `{how}`")
+        self._check_ports()
+
+    def _check_ports(self) -> None:
+        for place in self.topo.places:
+            if self._main_proc(place.name) is not None:
+                continue
+            for host, port, what in self.launcher.ports(self.topo, place):
+                if procs.port_in_use(host, port):
+                    raise BackendError(f"port {port} ({what}) is already in use on {host}")
+
+    def rendered(self) -> list[RenderedFile]:
+        files: list[RenderedFile] = []
+        for place in self.topo.places:
+            files += [f for f in self.launcher.render(self.site(place.name)) if f not in files]
+        return files
+
+    def materialize(self) -> None:
+        """Write the rendered files and hand the cluster directory to the service account."""
+        for d in self.layout.dirs():
+            d.mkdir(parents=True, exist_ok=True)
+        self.layout.root.chmod(0o750 if self.run_as.user is None else 0o755)
+        layouts = {self.host_layout(p.name) for p in self.topo.places}
+        for lay in layouts:
+            for d in lay.dirs():
+                d.mkdir(parents=True, exist_ok=True)
+        for f in self.rendered():
+            f.path.parent.mkdir(parents=True, exist_ok=True)
+            write_file(f.path, f.text, f.mode)
+        for node in self.spec.node_names:
+            self.host_layout(node).wal_archive(node).mkdir(parents=True, exist_ok=True)
+        # The service account owns everything but the secrets file, which stays the caller's.
+        for lay in sorted(layouts, key=lambda x: str(x.root)):
+            lay.root.chmod(0o750 if self.run_as.user is None else 0o755)
+            for d in (lay.conf, lay.data, lay.logs, lay.run):
+                procs.ensure_owner(d, self.run_as)
+            lay.data.chmod(0o700)
+        procs.ensure_owner(self.layout.logs, self.run_as)
+
+    def _spawn(self, name: str) -> None:
+        if self.cancelled():
+            raise KeyboardInterrupt
+        self.launcher.launch(self.unit(name), self.topo.place(name), log=self.layout.log(name),
+                             pidfile=self.layout.pidfile(name), cwd=self.host_layout(name).root,
+                             run_as=self.run_as)
+
+    def _check_started(self, name: str) -> None:
+        if self.cancelled():
+            raise KeyboardInterrupt
+        if self._main_proc(name) is None:
+            log = self.layout.log(name)
+            raise BackendError(f"{name} exited right after start (see {log})", tail(log))
+
+    def start(self, progress: Progress) -> None:
+        self.launcher.prepare(self.topo)
+        self.materialize()
+        dcs_started = False
+        for name in self._dcs_names():
+            if self._main_proc(name) is None:
+                progress(f"starting DCS member {name} ({self.spec.dcs.kind})")
+                self._spawn(name)
+                dcs_started = True
+        if dcs_started:
+            self._wait_dcs(progress)
+        first = self._restart_leader()
+        if first is not None and self._main_proc(first) is None:
+            # On a restart the last primary goes first, so that a replica with less WAL cannot
+            # win the leader race while the primary is still starting.
+            progress(f"starting Patroni node {first} (the last primary) first")
+            self._spawn(first)
+            self._wait_role(first, "primary", progress)
+        for node in self.spec.node_names:
+            if self._main_proc(node) is None:
+                progress(f"starting Patroni node {node}")
+                self._spawn(node)
+        for name in self._haproxy_names():
+            if self._main_proc(name) is None:
+                progress(f"starting HAProxy {name}" if name != "haproxy" else "starting HAProxy")
+                self._spawn(name)
+        time.sleep(0.3)
+        for place in self.topo.places:
+            self._check_started(place.name)
+
+    def _restart_leader(self) -> str | None:
+        try:
+            node = self.layout.last_leader_file.read_text().strip()
+        except FileNotFoundError:
+            return None
+        if node in self.spec.node_names and (self._pgdata(node) / "PG_VERSION").exists():
+            return node
+        return None
+
+    def _wait_role(self, node: str, role: str, progress: Progress) -> None:
+        def has_role() -> bool:
+            self._check_started(node)
+            _, body = node_rest(self.reach, node)
+            return isinstance(body, dict) and body.get("role") == role
+
+        if not wait_until(has_role, LEADER_START_TIMEOUT, cancelled=self.cancelled):
+            progress(f"{node} did not become {role} in {LEADER_START_TIMEOUT:.0f} s; starting the others")
+
+    def _wait_dcs(self, progress: Progress) -> None:
+        progress("waiting for the DCS to form a quorum")
+
+        def quorate() -> bool:
+            for name in self._dcs_names():
+                self._check_started(name)
+            return all(m.healthy for m in dcs_members(self.reach))
+
+        if wait_until(quorate, DCS_START_TIMEOUT, cancelled=self.cancelled):
+            return
+        bad = next((m for m in dcs_members(self.reach) if not m.healthy), None)
+        name = bad.name if bad else self._dcs_names()[0]
+        raise BackendError(f"DCS member {name} did not become healthy in {DCS_START_TIMEOUT:.0f} s",
+                           tail(self.layout.log(name)))
+
+    def stop(self) -> None:
+        for name in self._haproxy_names():
+            self._terminate(name)
+        # Replicas first, then the primary: stopped together, a replica may take over while the
+        # primary shuts down, and the old primary's shutdown checkpoint then diverges from it.
+        leader = probe_leader(self.reach, self.spec.node_names)
+        if leader is not None:
+            self.layout.last_leader_file.write_text(leader)
+        self._stop_nodes([n for n in self.spec.node_names if n != leader])
+        if leader is not None:
+            self._stop_nodes([leader])
+        for name in self._dcs_names():
+            # One at a time: stopped together, etcd members wait seconds for a leader transfer
+            # that cannot happen.
+            self._terminate(name)
+        for place in self.topo.places:
+            self.layout.pidfile(place.name).unlink(missing_ok=True)
+        self.launcher.teardown(self.topo)
+
+    def _stop_nodes(self, nodes: list[str]) -> None:
+        # SIGTERM to Patroni and a fast shutdown (SIGINT) to its postmaster at once: a down
+        # need not wait for a smart shutdown or for a sync standby to be released.
+        procs.terminate([self._main_proc(n) for n in nodes], STOP_TIMEOUT,
+                        also=[(procs.postmaster(self._pgdata(n)), signal.SIGINT) for n in nodes])
+
+    def _terminate(self, name: str) -> None:
+        procs.terminate(self._mains_of(name), STOP_TIMEOUT)
+
+    def components(self) -> list[ComponentState]:
+        out = []
+        for place in self.topo.places:
+            ps = self._procs_of(place.name)
+            main = self._main_proc(place.name)
+            out.append(ComponentState(place.name, place.kind, main is not None, tuple(p.pid for p in ps),
+                                      self.layout.log(place.name)))
+        return out
+
+    def log_files(self) -> dict[str, Path]:
+        files = {p.name: self.layout.log(p.name) for p in self.topo.places}
+        for node in self.spec.node_names:
+            files[f"postgresql-{node}"] = self.host_layout(node).logs / f"postgresql-{node}.log"
+        return files
+
+    # --- faults ----------------------------------------------------------------------------------
+
+    def stop_node(self, node: str) -> None:
+        patroni = self._main_proc(node)
+        if patroni is not None:
+            procs.send([patroni], signal.SIGCONT)
+            procs.send([patroni], signal.SIGTERM)
+            procs.wait_gone([patroni], STOP_TIMEOUT)
+        # Patroni normally stops its postmaster; one left behind gets a fast shutdown.
+        procs.terminate([procs.postmaster(self._pgdata(node))], STOP_TIMEOUT, signal.SIGINT)
+
+    def kill_node(self, node: str) -> None:
+        targets = self._node_procs(node)
+        procs.kill_now(targets)
+        procs.wait_gone(targets, 10)
+
+    def crash_node(self, node: str) -> None:
+        # No supervisor process here: pgha restarts the node itself, at once.
+        self.kill_node(node)
+        self.start_node(node)
+
+    def purge(self) -> None:
+        """Everything of a local cluster is inside its directory."""
+
+    def start_node(self, node: str) -> None:
+        self.spec.node_index(node)
+        if self._main_proc(node) is None:
+            self._spawn(node)
+
+    def restart_node(self, node: str) -> None:
+        self.stop_node(node)
+        self.start_node(node)
+
+    def freeze_node(self, node: str) -> None:
+        procs.freeze(self._node_procs(node))
+
+    def thaw_node(self, node: str) -> None:
+        procs.thaw(self._node_procs(node))
+
+    def _postmaster(self, node: str) -> psutil.Process | None:
+        return procs.postmaster(self._pgdata(node))
+
+    def stop_dcs_member(self, member: int) -> None:
+        self._terminate(member_name(member))
+
+    def start_dcs_member(self, member: int) -> None:
+        name = member_name(member)
+        if self._main_proc(name) is None:
+            self._spawn(name)
+
+    def kill_component(self, name: str) -> None:
+        targets = self._procs_of(name)
+        procs.kill_now(targets)
+        procs.wait_gone(targets, 10)
+
+    def start_component(self, name: str) -> None:
+        self.topo.place(name)
+        if self._main_proc(name) is None:
+            self._spawn(name)
+
+    def node_pids(self, node: str) -> list[int]:
+        return [p.pid for p in self._node_procs(node)]

@@ -1,0 +1,188 @@
+"""What every component kind provides, and the two values it is rendered with: where its
+programs are (Programs) and where in the cluster it sits (Site)."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from pgha.layout import Layout
+from pgha.render import RenderedFile
+from pgha.secrets import Secrets
+from pgha.topology import Kind, Place, Topology
+
+PG_BIN_DIR = "/usr/lib/postgresql/15/bin"
+# Debian's paths: what a unit on a real machine names, and what a machine without the program on
+# its PATH is told to install.
+HAPROXY_BIN = "/usr/sbin/haproxy"
+ETCD_BIN = "/usr/bin/etcd"
+
+
+@dataclass(frozen=True)
+class Programs:
+    """Where a component's programs are on the machine its unit runs on, and how HAProxy runs."""
+
+    patroni: str
+    haproxy: str = HAPROXY_BIN
+    etcd: str = ETCD_BIN
+    # Under systemd (real machines, and the netns backend that runs their units): master-worker
+    # with readiness notification. Supervised by pgha itself: in the foreground.
+    haproxy_mode: str = "-Ws"
+
+    @classmethod
+    def on_this_machine(cls, patroni: str) -> Programs:
+        """The local backend's: what this machine's PATH has (Debian's paths otherwise)."""
+        return cls(patroni, shutil.which("haproxy") or HAPROXY_BIN, shutil.which("etcd") or ETCD_BIN, "-db")
+
+
+@dataclass(frozen=True)
+class Site:
+    """One component at its place in the topology, with the directory tree it lives in on its
+    host (a cluster directory, laid out by Layout) and the programs there."""
+
+    topo: Topology
+    place: Place
+    layout: Layout
+    secrets: Secrets
+    programs: Programs
+
+    @property
+    def name(self) -> str:
+        return self.place.name
+
+
+@dataclass(frozen=True)
+class Unit:
+    """How a component is started: a systemd unit on real machines; the process backends start
+    its ExecStart with its Environment themselves."""
+
+    name: str  # file name, e.g. "pgha-prod-patroni-node0.service"
+    component: str
+    description: str
+    exec_start: list[str]
+    user: str
+    environment: dict[str, str] = field(default_factory=dict)
+    service_type: str = "simple"
+    extra: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        env = [f'Environment="{k}={v}"' for k, v in self.environment.items()]
+        return "\n".join([
+            "[Unit]",
+            f"Description={self.description}",
+            "After=network-online.target",
+            "Wants=network-online.target",
+            "",
+            "[Service]",
+            f"Type={self.service_type}",
+            f"User={self.user}",
+            f"Group={self.user}",
+            f"ExecStart={shlex.join(self.exec_start)}",
+            *env,
+            *self.extra,
+            "Restart=on-failure",
+            "RestartSec=2",
+            "",
+            "[Install]",
+            "WantedBy=multi-user.target",
+            "",
+        ])
+
+
+def base_environment(home: Path) -> dict[str, str]:
+    # Deliberately no PG* variables: PGPASSWORD would override Patroni's pgpass and break
+    # pg_basebackup.
+    return {"PATH": f"{PG_BIN_DIR}:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8", "TZ": "UTC", "PYTHONUNBUFFERED": "1", "GOMAXPROCS": "2"}
+
+
+Needed = dict[str, tuple[Path, str]]  # program -> (where it must be, how to install it)
+
+
+class Component(ABC):
+    """One kind of component. Stateless: everything about one instance comes in a Site."""
+
+    kind: ClassVar[Kind]  # its place in the topology
+    # Debian packages a host running it needs (install.sh, the compose image).
+    packages: ClassVar[tuple[str, ...]]
+    # systemd's Type= for its unit.
+    service_type: ClassVar[str] = "simple"
+    # Data that must outlive its container (compose volumes).
+    keeps_data: ClassVar[bool] = True
+    # The kind of component it waits for (compose depends_on), and how the engine stops it.
+    after: ClassVar[Kind | None] = None
+    stop_settings: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    @abstractmethod
+    def files(self, site: Site) -> list[RenderedFile]:
+        """Every file it reads, under site.layout."""
+
+    @abstractmethod
+    def command(self, programs: Programs, config: str, conf_dir: str) -> list[str]:
+        """Its command line, given where its main config file and the config directory are."""
+
+    @abstractmethod
+    def config_path(self, layout: Layout, place: Place) -> Path:
+        """Its main config file in a cluster directory."""
+
+    @abstractmethod
+    def unit_name(self, scope: str, place: Place) -> str:
+        """Its systemd unit's file name in cluster `scope`."""
+
+    @abstractmethod
+    def description(self, scope: str, place: Place) -> str:
+        """Its unit's Description=."""
+
+    def unit_extra(self) -> tuple[str, ...]:
+        """Unit lines of its own (how systemd reloads and stops it)."""
+        return ()
+
+    def argv(self, site: Site) -> list[str]:
+        return self.command(site.programs, str(self.config_path(site.layout, site.place)), str(site.layout.conf))
+
+    def unit(self, site: Site, user: str) -> Unit:
+        scope = site.topo.spec.name
+        return Unit(self.unit_name(scope, site.place), site.name, self.description(scope, site.place),
+                    self.argv(site), user, base_environment(site.layout.root), self.service_type,
+                    self.unit_extra())
+
+    @abstractmethod
+    def ports(self, topo: Topology, place: Place) -> list[tuple[str, int]]:
+        """(what, port) of everything it listens on at its address."""
+
+    def detached_data_dir(self, layout: Layout, place: Place) -> Path | None:
+        """The data directory of a server it starts and detaches (found by its pid file there)."""
+        return None
+
+    def needs(self, programs: Programs) -> Needed:
+        """The programs it runs, for a preflight on this machine."""
+        return {}
+
+    def install_lines(self, dcs_extra: str) -> list[str]:
+        """install.sh lines after the packages (dcs_extra: Patroni's extra for the cluster's DCS)."""
+        return []
+
+    # --- as a container (the compose image) ------------------------------------------------------
+
+    def container_config_name(self, place: Place) -> str:
+        return f"{place.name}.yml"
+
+    def container_command(self, programs: Programs, config: str, conf_dir: str, layout: Layout,
+                          place: Place) -> list[str]:
+        return self.command(programs, config, conf_dir)
+
+    def container_environment(self) -> dict[str, str]:
+        """Variables compose fills from .env (never a password in compose.yaml itself)."""
+        return {}
+
+    def exposed(self, topo: Topology, place: Place) -> list[int]:
+        """Ports only the other containers reach."""
+        return [port for _, port in self.ports(topo, place)]
+
+    def published(self, topo: Topology, place: Place) -> list[tuple[int, int]]:
+        """(host port, container port) published on the host's loopback address."""
+        return []

@@ -1,0 +1,141 @@
+"""The DCS members: etcd and ZooKeeper, each a component kind of its own, chosen by the spec's
+`dcs.kind`. Besides its files and command line, a DCS kind knows what Patroni calls it, how
+pgha asks a member whether it is healthy, and which ports an operator opens for it."""
+
+from __future__ import annotations
+
+import shlex
+from abc import abstractmethod
+from pathlib import Path
+from typing import ClassVar
+
+from pgha.components.base import Component, Needed, Programs, Site
+from pgha.dial import Endpoint, http_request, tcp_connect
+from pgha.layout import Layout
+from pgha.render import RenderedFile, to_yaml
+from pgha.render.dcs import ZOOKEEPER_JARS, render_etcd, render_zookeeper, zookeeper_argv, zookeeper_myid
+from pgha.spec import Spec
+from pgha.topology import Kind, Place, Topology
+
+ZOOKEEPER_LOG4J = """\
+log4j.rootLogger=INFO, CONSOLE
+log4j.appender.CONSOLE=org.apache.log4j.ConsoleAppender
+log4j.appender.CONSOLE.layout=org.apache.log4j.PatternLayout
+log4j.appender.CONSOLE.layout.ConversionPattern=%d{ISO8601} %-5p [%t] %c{1}: %m%n
+"""
+LOG4J_FILE = "zookeeper-log4j.properties"
+
+
+class DcsMember(Component):
+    kind: ClassVar[Kind] = "dcs"
+    name: ClassVar[str]  # spec.dcs.kind
+    # Patroni's name for it: its config section and its pip extra.
+    patroni_key: ClassVar[str]
+    # For operators opening ports between hosts (README of the bundles).
+    open_ports: ClassVar[str]
+
+    def config_path(self, layout: Layout, place: Place) -> Path:
+        return layout.dcs_config(place.index)
+
+    def unit_name(self, scope: str, place: Place) -> str:
+        return f"pgha-{scope}-{self.name}-{place.name}.service"
+
+    def description(self, scope: str, place: Place) -> str:
+        return f"pgha {scope}: {self.name} member {place.name}"
+
+    def ports(self, topo: Topology, place: Place) -> list[tuple[str, int]]:
+        d = topo.dcs_ports[place.index]
+        out = [(f"DCS {place.name} client", d.client), (f"DCS {place.name} peer", d.peer)]
+        if d.election is not None:
+            out.append((f"DCS {place.name} election", d.election))
+        return out
+
+    @abstractmethod
+    def health(self, ep: Endpoint, timeout: float) -> tuple[bool, str]:
+        """(healthy, one-line detail) of the member at ep; raises OSError/ValueError when it does
+        not answer."""
+
+
+class Etcd(DcsMember):
+    name: ClassVar[str] = "etcd"
+    patroni_key: ClassVar[str] = "etcd3"
+    packages: ClassVar[tuple[str, ...]] = ("etcd-server",)
+    open_ports: ClassVar[str] = "2379 (clients) and 2380 (peers)"
+
+    def files(self, site: Site) -> list[RenderedFile]:
+        text = to_yaml(render_etcd(site.topo, site.layout, site.place.index))
+        return [RenderedFile(self.config_path(site.layout, site.place), text, 0o644)]
+
+    def command(self, programs: Programs, config: str, conf_dir: str) -> list[str]:
+        return [programs.etcd, "--config-file", config]
+
+    def needs(self, programs: Programs) -> Needed:
+        return {"etcd": (Path(programs.etcd), "apt-get install etcd-server")}
+
+    def install_lines(self, dcs_extra: str) -> list[str]:
+        return ["systemctl disable --now etcd 2>/dev/null || true"]
+
+    def health(self, ep: Endpoint, timeout: float) -> tuple[bool, str]:
+        _, data = http_request(ep, "health", timeout)
+        healthy = str(data.get("health")) == "true"
+        return healthy, "healthy" if healthy else f"unhealthy: {data.get('reason') or 'no quorum'}"
+
+
+class ZooKeeper(DcsMember):
+    name: ClassVar[str] = "zookeeper"
+    patroni_key: ClassVar[str] = "zookeeper"
+    packages: ClassVar[tuple[str, ...]] = ("zookeeper", "default-jre-headless")
+    open_ports: ClassVar[str] = "2181 (clients), 2888 and 3888 (peers)"
+
+    def files(self, site: Site) -> list[RenderedFile]:
+        lay, i = site.layout, site.place.index
+        return [
+            RenderedFile(self.config_path(lay, site.place), render_zookeeper(site.topo, lay, i), 0o644),
+            RenderedFile(lay.dcs_data(i) / "myid", zookeeper_myid(i), 0o644),
+            *self.shared_files(lay.conf),
+        ]
+
+    @staticmethod
+    def shared_files(conf_dir: Path) -> list[RenderedFile]:
+        """What every member on a host shares: the logging setup."""
+        return [RenderedFile(conf_dir / LOG4J_FILE, ZOOKEEPER_LOG4J, 0o644)]
+
+    def command(self, programs: Programs, config: str, conf_dir: str) -> list[str]:
+        return zookeeper_argv(config, f"{conf_dir}/{LOG4J_FILE}")
+
+    def needs(self, programs: Programs) -> Needed:
+        return {"java": (Path("/usr/bin/java"), "apt-get install zookeeper"),
+                "zookeeper": (Path(ZOOKEEPER_JARS[0]), "apt-get install zookeeper")}
+
+    def container_config_name(self, place: Place) -> str:
+        return f"{place.name}.cfg"
+
+    def container_command(self, programs: Programs, config: str, conf_dir: str, layout: Layout,
+                          place: Place) -> list[str]:
+        # The image is one for all members: each writes its own myid into its volume first.
+        data, i = layout.dcs_data(place.index), place.index
+        java = shlex.join(self.command(programs, config, conf_dir))
+        return ["sh", "-c", f"mkdir -p {data} && echo {i + 1} > {data}/myid && exec {java}"]
+
+    def health(self, ep: Endpoint, timeout: float) -> tuple[bool, str]:
+        reply = _four_letter(ep, "srvr", timeout)
+        mode = next((ln.split(":", 1)[1].strip() for ln in reply.splitlines() if ln.startswith("Mode:")), "")
+        healthy = mode in ("leader", "follower", "standalone")
+        return healthy, mode if healthy else (reply.strip().splitlines() or ["no answer"])[0]
+
+
+def _four_letter(ep: Endpoint, word: str, timeout: float) -> str:
+    with tcp_connect(ep, timeout) as s:
+        s.sendall(word.encode())
+        chunks = []
+        while chunk := s.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+DCS_KINDS: dict[str, DcsMember] = {"etcd": Etcd(), "zookeeper": ZooKeeper()}
+
+
+def dcs_component(spec: Spec) -> DcsMember:
+    """The DCS kind the spec names."""
+    return DCS_KINDS[spec.dcs.kind]

@@ -1,0 +1,94 @@
+"""A PostgreSQL node: Patroni, which runs PostgreSQL 15 itself."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import ClassVar
+
+from pgha.components.base import PG_BIN_DIR, Component, Needed, Programs, Site
+from pgha.layout import Layout
+from pgha.render import RenderedFile, to_yaml
+from pgha.render.patroni import render_patroni
+from pgha.secrets import REPLICATION_USER, REST_USER, SUPERUSER
+from pgha.topology import Kind, Place, Topology
+
+# The version pgha itself is tested with, installed on real machines.
+PATRONI_VERSION = importlib.metadata.version("patroni")
+# compose.yaml's references to .env (the variable names are pgha.render.compose's).
+ENV_SUPERUSER = "PGHA_SUPERUSER_PASSWORD"
+ENV_REPLICATION = "PGHA_REPLICATION_PASSWORD"
+ENV_REST = "PGHA_REST_PASSWORD"
+
+
+def _from_env(var: str) -> str:
+    return f"${{{var}:?missing from .env}}"
+
+
+class PatroniNode(Component):
+    kind: ClassVar[Kind] = "node"
+    packages: ClassVar[tuple[str, ...]] = ("postgresql-15", "postgresql-client-15", "python3-venv")
+    after: ClassVar[Kind | None] = "dcs"
+    # Patroni's graceful stop (a fast shutdown, leader key released) needs more than 10 s on a
+    # loaded machine; the engine's default would SIGKILL it.
+    stop_settings: ClassVar[tuple[tuple[str, str], ...]] = (("stop_grace_period", "30s"),)
+
+    def files(self, site: Site) -> list[RenderedFile]:
+        cfg = render_patroni(site.topo, site.layout, site.secrets, site.name)
+        return [RenderedFile(self.config_path(site.layout, site.place), to_yaml(cfg), 0o600)]
+
+    def config_path(self, layout: Layout, place: Place) -> Path:
+        return layout.patroni_config(place.name)
+
+    def command(self, programs: Programs, config: str, conf_dir: str) -> list[str]:
+        return [programs.patroni, config]
+
+    def unit_name(self, scope: str, place: Place) -> str:
+        return f"pgha-{scope}-patroni-{place.name}.service"
+
+    def description(self, scope: str, place: Place) -> str:
+        return f"pgha {scope}: Patroni and PostgreSQL 15, member {place.name}"
+
+    def unit_extra(self) -> tuple[str, ...]:
+        # Patroni stops PostgreSQL itself; systemd must not kill the postmaster first.
+        return ("ExecReload=/bin/kill -HUP $MAINPID", "KillMode=process", "TimeoutStopSec=60")
+
+    def ports(self, topo: Topology, place: Place) -> list[tuple[str, int]]:
+        p = topo.node_ports[place.index]
+        return [(f"postgres of {place.name}", p.postgres), (f"REST API of {place.name}", p.rest)]
+
+    def published(self, topo: Topology, place: Place) -> list[tuple[int, int]]:
+        return [(topo.spec.ports.postgres[place.index], topo.node_ports[place.index].postgres)]
+
+    def detached_data_dir(self, layout: Layout, place: Place) -> Path | None:
+        # Patroni starts the postmaster in a session of its own: it outlives a SIGKILLed Patroni.
+        return layout.pgdata(place.name)
+
+    def needs(self, programs: Programs) -> Needed:
+        return {
+            "patroni": (Path(programs.patroni), "the project's venv (make setup)"),
+            "postgres": (Path(PG_BIN_DIR) / "postgres", "apt-get install postgresql-15"),
+            "pg_basebackup": (Path(PG_BIN_DIR) / "pg_basebackup", "apt-get install postgresql-15"),
+        }
+
+    def install_lines(self, dcs_extra: str) -> list[str]:
+        return [
+            "# The Debian package's own cluster is not used: Patroni runs initdb itself.",
+            "systemctl disable --now postgresql 2>/dev/null || true",
+            "test -x /opt/pgha/venv/bin/patroni || {",
+            "  python3 -m venv /opt/pgha/venv",
+            f"  /opt/pgha/venv/bin/pip install 'patroni[{dcs_extra}]=={PATRONI_VERSION}' 'psycopg[binary]>=3.1'",
+            "}",
+        ]
+
+    def container_environment(self) -> dict[str, str]:
+        return {
+            "PATRONI_SUPERUSER_USERNAME": SUPERUSER,
+            "PATRONI_SUPERUSER_PASSWORD": _from_env(ENV_SUPERUSER),
+            "PATRONI_REPLICATION_USERNAME": REPLICATION_USER,
+            "PATRONI_REPLICATION_PASSWORD": _from_env(ENV_REPLICATION),
+            "PATRONI_RESTAPI_USERNAME": REST_USER,
+            "PATRONI_RESTAPI_PASSWORD": _from_env(ENV_REST),
+            "PATRONI_CTL_USERNAME": REST_USER,
+            "PATRONI_CTL_PASSWORD": _from_env(ENV_REST),
+        }
