@@ -11,7 +11,8 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from pgha.cluster import Cluster
-from pgha.dial import PgTarget
+from pgha.components.dcs import dcs_component
+from pgha.dial import PgTarget, http_request
 from pgha.probe import ClusterState
 from pgha.topology import SERVER_SQL, server_names, topology
 from pgha.waiting import wait_until
@@ -200,6 +201,31 @@ def check_dcs(cluster: Cluster, state: ClusterState) -> CheckResult:
     return CheckResult(6, name, "PASS" if ok else "FAIL", detail)
 
 
+def check_security(cluster: Cluster, state: ClusterState) -> CheckResult:
+    """What is promised against local users and the network, verified from outside: the DCS
+    refuses a write without credentials (a probe that never writes), and Patroni's REST API
+    refuses a change without its password (a switchover request with no candidate, which
+    does nothing even where it is let through)."""
+    spec = cluster.spec
+    dcs = dcs_component(spec)
+    name = "only Patroni writes the DCS; REST changes need the password"
+    if not spec.dcs.authentication:
+        return CheckResult(7, name, "SKIP", f"profile {spec.profile} is the lab as published: its DCS ({dcs.name}) "
+                                            "takes writes from anyone who reaches it")
+    try:
+        refused, evidence = dcs.anonymous_write_refused(cluster.reach.dcs_client(0), spec.patroni_scope)
+    except OSError as e:
+        refused, evidence = False, f"the DCS did not answer: {e}"
+    node = state.leader.name if state.leader else spec.node_names[0]
+    try:
+        status, _ = http_request(cluster.reach.rest(node), "switchover", CONNECT_TIMEOUT, method="POST", body={})
+        rest_ok = status == 401
+        rest = f"{node}'s REST API answered an unauthenticated POST with HTTP {status}"
+    except OSError as e:
+        rest_ok, rest = False, f"{node}'s REST API did not answer: {e}"
+    return CheckResult(7, name, "PASS" if refused and rest_ok else "FAIL", f"{evidence}; {rest}")
+
+
 def _err(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else e.__class__.__name__
@@ -212,6 +238,7 @@ CHECKS: tuple[Callable[[Cluster, ClusterState], CheckResult], ...] = (
     check_ro_entrypoint,
     check_one_primary,
     check_dcs,
+    check_security,
 )
 
 

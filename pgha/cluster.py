@@ -21,6 +21,7 @@ from pgha import secrets as secrets_store
 from pgha.app_role import ensure_app_role
 from pgha.backends import backend_kind, make_backend
 from pgha.backends.base import Backend, Progress
+from pgha.components.dcs import ensure_authentication
 from pgha.dial import PgTarget
 from pgha.errors import BackendError, PghaError, tail
 from pgha.files import write_file
@@ -175,6 +176,8 @@ class Cluster:
         if self.exists and len(self.running_components()) == len(self.backend().components()):
             state = self.state()
             if health_problem(spec, state) is None:
+                # Not the DCS's authentication: the running Patroni may have been started without
+                # credentials (an older pgha); `pgha check` says so, and down + up turns it on.
                 self._ensure_app_role()
                 return UpResult(False, state, time.monotonic() - start)
         fresh = not self.exists
@@ -200,6 +203,7 @@ class Cluster:
                 state = self.wait_healthy(timeout)
                 if interrupted.is_set():
                     raise KeyboardInterrupt
+                self._ensure_dcs_authentication(progress)
                 self._ensure_app_role()
             except KeyboardInterrupt:
                 self._undo_start(backend, running_before)
@@ -236,6 +240,15 @@ class Cluster:
             if place.name in started:
                 backend.stop_dcs_member(place.index)
         return sorted(started)
+
+    def _ensure_dcs_authentication(self, progress: Progress) -> None:
+        """Backends that start Patroni themselves secure the DCS before it starts; this covers
+        the others (compose starts everything at once; Patroni, which has its credentials from
+        the start, logs in once authentication is on)."""
+        try:
+            ensure_authentication(self.spec, self.reach.dcs_client(0), self.secrets, progress)
+        except OSError as e:
+            raise ClusterError(f"the DCS did not answer while pgha secured it: {e}") from None
 
     def _ensure_app_role(self) -> None:
         try:

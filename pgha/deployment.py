@@ -3,10 +3,11 @@ passwords of an earlier render (the data volumes were initialised with them)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from pgha.components.haproxy import ENV_STATS
-from pgha.components.patroni import ENV_REPLICATION, ENV_REST, ENV_SUPERUSER
+from pgha.components.patroni import ENV_DCS, ENV_REPLICATION, ENV_REST, ENV_SUPERUSER
 from pgha.files import write_file
 from pgha.render import RenderedFile
 from pgha.render.compose import ENV_FILE
@@ -33,7 +34,11 @@ def existing_secrets(directory: Path) -> Secrets | None:
     keys = (ENV_SUPERUSER, ENV_REPLICATION, ENV_REST, ENV_STATS)
     if not all(env.get(k) for k in keys):
         return None
-    return Secrets(*(env[k] for k in keys))
+    # A .env an older pgha wrote has no DCS password: a new one is generated for it.
+    fresh = Secrets.generate()
+    return replace(fresh, **dict(zip(("superuser_password", "replication_password", "rest_password",
+                                       "stats_password"), (env[k] for k in keys), strict=True)),
+                   dcs_password=env.get(ENV_DCS) or fresh.dcs_password)
 
 
 def write_files(directory: Path, files: list[RenderedFile]) -> list[Path]:

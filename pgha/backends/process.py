@@ -20,6 +20,7 @@ from pgha import procs
 from pgha.backends.base import ComponentState, Progress
 from pgha.backends.postmaster import PostmasterFaults
 from pgha.components.base import Component, Programs, Site, Unit
+from pgha.components.dcs import ensure_authentication
 from pgha.components.kinds import component_for, components
 from pgha.components.render import render_component
 from pgha.dial import Endpoint
@@ -213,6 +214,11 @@ class ProcessBackend(PostmasterFaults):
                 dcs_started = True
         if dcs_started:
             self._wait_dcs(progress)
+        # Before any Patroni starts: no moment in which the cluster's keys are open to anyone.
+        try:
+            ensure_authentication(self.spec, self.reach.dcs_client(0), self.secrets, progress)
+        except OSError as e:
+            raise BackendError(f"the DCS did not answer while pgha secured it: {e}") from None
         first = self._restart_leader()
         if first is not None and self._main_proc(first) is None:
             # On a restart the last primary goes first, so that a replica with less WAL cannot

@@ -13,6 +13,7 @@ from typing import ClassVar
 from pgha.layout import Layout
 from pgha.render import RenderedFile
 from pgha.secrets import Secrets
+from pgha.spec import Spec
 from pgha.topology import Kind, Place, Topology
 
 PG_BIN_DIR = "/usr/lib/postgresql/15/bin"
@@ -175,7 +176,7 @@ class Component(ABC):
                           place: Place) -> list[str]:
         return self.command(programs, config, conf_dir)
 
-    def container_environment(self) -> dict[str, str]:
+    def container_environment(self, spec: Spec) -> dict[str, str]:
         """Variables compose fills from .env (never a password in compose.yaml itself)."""
         return {}
 

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import shlex
 from abc import abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
+from pgha import dcs_auth
 from pgha.components.base import Component, Needed, Programs, Site
 from pgha.dial import Endpoint, http_request, tcp_connect
 from pgha.layout import Layout
 from pgha.render import RenderedFile, to_yaml
 from pgha.render.dcs import ZOOKEEPER_JARS, render_etcd, render_zookeeper, zookeeper_argv, zookeeper_myid
+from pgha.secrets import Secrets
 from pgha.spec import Spec
 from pgha.topology import Kind, Place, Topology
 
@@ -55,6 +58,24 @@ class DcsMember(Component):
         """(healthy, one-line detail) of the member at ep; raises OSError/ValueError when it does
         not answer."""
 
+    # --- authentication: only Patroni, with its own password, may write the cluster's keys ----
+
+    # Whether pgha can turn authentication on for this kind (spec.dcs.authentication asks for it).
+    can_authenticate: ClassVar[bool] = False
+
+    def patroni_credentials(self, scope: str, secrets: Secrets) -> dict[str, str]:
+        """What Patroni's section for this DCS needs to log in (empty: nothing)."""
+        return {}
+
+    def secure(self, ep: Endpoint, scope: str, secrets: Secrets) -> None:
+        """Turn authentication on (idempotent); raises BackendError when the DCS refuses."""
+
+    def anonymous_write_refused(self, ep: Endpoint, scope: str) -> tuple[bool, str]:
+        """(refused, evidence): does the member refuse a write from a client without credentials?
+        Never writes, whatever the answer."""
+        return False, f"pgha does not set up authentication for {self.name} yet: anyone who reaches {ep} " \
+                      "can write the cluster's keys"
+
 
 class Etcd(DcsMember):
     name: ClassVar[str] = "etcd"
@@ -79,6 +100,17 @@ class Etcd(DcsMember):
         _, data = http_request(ep, "health", timeout)
         healthy = str(data.get("health")) == "true"
         return healthy, "healthy" if healthy else f"unhealthy: {data.get('reason') or 'no quorum'}"
+
+    can_authenticate: ClassVar[bool] = True
+
+    def patroni_credentials(self, scope: str, secrets: Secrets) -> dict[str, str]:
+        return {"username": dcs_auth.patroni_user(scope), "password": secrets.dcs_password}
+
+    def secure(self, ep: Endpoint, scope: str, secrets: Secrets) -> None:
+        dcs_auth.secure_etcd(ep, scope, secrets.dcs_root_password, secrets.dcs_password)
+
+    def anonymous_write_refused(self, ep: Endpoint, scope: str) -> tuple[bool, str]:
+        return dcs_auth.anonymous_write_refused(ep, scope)
 
 
 class ZooKeeper(DcsMember):
@@ -139,3 +171,15 @@ DCS_KINDS: dict[str, DcsMember] = {"etcd": Etcd(), "zookeeper": ZooKeeper()}
 def dcs_component(spec: Spec) -> DcsMember:
     """The DCS kind the spec names."""
     return DCS_KINDS[spec.dcs.kind]
+
+
+def ensure_authentication(spec: Spec, ep: Endpoint, secrets: Secrets, say: Callable[[str], None]) -> None:
+    """Turn the DCS's authentication on when the spec asks for it, the kind supports it and the
+    member at ep still takes anonymous writes (one probe that never writes); idempotent."""
+    dcs = dcs_component(spec)
+    if not (spec.dcs.authentication and dcs.can_authenticate):
+        return
+    refused, _ = dcs.anonymous_write_refused(ep, spec.patroni_scope)
+    if not refused:
+        say(f"turning on {dcs.name}'s authentication: only Patroni may write the cluster's keys")
+        dcs.secure(ep, spec.patroni_scope, secrets)

@@ -9,6 +9,7 @@ from pgha.components.base import Component, Needed, Programs, Site
 from pgha.layout import Layout
 from pgha.render import RenderedFile
 from pgha.render.haproxy import render_haproxy
+from pgha.spec import Spec
 from pgha.topology import Kind, Place, Topology
 
 ENV_STATS = "PGHA_STATS_PASSWORD"
@@ -60,7 +61,7 @@ class HAProxy(Component):
     def container_config_name(self, place: Place) -> str:
         return "haproxy.cfg"
 
-    def container_environment(self) -> dict[str, str]:
+    def container_environment(self, spec: Spec) -> dict[str, str]:
         return {ENV_STATS: f"${{{ENV_STATS}:?missing from .env}}"}
 
     def exposed(self, topo: Topology, place: Place) -> list[int]:

@@ -24,7 +24,7 @@ from pgha.components.base import Programs, Site
 from pgha.components.dcs import ZooKeeper, dcs_component
 from pgha.components.haproxy import ENV_STATS
 from pgha.components.kinds import component_for
-from pgha.components.patroni import ENV_REPLICATION, ENV_REST, ENV_SUPERUSER
+from pgha.components.patroni import ENV_DCS, ENV_REPLICATION, ENV_REST, ENV_SUPERUSER
 from pgha.layout import Layout
 from pgha.render import RenderedFile, to_yaml
 from pgha.render.haproxy import ServerStyle, render_haproxy
@@ -116,6 +116,7 @@ def container_patroni(topo: Topology, node: str) -> dict[str, Any]:
     every password (Patroni takes them from PATRONI_* environment variables)."""
     cfg = render_patroni(topo, CONTAINER_LAYOUT, _NO_SECRETS, node)
     cfg["restapi"].pop("authentication", None)
+    cfg[dcs_component(topo.spec).patroni_key].pop("password", None)
     cfg.pop("ctl", None)
     pg = cfg["postgresql"]
     pg.pop("authentication", None)
@@ -245,7 +246,7 @@ def compose_document(topo: Topology) -> dict[str, Any]:
             # A fixed address, the one the configs name; the service name resolves to it as well.
             "networks": {NETWORK: {"ipv4_address": place.address}},
         }
-        env = comp.container_environment()
+        env = comp.container_environment(spec)
         if env:
             svc["environment"] = env
         if comp.keeps_data:
@@ -274,6 +275,7 @@ def env_file(secrets: Secrets, base_image: str | None) -> str:
         f"{ENV_SUPERUSER}={secrets.superuser_password}",
         f"{ENV_REPLICATION}={secrets.replication_password}",
         f"{ENV_REST}={secrets.rest_password}",
+        f"{ENV_DCS}={secrets.dcs_password}",
         f"{ENV_STATS}={secrets.stats_password}",
     ]
     if base_image:

@@ -14,9 +14,11 @@ from pgha.topology import Topology
 LOG_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
 
 
-def dcs_section(topo: Topology) -> dict[str, Any]:
+def dcs_section(topo: Topology, secrets: Secrets) -> dict[str, Any]:
     hosts = [f"{place.address}:{ports.client}" for place, ports in zip(topo.dcs, topo.dcs_ports, strict=True)]
-    return {dcs_component(topo.spec).patroni_key: {"hosts": hosts}}
+    dcs = dcs_component(topo.spec)
+    login = dcs.patroni_credentials(topo.spec.patroni_scope, secrets) if topo.spec.dcs.authentication else {}
+    return {dcs.patroni_key: {"hosts": hosts, **login}}
 
 
 def pg_hba(topo: Topology) -> list[str]:
@@ -86,7 +88,7 @@ def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str) 
             "authentication": rest_auth,
         },
         "ctl": {"authentication": dict(rest_auth)},
-        **dcs_section(topo),
+        **dcs_section(topo, secrets),
         "bootstrap": {
             "dcs": dynamic_settings(spec),
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums",

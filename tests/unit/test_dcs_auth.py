@@ -124,3 +124,21 @@ def test_the_security_probe_can_never_write_and_reads_etcds_refusal() -> None:
     (compare,) = sent[0]["compare"]
     assert (compare["target"], compare["result"], compare["version"]) == ("VERSION", "LESS", "0")
     assert base64.b64decode(compare["key"]).startswith(b"/service/demo/")
+
+
+def test_patroni_logs_in_to_etcd_as_its_own_user_and_the_lab_stays_open(tmp_path: Any) -> None:
+    from pgha.layout import Layout
+    from pgha.render.patroni import render_patroni
+    from pgha.secrets import Secrets
+    from pgha.spec import build_spec
+    from pgha.topology import topology
+
+    secrets = Secrets.generate()
+    default = build_spec("default", overrides={"name": "shop"})
+    cfg = render_patroni(topology(default), Layout(tmp_path), secrets, default.node_names[0])
+    assert cfg["etcd3"]["username"] == "patroni-shop" and cfg["etcd3"]["password"] == secrets.dcs_password
+    assert secrets.dcs_root_password not in str(cfg)  # root's password is pgha's alone
+    opened = build_spec("default", file_settings={"dcs": {"authentication": False}})
+    assert set(render_patroni(topology(opened), Layout(tmp_path), secrets, "node0")["etcd3"]) == {"hosts"}
+    seed = build_spec("seed")
+    assert set(render_patroni(topology(seed), Layout(tmp_path), secrets, seed.node_names[0])["zookeeper"]) == {"hosts"}
