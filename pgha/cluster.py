@@ -19,7 +19,7 @@ from psycopg.conninfo import make_conninfo
 from pgha import procs
 from pgha import secrets as secrets_store
 from pgha.app_role import ensure_app_role
-from pgha.backends import backend_kind, make_backend
+from pgha.backends import make_backend
 from pgha.backends.base import Backend, Progress
 from pgha.components.dcs import ensure_authentication
 from pgha.dial import PgTarget
@@ -382,6 +382,8 @@ class Cluster:
     def multihost_hosts(self, readonly: bool = False) -> list[tuple[str, int]]:
         """What a multi-host URI lists (the backend's registry entry knows: the nodes where
         clients reach them directly, otherwise every HAProxy host's entrypoint)."""
+        from pgha.backends import backend_kind
+
         return backend_kind(self.spec.backend).multihost_hosts(self.spec, readonly)
 
     def multihost_uri(self, with_password: bool = False, readonly: bool = False, login: Login | None = None) -> str:
