@@ -205,7 +205,7 @@ def connect(name: NameOpt = "default",
     print(f"PGPASSFILE={pgpass} psql 'host={spec.host} port={port} user={login.user} dbname={login.dbname}'")
     from pgha.backends import backend_kind  # the registry knows how this backend's clients connect
 
-    if backend_kind(spec.backend).says_proxy_free:
+    if backend_kind(spec.backend).direct_nodes_on is not None:
         out.print("# without a proxy (libpq picks " + ("a replica" if ro else "the primary") + " itself):")
     else:
         out.print("# over every HAProxy host (libpq moves on when one is lost):")

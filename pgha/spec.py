@@ -19,6 +19,9 @@ from pgha.backends.registry import find as find_backend
 from pgha.errors import PghaError
 
 PROFILES = ("default", "seed")
+# Whether a DCS kind's members need a third port, for leader election (ZooKeeper's 3888). The
+# spec plans ports below the component classes (pgha.components.dcs), so it keeps this one fact.
+HAS_ELECTION_PORT = {"etcd": False, "zookeeper": True}
 LAB_BASE_PORT = 5432
 MAX_NODES = 9
 
@@ -233,8 +236,8 @@ class Spec(_Frozen):
             raise ValueError("ports: need one postgres and one rest port per node")
         if len(p.dcs_client) != self.dcs.members or len(p.dcs_peer) != self.dcs.members:
             raise ValueError("ports: need one dcs_client and one dcs_peer port per DCS member")
-        if self.dcs.kind == "zookeeper" and len(p.dcs_election) != self.dcs.members:
-            raise ValueError("ports: ZooKeeper needs one dcs_election port per member")
+        if HAS_ELECTION_PORT[self.dcs.kind] and len(p.dcs_election) != self.dcs.members:
+            raise ValueError(f"ports: {self.dcs.kind} needs one dcs_election port per member")
         if self.haproxy.hosts > 1 and not backend_kind(self.backend).hosts_of_their_own:
             raise ValueError("haproxy.hosts: more than one HAProxy needs hosts of their own (backend netns)")
         if len(p.entrypoint_rw_more) != self.haproxy.hosts - 1:
@@ -377,7 +380,7 @@ def plan_ports(profile: str, base_port: int, nodes: int, dcs_kind: str, dcs_memb
             "rest": [8008 + off + i for i in n],
             "dcs_client": [2181 + off + i for i in m],
             "dcs_peer": [2888 + off + i for i in m],
-            "dcs_election": [3888 + off + i for i in m] if dcs_kind == "zookeeper" else [],
+            "dcs_election": [3888 + off + i for i in m] if HAS_ELECTION_PORT.get(dcs_kind, False) else [],
             "entrypoint_rw_more": [base_port + 40 + k for k in range(haproxy_hosts - 1)],
         }
     b = base_port
@@ -389,7 +392,7 @@ def plan_ports(profile: str, base_port: int, nodes: int, dcs_kind: str, dcs_memb
         "rest": [b + 20 + i for i in n],
         "dcs_client": [b + 30 + i for i in m],
         "dcs_peer": [b + 40 + i for i in m],
-        "dcs_election": [b + 50 + i for i in m] if dcs_kind == "zookeeper" else [],
+        "dcs_election": [b + 50 + i for i in m] if HAS_ELECTION_PORT.get(dcs_kind, False) else [],
         "entrypoint_rw_more": [b + 3 + k for k in range(haproxy_hosts - 1)],
     }
 
@@ -408,14 +411,14 @@ def format_validation_error(err: ValidationError) -> str:
     """The first problem as one line: `field.path: rule`."""
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
-    kind, ctx = first["type"], first.get("ctx") or {}
-    if kind == "greater_than_equal":
+    error_type, ctx = first["type"], first.get("ctx") or {}
+    if error_type == "greater_than_equal":
         msg = f"must be >= {ctx['ge']}"
-    elif kind == "less_than_equal":
+    elif error_type == "less_than_equal":
         msg = f"must be <= {ctx['le']}"
-    elif kind == "extra_forbidden":
+    elif error_type == "extra_forbidden":
         msg = "unknown setting"
-    elif kind == "value_error":
+    elif error_type == "value_error":
         msg = str(ctx.get("error", first["msg"]))
     else:
         msg = first["msg"][0].lower() + first["msg"][1:]

@@ -44,9 +44,6 @@ class BackendKind:
     direct_nodes_on: str | None
     # How many HAProxy hosts the default profile gets where the user did not say.
     default_haproxy_hosts: int = 1
-    # Whether `pgha connect` calls the multi-host URI proxy-free (kept as it has always been
-    # printed: only the local backend says so, although compose's URI lists the nodes too).
-    says_proxy_free: bool = False
 
     def build(self, spec: Spec, layout: Layout, secrets: Secrets, run_as: RunAs) -> Backend:
         module, _, cls = self.implementation.partition(":")
@@ -67,7 +64,7 @@ class BackendKind:
 
 BACKENDS: dict[str, BackendKind] = {b.name: b for b in (
     BackendKind("local", "pgha.backends.local:LocalBackend", hosts_of_their_own=False, named_namespaces=False,
-                direct_nodes_on="node_host", says_proxy_free=True),
+                direct_nodes_on="node_host"),
     BackendKind("netns", "pgha.backends.netns:NetnsBackend", hosts_of_their_own=True, named_namespaces=True,
                 direct_nodes_on=None, default_haproxy_hosts=2),
     # Containers are hosts of their own too, at fixed addresses on the compose network; their

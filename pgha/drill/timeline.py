@@ -298,7 +298,7 @@ _ETCD_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("dcs_peer", re.compile(r"^peer became (in)?active")),
 )
 
-# log4j "%d{ISO8601} %-5p [%t] %c{1}: %m" (pgha.render.ZOOKEEPER_LOG4J); thread names nest brackets:
+# log4j "%d{ISO8601} %-5p [%t] %c{1}: %m" (pgha.components.dcs.ZOOKEEPER_LOG4J); thread names nest brackets:
 # "[QuorumPeer[myid=1](plain=127.0.0.1:2181)(secure=disabled)]".
 _ZOOKEEPER = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3}) ([A-Z]+)\s+\[.*?\] (\S+?): (.*)$")
 _ZOOKEEPER_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (

@@ -24,7 +24,7 @@ WATCH_S = 8.0  # longer than loop_wait (1 s) and HAProxy's checks: a write that 
 
 @pytest.fixture(scope="module")
 def cluster(pgha_home: Path) -> Iterator[Cluster]:
-    run_pgha("up", "--name", NAME, "--nodes", "2", "--dcs-members", "1", "--base-port", "35432",
+    run_pgha("up", "--name", NAME, "--nodes", "2", "--dcs-members", "1", "--base-port", "13432",
              check=True, timeout=300)
     yield Cluster(NAME)
     run_pgha("down", "--name", NAME, "--purge", timeout=120)

@@ -13,13 +13,15 @@ from helpers import run_pgha
 
 pytestmark = pytest.mark.integration
 NAME = "asyncdrill"
+# Ports below Linux's ephemeral range (32768-60999): a client socket of another test can hold one
+# of those for a moment, and `up` would then find it taken.
 
 
 @pytest.fixture(scope="module")
 def async_cluster(pgha_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     config = tmp_path_factory.mktemp("async") / "async.yaml"
     config.write_text("patroni:\n  synchronous_mode: false\n")
-    run_pgha("up", "--name", NAME, "--config", str(config), "--base-port", "33432", check=True)
+    run_pgha("up", "--name", NAME, "--config", str(config), "--base-port", "12432", check=True)
     yield pgha_home / NAME
     run_pgha("down", "--name", NAME, "--purge", timeout=120)
 
