@@ -67,6 +67,10 @@ class DcsMember(Component):
         """What Patroni's section for this DCS needs to log in (empty: nothing)."""
         return {}
 
+    def patroni_environment(self, scope: str, password: str) -> dict[str, str]:
+        """The same login as PATRONI_* variables (containers: the password stays in .env)."""
+        return {}
+
     def secure(self, ep: Endpoint, scope: str, secrets: Secrets) -> None:
         """Turn authentication on (idempotent); raises BackendError when the DCS refuses."""
 
@@ -105,6 +109,13 @@ class Etcd(DcsMember):
 
     def patroni_credentials(self, scope: str, secrets: Secrets) -> dict[str, str]:
         return {"username": dcs_auth.patroni_user(scope), "password": secrets.dcs_password}
+
+    def patroni_environment(self, scope: str, password: str) -> dict[str, str]:
+        # Patroni applies PATRONI_ETCD3_USERNAME/_PASSWORD only to an etcd3 section that its
+        # environment defines with another setting: without PROTOCOL (http, as the config says)
+        # it ignores them, runs without a login, and dies once authentication is on.
+        return {"PATRONI_ETCD3_PROTOCOL": "http", "PATRONI_ETCD3_USERNAME": dcs_auth.patroni_user(scope),
+                "PATRONI_ETCD3_PASSWORD": password}
 
     def secure(self, ep: Endpoint, scope: str, secrets: Secrets) -> None:
         dcs_auth.secure_etcd(ep, scope, secrets.dcs_root_password, secrets.dcs_password)

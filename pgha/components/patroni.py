@@ -11,7 +11,7 @@ from pgha.components.dcs import dcs_component
 from pgha.layout import Layout
 from pgha.render import RenderedFile, to_yaml
 from pgha.render.patroni import render_patroni
-from pgha.secrets import REPLICATION_USER, REST_USER, SUPERUSER, Secrets
+from pgha.secrets import REPLICATION_USER, REST_USER, SUPERUSER
 from pgha.spec import Spec
 from pgha.topology import Kind, Place, Topology
 
@@ -22,7 +22,6 @@ ENV_SUPERUSER = "PGHA_SUPERUSER_PASSWORD"
 ENV_REPLICATION = "PGHA_REPLICATION_PASSWORD"
 ENV_REST = "PGHA_REST_PASSWORD"
 ENV_DCS = "PGHA_DCS_PASSWORD"
-NO_SECRETS = Secrets("", "", "", "")
 
 
 def _from_env(var: str) -> str:
@@ -87,10 +86,7 @@ class PatroniNode(Component):
 
     def container_environment(self, spec: Spec) -> dict[str, str]:
         dcs = dcs_component(spec)
-        # Patroni reads PATRONI_<SECTION>_USERNAME/_PASSWORD for its DCS section too.
-        login = dcs.patroni_credentials(spec.patroni_scope, NO_SECRETS) if spec.dcs.authentication else {}
-        section = f"PATRONI_{dcs.patroni_key.upper()}"
-        dcs_env = {f"{section}_USERNAME": login["username"], f"{section}_PASSWORD": _from_env(ENV_DCS)} if login else {}
+        dcs_env = dcs.patroni_environment(spec.patroni_scope, _from_env(ENV_DCS)) if spec.dcs.authentication else {}
         return {**dcs_env,
             "PATRONI_SUPERUSER_USERNAME": SUPERUSER,
             "PATRONI_SUPERUSER_PASSWORD": _from_env(ENV_SUPERUSER),

@@ -52,7 +52,7 @@ def test_docker_compose_accepts_the_rendered_file(profile: str, tmp_path: Path) 
     # Patroni logs in to etcd as its own user (issue 12); the lab's ZooKeeper stays open.
     dcs_login = {k: v for k, v in node["environment"].items() if k.startswith("PATRONI_ETCD3_")}
     if profile == "default":
-        assert dcs_login == {"PATRONI_ETCD3_USERNAME": "patroni-default",
+        assert dcs_login == {"PATRONI_ETCD3_PROTOCOL": "http", "PATRONI_ETCD3_USERNAME": "patroni-default",
                              "PATRONI_ETCD3_PASSWORD": SECRETS.dcs_password}
     else:
         assert dcs_login == {} and not any(k.startswith("PATRONI_ZOOKEEPER_") for k in node["environment"])
@@ -201,3 +201,18 @@ def test_a_node_container_log_splits_into_patroni_and_postgresql() -> None:
     assert postgres.splitlines()[0].endswith("starting PostgreSQL 15.13 on x86_64")
     assert postgres.splitlines()[-1] == "\tcontinued without a prefix"
     assert split_node_log("") == ("", "")
+
+
+def test_patroni_in_a_container_sees_its_etcd_login(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Patroni's own config loader, given the container's environment (with .env filled in),
+    has the etcd3 username and password; it ignores PATRONI_ETCD3_USERNAME/_PASSWORD unless
+    another etcd3 variable is set, and without a login it dies once authentication is on."""
+    from patroni.config import Config
+
+    out = _render(build_spec("default"), tmp_path)
+    env = yaml.safe_load((out / "compose.yaml").read_text())["services"]["node0"]["environment"]
+    for key, value in env.items():
+        if key.startswith("PATRONI_ETCD3_"):
+            monkeypatch.setenv(key, SECRETS.dcs_password if key.endswith("PASSWORD") else value)
+    etcd3 = Config(str(out / "config" / "node0.yml"))["etcd3"]
+    assert (etcd3["username"], etcd3["password"]) == ("patroni-default", SECRETS.dcs_password)
