@@ -1,5 +1,5 @@
 """etcd authentication: the requests pgha sends, and how it treats etcd's answers (no servers;
-tests/integration/test_dcs_auth.py runs the attacks against a real cluster)."""
+tests/integration/test_dcs_attacks.py runs the attacks against a real cluster)."""
 
 from __future__ import annotations
 
