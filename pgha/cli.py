@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -377,7 +378,14 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+# Files pgha creates get the modes it means, whatever umask the caller has: the service user
+# (and, on netns, each host's unit user) must read configs and enter directories created as root,
+# and a caller's umask 077 would make them unreadable. Private files set 0600 themselves.
+UMASK = 0o022
+
+
 def main() -> None:
+    os.umask(UMASK)
     # Click's own usage errors print a usage block; here every error is one line and exit 2.
     try:
         code = app(standalone_mode=False)

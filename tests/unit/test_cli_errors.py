@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-from helpers import processes_under, run_pgha
+from helpers import PGHA, processes_under, run_pgha
 
 
 @pytest.mark.parametrize(
@@ -66,3 +67,20 @@ def test_render_compose_bad_input(tmp_path: Path, extra: list[str], expected: st
     assert expected in result.stderr.replace("\n", " ")
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "d").exists()
+
+
+def test_a_callers_strict_umask_does_not_leak_into_what_pgha_creates(tmp_path: Path) -> None:
+    """As root with umask 077 the service user could not read the configs pgha wrote (seen on
+    the netns backend); pgha sets its own umask, and private files are 0600 by themselves."""
+    import stat
+    import subprocess
+
+    home = tmp_path / "home"
+    home.mkdir()
+    out = tmp_path / "bundle"
+    result = subprocess.run(["sh", "-c", f'umask 077 && exec "$0" render compose --out {out}', PGHA],
+                            capture_output=True, text=True, env={**os.environ, "PGHA_HOME": str(home)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE((out / "config").stat().st_mode) == 0o755
+    assert stat.S_IMODE((out / "compose.yaml").stat().st_mode) & 0o044 == 0o044
+    assert stat.S_IMODE((out / ".env").stat().st_mode) == 0o600

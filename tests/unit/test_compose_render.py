@@ -214,5 +214,9 @@ def test_patroni_in_a_container_sees_its_etcd_login(tmp_path: Path, monkeypatch:
     for key, value in env.items():
         if key.startswith("PATRONI_ETCD3_"):
             monkeypatch.setenv(key, SECRETS.dcs_password if key.endswith("PASSWORD") else value)
-    etcd3 = Config(str(out / "config" / "node0.yml"))["etcd3"]
+    umask = os.umask(0o022)
+    try:
+        etcd3 = Config(str(out / "config" / "node0.yml"))["etcd3"]
+    finally:
+        os.umask(umask)  # Patroni's Config sets the process's umask to 077
     assert (etcd3["username"], etcd3["password"]) == ("patroni-default", SECRETS.dcs_password)
