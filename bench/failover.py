@@ -14,7 +14,14 @@ default-async is the default profile with synchronous_mode off; by default it ru
 stall-then-kill fault, which is what it is there to contrast. A `-netns` profile runs every
 component as a host of its own (the netns backend, root only), which the network faults need;
 default-netns-nofailsafe turns failsafe_mode off to contrast losing the DCS majority, and
-default-netns-zk has a 3-member ZooKeeper ensemble instead of etcd. A `-compose` profile runs
+default-netns-zk has a 3-member ZooKeeper ensemble instead of etcd; default-netns-notls turns TLS
+off (it is on by default there) and default-tls turns it on for the local backend, to measure its
+cost:
+
+    .venv/bin/python bench/failover.py --profiles default-netns,default-netns-notls,default,default-tls \
+        --faults stop,kill --via haproxy --out bench/results/failover-tls.md
+
+A `-compose` profile runs
 the compose deployment on rootful Podman (scripts/container-engine.sh first). A fault may
 name its target (`dcs-down:majority`, `haproxy-kill:haproxy`). Faults whose effect waits for the
 leader key to run out (DCS and network faults) are held at least ttl + 5 s. Prints a table and writes it to
@@ -41,7 +48,8 @@ RESULTS = Path(__file__).parent / "results" / "failover.md"
 ALL_FAULTS = "stop,kill,node-loss,freeze,crash-postgres,stall-then-kill,switchover"
 BASE_PORTS = {"seed": 23432, "default": 24432, "default-async": 25432, "seed-netns": 27432,
               "default-netns": 28432, "default-netns-nofailsafe": 29432, "default-netns-zk": 22432,
-              "seed-compose": 23732, "default-compose": 24532}
+              "seed-compose": 23732, "default-compose": 24532, "default-netns-notls": 29532,
+              "default-tls": 30432}
 # The compose network of each -compose profile (its bridge is on this machine, so two must differ).
 COMPOSE_NETWORKS = {"seed-compose": "198.18.51.0/24", "default-compose": "198.18.50.0/24"}
 TARGETS = {  # goals for the default profile, from the issue; the lab's numbers are measured here
@@ -78,6 +86,10 @@ def spec_for(profile: str, port_shift: int = 0) -> Spec:
         overrides["patroni"] = {"failsafe_mode": False}
     if profile.endswith("-zk"):
         overrides["dcs"] = {"kind": "zookeeper", "members": 3}
+    if profile.endswith("-notls"):
+        overrides["tls"] = False
+    if profile.endswith("-tls"):
+        overrides["tls"] = True
     return build_spec(base, overrides=overrides)
 
 

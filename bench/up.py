@@ -1,7 +1,10 @@
 """Time from nothing to a healthy cluster, and the memory of all its processes.
 
     .venv/bin/python bench/up.py [--runs 3] [--profiles seed,default] [--backends local,compose]
-        [--port-shift 0]
+        [--tls default,on,off] [--port-shift 0]
+
+    .venv/bin/python bench/up.py --profiles default --backends local,netns --tls on,off \
+        --out bench/results/up-tls.md
 
 Prints a table and writes it to bench/results/up.md. Each run starts from an empty cluster
 directory (initdb, DCS bootstrap, basebackups included) and ends with `down --purge`; for the
@@ -51,13 +54,15 @@ class Run:
     pss: float
 
 
-def one_run(profile: str, backend: str, run: int, port_shift: int) -> Run:
+def one_run(profile: str, backend: str, run: int, port_shift: int, tls: str = "default") -> Run:
     name = f"bench-up-{profile}-{backend}"
     cluster = Cluster(name)
     if cluster.layout.root.exists():
         cluster.down(purge=True)
     base_port = (21432 if profile == "default" else 22432) + port_shift + (100 if backend == "compose" else 0)
     overrides: dict[str, object] = {"name": name, "base_port": base_port, "backend": backend}
+    if tls != "default":
+        overrides["tls"] = tls == "on"
     if backend == "compose":
         overrides["network"] = "198.18.40.0/24" if profile == "default" else "198.18.41.0/24"
     spec = build_spec(profile, overrides=overrides)
@@ -80,8 +85,8 @@ def one_run(profile: str, backend: str, run: int, port_shift: int) -> Run:
         if cluster.exists:
             cluster.down(purge=True)
     result = Run(total - build, build, rss, pss)
-    print(f"  {profile}/{backend} run {run}: healthy in {result.seconds:.2f} s (+ image build {build:.1f} s), "
-          f"RSS {rss:.0f} MiB, PSS {pss:.0f} MiB", flush=True)
+    print(f"  {profile}/{backend}/tls {tls} run {run}: healthy in {result.seconds:.2f} s "
+          f"(+ image build {build:.1f} s), RSS {rss:.0f} MiB, PSS {pss:.0f} MiB", flush=True)
     return result
 
 
@@ -90,6 +95,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profiles", default="seed,default")
     parser.add_argument("--backends", default="local", help="local,compose")
+    parser.add_argument("--tls", default="default", help="default,on,off: the spec's default, or TLS forced")
     parser.add_argument("--port-shift", type=int, default=0, help="add this to every base port")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the table")
     args = parser.parse_args()
@@ -98,19 +104,21 @@ def main() -> None:
     os.environ["PGHA_HOME"] = str(home)
     rows = []
     for backend in args.backends.split(","):
-        for profile in args.profiles.split(","):
-            spec = build_spec(profile)
-            runs = [one_run(profile, backend, i + 1, args.port_shift) for i in range(args.runs)]
+        for profile, tls in ((p, t) for p in args.profiles.split(",") for t in args.tls.split(",")):
+            forced = {} if tls == "default" else {"tls": tls == "on"}
+            spec = build_spec(profile, overrides={"backend": backend, **forced})
+            runs = [one_run(profile, backend, i + 1, args.port_shift, tls) for i in range(args.runs)]
             secs, build, rss, pss = (statistics.median(getattr(r, f) for r in runs)
                                      for f in ("seconds", "build", "rss", "pss"))
             shape = f"{spec.nodes} nodes + {spec.dcs.members} {spec.dcs.kind}"
             built = f"{build:.1f}" if backend == "compose" else "-"
-            rows.append(f"| {backend} | {profile} | {shape} | {secs:.1f} | {max(r.seconds for r in runs):.1f} | "
-                        f"{built} | {rss:.0f} | {pss:.0f} |")
+            slowest = max(r.seconds for r in runs)
+            rows.append(f"| {backend} | {profile} | {'on' if spec.tls else 'off'} | {shape} | {secs:.1f} | "
+                        f"{slowest:.1f} | {built} | {rss:.0f} | {pss:.0f} |")
     table = "\n".join([
-        "| backend | profile | cluster | healthy after, median (s) | max (s) | image build, median (s) | "
+        "| backend | profile | TLS | cluster | healthy after, median (s) | max (s) | image build, median (s) | "
         "RSS, median (MiB) | PSS, median (MiB) |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
         *rows,
     ])
     text = (f"# bench/up.py\n\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, median of "
@@ -119,7 +127,8 @@ def main() -> None:
             f"among the processes that share it. compose: the processes inside the containers (not the "
             f"engine's conmon), and the time to healthy excludes the image build, given on its own."
             f"\n\n{table}\n\nRerun: `.venv/bin/python bench/up.py --runs "
-            f"{args.runs} --profiles {args.profiles} --backends {args.backends} --port-shift {args.port_shift}"
+            f"{args.runs} --profiles {args.profiles} --backends {args.backends} --tls {args.tls} "
+            f"--port-shift {args.port_shift}"
             f" --out {args.out}`\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pgha import pki
 from pgha import secrets as secrets_store
 from pgha.components.dcs import dcs_component
+from pgha.dcs_auth import SECURE_SCRIPT
 from pgha.deployment import write_files
 from pgha.errors import PghaError
 from pgha.inventory import host_bundles, inventory_spec, inventory_topology, load_inventory
@@ -16,7 +18,8 @@ from pgha.render.hosts import REAL_MACHINE, render_bundle
 from pgha.topology import Topology
 
 
-def write_host_bundles(inventory_path: Path, out_dir: Path, root: Path | None) -> dict[str, list[Path]]:
+def write_host_bundles(inventory_path: Path, out_dir: Path, root: Path | None,
+                       renew_certs: bool = False) -> dict[str, list[Path]]:
     inv = load_inventory(inventory_path)
     spec = inventory_spec(inv)
     topo = inventory_topology(spec, inv)
@@ -31,10 +34,17 @@ def write_host_bundles(inventory_path: Path, out_dir: Path, root: Path | None) -
     out_dir.mkdir(parents=True, exist_ok=True)
     # The same passwords on every host, kept beside the bundles so a re-render keeps them.
     secrets = secrets_store.load_or_create(out_dir / "secrets.yml")
+    # The CA and every certificate stay beside the bundles (pki/, the CA's key with them, never
+    # in a host's directory), so a re-render keeps them and `pgha render hosts` can renew them.
+    certificates = None
+    if spec.tls:
+        store = out_dir / "pki"
+        certificates = pki.renew(store, topo) if renew_certs and (store / "ca.crt").exists() \
+            else pki.ensure(store, topo)
     written: dict[str, list[Path]] = {}
     for bundle in host_bundles(topo, inv, root):
         relative = [RenderedFile(f.path.relative_to(root), f.text, f.mode)
-                    for f in render_bundle(topo, bundle, secrets, REAL_MACHINE)]
+                    for f in render_bundle(topo, bundle, secrets, REAL_MACHINE, certificates)]
         written[bundle.host] = write_files(out_dir / bundle.host, relative)
     (out_dir / "README.md").write_text(operators_readme(topo, inv_hosts(topo), root))
     return written
@@ -84,5 +94,38 @@ def operators_readme(topo: Topology, places: list[tuple[str, str]], root: Path) 
         "The Patroni and HAProxy configs hold the cluster's passwords (files of mode 0600); `secrets.yml` "
         "beside this README keeps them for a re-render. Treat this directory as a secret.",
         "",
+        *_security_section(topo, root),
     ]
     return "\n".join(lines)
+
+
+def _security_section(topo: Topology, root: Path) -> list[str]:
+    spec = topo.spec
+    lines: list[str] = []
+    if spec.dcs.authentication and dcs_component(spec).can_authenticate:
+        first = topo.dcs[0]
+        lines += [
+            "## Turning the DCS's authentication on",
+            "",
+            f"Once every DCS host runs, on the host of {first.name} ({first.address}), as root, once:",
+            "",
+            f"    sh {root}/conf/{SECURE_SCRIPT}",
+            "",
+            "Afterwards only Patroni, with its password, may write the cluster's keys. Running it again is "
+            "harmless.",
+            "",
+        ]
+    if spec.tls:
+        lines += [
+            "## Certificates",
+            "",
+            "Every hop is TLS, with a CA of the cluster's own: `pki/` beside this README holds the CA (with its "
+            "key) and every certificate; a host's directory holds only the CA's certificate and its own "
+            "certificate and key (`conf/tls/`). Keep `pki/` off the hosts. Copy each host's directory to it "
+            "over a channel you trust, run `install.sh`, and delete the copy. Certificates last a year: "
+            "`pgha render hosts --renew-certs` into this directory issues new ones; copy `conf/tls/` to "
+            "each host, then `systemctl reload` the Patroni units (etcd reads its files at every handshake; HAProxy "
+            "takes its stats certificate on reload).",
+            "",
+        ]
+    return lines

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import psycopg
 from psycopg import errors as pg_errors
 
+from pgha import tls_probe
 from pgha.cluster import Cluster
 from pgha.components.dcs import dcs_component
 from pgha.dial import PgTarget, http_request
@@ -203,15 +204,18 @@ def check_dcs(cluster: Cluster, state: ClusterState) -> CheckResult:
 
 def check_security(cluster: Cluster, state: ClusterState) -> CheckResult:
     """What is promised against local users and the network, verified from outside: the DCS
-    refuses a write without credentials (a probe that never writes), and Patroni's REST API
-    refuses a change without its password (a switchover request with no candidate, which
-    does nothing even where it is let through)."""
+    refuses a write without credentials (a probe that never writes); Patroni's REST API refuses
+    a change without its password (a switchover request with no candidate, which does nothing
+    even where it is let through); with TLS, every hop is encrypted and verified and refuses
+    cleartext (pgha.tls_probe)."""
     spec = cluster.spec
     dcs = dcs_component(spec)
-    name = "only Patroni writes the DCS; REST changes need the password"
+    name = "security: only Patroni writes the DCS; REST changes need the password"
+    if spec.tls:
+        name += "; TLS on every hop"
     if not spec.dcs.authentication:
         return CheckResult(7, name, "SKIP", f"profile {spec.profile} is the lab as published: its DCS ({dcs.name}) "
-                                            "takes writes from anyone who reaches it")
+                                            "takes writes from anyone who reaches it, and nothing is encrypted")
     try:
         refused, evidence = dcs.anonymous_write_refused(cluster.reach.dcs_client(0), spec.patroni_scope)
     except OSError as e:
@@ -223,7 +227,15 @@ def check_security(cluster: Cluster, state: ClusterState) -> CheckResult:
         rest = f"{node}'s REST API answered an unauthenticated POST with HTTP {status}"
     except OSError as e:
         rest_ok, rest = False, f"{node}'s REST API did not answer: {e}"
-    return CheckResult(7, name, "PASS" if refused and rest_ok else "FAIL", f"{evidence}; {rest}")
+    findings = [(refused, evidence), (rest_ok, rest)]
+    if spec.tls:
+        findings += tls_probe.transport(cluster, state)
+    else:
+        findings.append((True, "TLS off (spec.tls: the cluster's hosts share this machine's loopback)"))
+    failed = [text for ok, text in findings if not ok]
+    if failed:
+        return CheckResult(7, name, "FAIL", "; ".join(failed))
+    return CheckResult(7, name, "PASS", "; ".join(text for _, text in findings))
 
 
 def _err(e: BaseException) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -31,6 +32,8 @@ except ImportError:  # pragma: no cover
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="A highly available PostgreSQL cluster (Patroni + DCS + HAProxy) in one command.")
 out = Console()
+# `pgha status` shows the certificates red this long before the first expires.
+EXPIRY_WARNING_DAYS = 30
 err = Console(stderr=True)
 
 
@@ -66,10 +69,12 @@ def up(
     base_port: Annotated[int | None, typer.Option(help="Shift every port of the cluster.")] = None,
     backend: Annotated[str | None, typer.Option(help="local (processes on loopback) | netns (a network "
                                                      "namespace per host; root) | compose (containers)")] = None,
+    tls: Annotated[bool | None, typer.Option("--tls/--no-tls", help="TLS between the cluster's hosts, with a CA "
+                                             "of its own (default: on for netns, off on loopback).")] = None,
     timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds to wait for a healthy cluster.")] = 180.0,
 ) -> None:
     """Start the cluster (or do nothing if it is already up and healthy)."""
-    shaping = any(v is not None for v in (profile, config, nodes, dcs, dcs_members, base_port, backend))
+    shaping = any(v is not None for v in (profile, config, nodes, dcs, dcs_members, base_port, backend, tls))
     cluster = _cluster(name)
     requested = None
     if shaping or not cluster.exists:
@@ -80,7 +85,7 @@ def up(
         if dcs_members is not None:
             dcs_over["members"] = dcs_members
         overrides: dict[str, Any] = {"name": name, "profile": profile, "nodes": nodes, "base_port": base_port,
-                                     "backend": backend}
+                                     "backend": backend, "tls": tls}
         if dcs_over:
             overrides["dcs"] = dcs_over
         requested = build_spec(profile, file_settings, overrides)
@@ -103,12 +108,37 @@ def status(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
     cluster = _cluster(name)
     state = cluster.state()
     problem = health_problem(cluster.spec, state)
+    expiry = cluster.certificates_expire()
+    days = None if expiry is None else (expiry[1] - datetime.datetime.now(datetime.UTC)).total_seconds() / 86400
+    if problem is None and days is not None and days <= 0:
+        problem = f"the certificate of {expiry[0] if expiry else '?'} has expired: run `pgha rotate-certs`"
     if as_json:
-        print(json.dumps({**state.to_json(), "healthy": problem is None, "problem": problem}, indent=2))
+        tls = None if expiry is None else {"earliest_expiry": expiry[1].isoformat(), "certificate": expiry[0],
+                                           "days_left": round(days or 0, 1)}
+        print(json.dumps({**state.to_json(), "tls": tls, "healthy": problem is None, "problem": problem}, indent=2))
     else:
         _print_state(cluster, state)
+        if expiry is not None and days is not None:
+            style = "red" if days < EXPIRY_WARNING_DAYS else "green"
+            out.print(f"certificates: the first to expire is {expiry[0]}'s, on {expiry[1]:%Y-%m-%d %H:%M} UTC "
+                      f"([{style}]{days:.0f} days[/]); renew them all with `pgha rotate-certs --name {name}`")
         out.print("[green]healthy[/]" if problem is None else f"[red]not healthy:[/] {problem}")
     raise typer.Exit(0 if problem is None else 1)
+
+
+@app.command("rotate-certs")
+def rotate_certs(name: NameOpt = "default") -> None:
+    """Renew every host's certificate from the cluster's CA while it runs (no restart)."""
+    cluster = _cluster(name)
+    with out.status(f"renewing the certificates of cluster {name!r}") as status:
+        def progress(msg: str) -> None:
+            status.update(msg)
+            out.log(msg)
+
+        done = cluster.rotate_certs(progress)
+    expiry = cluster.certificates_expire()
+    until = f"; the first expires on {expiry[1]:%Y-%m-%d}" if expiry else ""
+    out.print(f"renewed every certificate; taken up without a restart by {', '.join(done)}{until}")
 
 
 def _print_state(cluster: Cluster, state: ClusterState) -> None:
@@ -203,7 +233,8 @@ def connect(name: NameOpt = "default",
     login = cluster.admin if admin else cluster.app
     pgpass = cluster.client_pgpass
     out.print(f"# through HAProxy ({'read-only' if ro else 'read-write'}), as {login.user}:")
-    print(f"PGPASSFILE={pgpass} psql 'host={spec.host} port={port} user={login.user} dbname={login.dbname}'")
+    tls = "".join(f" {k}={v}" for k, v in cluster.tls_parameters.items())
+    print(f"PGPASSFILE={pgpass} psql 'host={spec.host} port={port} user={login.user} dbname={login.dbname}{tls}'")
     from pgha.backends import backend_kind  # the registry knows how this backend's clients connect
 
     if backend_kind(spec.backend).direct_nodes_on is not None:
@@ -316,11 +347,13 @@ def render_hosts(
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write one bundle per host into.")],
     root: Annotated[Path | None, typer.Option(help="Where bundles live on the hosts "
                                                    "(default /var/lib/pgha/<cluster>).")] = None,
+    renew_certs: Annotated[bool, typer.Option("--renew-certs", help="Issue every host a new certificate from the "
+                                                                    "cluster's CA (kept in OUT/pki).")] = False,
 ) -> None:
     """One bundle per real machine: configs, systemd units, an install script (Debian/Ubuntu)."""
     from pgha.bundles import write_host_bundles
 
-    written = write_host_bundles(inventory, out_dir, root)
+    written = write_host_bundles(inventory, out_dir, root, renew_certs=renew_certs)
     for host, files in written.items():
         out.print(f"{host}: {len(files)} files in {out_dir / host}")
     out.print(f"operators' guide: {out_dir / 'README.md'}")

@@ -6,6 +6,7 @@ This is what the CLI, the checks and the drill talk to.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import signal
 import threading
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from pgha import procs
+from pgha import pki, procs
 from pgha import secrets as secrets_store
 from pgha.app_role import ensure_app_role
 from pgha.backends import make_backend
@@ -287,6 +288,23 @@ class Cluster:
             return self.layout.log("haproxy")
         return self.layout.log(self.spec.node_names[0])
 
+    def rotate_certs(self, progress: Progress) -> list[str]:
+        """Every host's certificate renewed while the cluster runs (no restart); the components
+        that took the new ones up. The cluster must be healthy before and is again after."""
+        if not self.spec.tls:
+            raise ClusterError(f"cluster {self.name!r} runs without TLS (spec.tls is off): no certificates to renew")
+        self.wait_healthy(timeout=10)
+        done = self.backend().renew_certificates(progress)
+        progress("checking that the cluster stays healthy")
+        self.wait_healthy(timeout=60)
+        return done
+
+    def certificates_expire(self) -> tuple[str, datetime.datetime] | None:
+        """(which, when) of the cluster's certificate that expires first; None without TLS."""
+        if not self.spec.tls:
+            return None
+        return pki.load(self.layout.pki).earliest_expiry
+
     def down(self, purge: bool = False) -> list[str]:
         """Stop everything; returns what was running. With purge, delete the cluster's directory,
         and only a directory pgha created (pgha.ownership)."""
@@ -362,7 +380,14 @@ class Cluster:
         """A connection string; the superuser's unless `login` says otherwise."""
         who = login or self.admin
         return make_conninfo(host=host or self.spec.host, port=port, dbname=dbname or who.dbname, user=who.user,
-                             password=who.password, **extra)
+                             password=who.password, **{**self.tls_parameters, **extra})
+
+    @property
+    def tls_parameters(self) -> dict[str, str]:
+        """What a client adds to check the server is the cluster's (nothing without TLS)."""
+        if not self.spec.tls:
+            return {}
+        return {"sslmode": "verify-full", "sslrootcert": str(self.layout.pki / "ca.crt")}
 
     def entrypoint_dsn(self, readonly: bool = False, login: Login | None = None, **extra: str) -> str:
         port = self.spec.ports.entrypoint_ro if readonly else self.spec.ports.entrypoint_rw
@@ -393,7 +418,8 @@ class Cluster:
         hosts = ",".join(f"{h}:{p}" for h, p in self.multihost_hosts(readonly))
         cred = who.user + (f":{who.password}" if with_password else "")
         attrs = "prefer-standby" if readonly else "read-write"
-        return f"postgresql://{cred}@{hosts}/{who.dbname}?target_session_attrs={attrs}&connect_timeout=2"
+        tls = "".join(f"&{k}={v}" for k, v in self.tls_parameters.items())
+        return f"postgresql://{cred}@{hosts}/{who.dbname}?target_session_attrs={attrs}&connect_timeout=2{tls}"
 
     def list_clusters(self) -> list[str]:
         home = self.home

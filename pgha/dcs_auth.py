@@ -130,3 +130,47 @@ def anonymous_write_refused(ep: Endpoint, scope: str, send: Send = _send) -> tup
     if status != 200 and ("user name is empty" in error or "permission denied" in error):
         return True, f"{ep} refused a write without credentials ({error})"
     return False, f"{ep} accepted a transaction from a client without credentials (HTTP {status})"
+
+
+SECURE_SCRIPT = "secure-etcd.sh"
+# How long the script waits for the members to form a quorum.
+SCRIPT_WAIT_S = 600
+
+
+def secure_script(endpoints: list[str], scope: str, root_password: str, patroni_password: str,
+                  tls: tuple[str, str, str] | None) -> str:
+    """The same steps as `secure_etcd`, as an etcdctl script for a real machine (the bundles):
+    run once as root on one DCS host when every member runs; idempotent. `tls` is (CA, cert,
+    key) of the host it runs on. Passwords go through the environment and stdin, never argv."""
+    user, prefix = patroni_user(scope), prefix_of(scope)
+    tls_lines = [f"export ETCDCTL_CACERT={tls[0]} ETCDCTL_CERT={tls[1]} ETCDCTL_KEY={tls[2]}"] if tls else []
+    return "\n".join([
+        "#!/bin/sh",
+        f"# Turns etcd's authentication on for cluster scope {scope}: a root user only operators use, and",
+        f"# {user}, whose role may read and write {prefix} and nothing else (pgha/dcs_auth.py).",
+        "# Run once, as root, on this host, after every DCS member runs. Running it again is harmless.",
+        "set -eu",
+        f"export ETCDCTL_API=3 ETCDCTL_ENDPOINTS={','.join(endpoints)}",
+        *tls_lines,
+        f"ROOT_PASSWORD='{root_password}'",
+        f"PATRONI_PASSWORD='{patroni_password}'",
+        "waited=0; until etcdctl endpoint health >/dev/null 2>&1; do",
+        f"  waited=$((waited + 2)); [ $waited -le {SCRIPT_WAIT_S} ] || {{ echo 'etcd has no quorum' >&2; exit 1; }}",
+        "  sleep 2",
+        "done",
+        # Before the first `auth enable` etcd ignores the login; afterwards only root may do this.
+        'export ETCDCTL_USER=root ETCDCTL_PASSWORD="$ROOT_PASSWORD"',
+        # An `add` fails on a second run (already exists); the `passwd` or `grant` after it fails
+        # loudly if the user or role is really missing.
+        'printf \'%s\\n\' "$ROOT_PASSWORD" | etcdctl user add root --interactive=false >/dev/null 2>&1 || true',
+        'printf \'%s\\n\' "$ROOT_PASSWORD" | etcdctl user passwd root --interactive=false >/dev/null',
+        "etcdctl user grant-role root root >/dev/null",
+        f"etcdctl role add {user} >/dev/null 2>&1 || true",
+        f"etcdctl role grant-permission {user} --prefix=true readwrite {prefix} >/dev/null",
+        f'printf \'%s\\n\' "$PATRONI_PASSWORD" | etcdctl user add {user} --interactive=false >/dev/null 2>&1 || true',
+        f'printf \'%s\\n\' "$PATRONI_PASSWORD" | etcdctl user passwd {user} --interactive=false >/dev/null',
+        f"etcdctl user grant-role {user} {user} >/dev/null",
+        "etcdctl auth enable >/dev/null",
+        "echo \"etcd's authentication is on: only Patroni may write " + prefix + "\"",
+        "",
+    ])

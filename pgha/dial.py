@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import socket
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -29,10 +30,30 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass(frozen=True)
+class ClientTls:
+    """How pgha speaks TLS to a component: the cluster's CA, and pgha's own client certificate."""
+
+    ca: str
+    cert: str | None = None
+    key: str | None = None
+
+    def context(self) -> ssl.SSLContext:
+        # The default context checks the chain and the name (an IP against the IP SANs).
+        ctx = ssl.create_default_context(cafile=self.ca)
+        if self.cert:
+            ctx.load_cert_chain(self.cert, self.key)
+        return ctx
+
+    def without_certificate(self) -> ClientTls:
+        return ClientTls(self.ca)
+
+
+@dataclass(frozen=True)
 class Endpoint:
     host: str
     port: int
     netns: str | None = None  # path of the namespace to connect from; None: pgha's own
+    tls: ClientTls | None = None  # HTTPS (and a client certificate) instead of plain HTTP
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
@@ -96,17 +117,31 @@ class _NetnsHandler(urllib.request.HTTPHandler):
             return self.do_open(http.client.HTTPConnection, req)
 
 
+class _NetnsHttpsHandler(urllib.request.HTTPSHandler):
+    def __init__(self, netns: str | None, context: ssl.SSLContext) -> None:
+        super().__init__(context=context)
+        self.netns = netns
+        self.tls_context = context
+
+    def https_open(self, req: urllib.request.Request) -> Any:
+        with entered(self.netns):
+            return self.do_open(http.client.HTTPSConnection, req, context=self.tls_context)
+
+
 def http_request(ep: Endpoint, path: str, timeout: float, method: str = "GET", body: dict[str, Any] | None = None,
          headers: dict[str, str] | None = None) -> tuple[int, Any]:
     """(status, JSON body) of one HTTP request; HTTP errors are answers too (status, body).
 
     Raises OSError when nothing answers."""
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(f"http://{ep.host}:{ep.port}/{path.lstrip('/')}", data=data, method=method,
+    scheme = "https" if ep.tls else "http"
+    req = urllib.request.Request(f"{scheme}://{ep.host}:{ep.port}/{path.lstrip('/')}", data=data, method=method,
                                  headers={**({"Content-Type": "application/json"} if data else {}),
                                           **(headers or {})})
     # No proxy from the environment: a cluster's addresses are reachable only from here.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NetnsHandler(ep.netns))
+    handler: urllib.request.BaseHandler = (
+        _NetnsHttpsHandler(ep.netns, ep.tls.context()) if ep.tls else _NetnsHandler(ep.netns))
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), handler)
     try:
         with opener.open(req, timeout=timeout) as resp:
             raw = resp.read()

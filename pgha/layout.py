@@ -98,5 +98,29 @@ class Layout:
     def pidfile(self, component: str) -> Path:
         return self.run / f"{component}.pid"
 
+    @property
+    def pki(self) -> Path:
+        """The cluster's CA and every certificate (pgha.pki): stays where pgha runs."""
+        return self.root / "pki"
+
+    @property
+    def tls(self) -> Path:
+        """A host's own certificate, key and the CA certificate it trusts."""
+        return self.conf / "tls"
+
+    @property
+    def tls_ca(self) -> Path:
+        return self.tls / "ca.crt"
+
+    def tls_cert(self, name: str) -> Path:
+        return self.tls / f"{name}.crt"
+
+    def tls_key(self, name: str) -> Path:
+        return self.tls / f"{name}.key"
+
+    def tls_pem(self, name: str) -> Path:
+        """Certificate and key in one file (HAProxy, ZooKeeper)."""
+        return self.tls / f"{name}.pem"
+
     def dirs(self) -> list[Path]:
         return [self.root, self.conf, self.data, self.logs, self.run, self.runs]

@@ -192,22 +192,27 @@ def dcs_members(reach: Reach) -> list[DcsMemberState]:
 def haproxy_servers(name: str, socket_path: Path) -> list[BackendServerState]:
     """One HAProxy's view of each server, from its admin socket (`show stat`)."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(HTTP_TIMEOUT)
-            s.connect(str(socket_path))
-            s.sendall(b"show stat\n")
-            chunks = []
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
+        text = haproxy_command(socket_path, "show stat", HTTP_TIMEOUT).lstrip("# ")
     except OSError:
         return []
-    text = b"".join(chunks).decode(errors="replace").lstrip("# ")
     rows = csv.DictReader(io.StringIO(text))
     return [
         BackendServerState(r["pxname"], r["svname"], r["status"].split(" ")[0], name)
         for r in rows
         if r.get("svname") not in ("FRONTEND", "BACKEND") and r.get("pxname") in (RW_PROXY, RO_PROXY)
     ]
+
+
+def haproxy_command(socket_path: Path, command: str, timeout: float) -> str:
+    """One command on an HAProxy's admin socket, and its whole answer; raises OSError."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(socket_path))
+        s.sendall(command.encode() + b"\n")
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
 
 
 def observe(reach: Reach) -> ClusterState:

@@ -4,10 +4,10 @@ dialled from the namespace a backend says the component lives in."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pgha.dial import Endpoint
+from pgha.dial import ClientTls, Endpoint
 from pgha.spec import Spec
 from pgha.topology import Place, Topology
 
@@ -28,6 +28,8 @@ class Reach:
     endpoint_of: Callable[[Place, int], Endpoint]
     # HAProxy name -> its admin socket (a Unix socket: reachable from any namespace).
     haproxy_sockets: Mapping[str, Path]
+    # With TLS (spec.tls): how pgha speaks HTTPS to Patroni's REST API and to the DCS.
+    tls: ClientTls | None = None
 
     @property
     def spec(self) -> Spec:
@@ -39,7 +41,11 @@ class Reach:
 
     def rest(self, node: str) -> Endpoint:
         place, ports = self.topology.node(node)
-        return self.endpoint_of(place, ports.rest)
+        return replace(self.endpoint_of(place, ports.rest), tls=self.tls)
+
+    def haproxy_stats(self, k: int) -> Endpoint:
+        return replace(self.endpoint_of(self.topology.haproxies[k], self.topology.haproxy_ports[k].stats),
+                       tls=self.tls.without_certificate() if self.tls else None)
 
     def dcs_client(self, i: int) -> Endpoint:
-        return self.endpoint_of(self.topology.dcs[i], self.topology.dcs_ports[i].client)
+        return replace(self.endpoint_of(self.topology.dcs[i], self.topology.dcs_ports[i].client), tls=self.tls)

@@ -161,6 +161,10 @@ class Spec(_Frozen):
     host: str = "127.0.0.1"
     node_host: str = "127.0.1.1"
     base_port: int = LAB_BASE_PORT
+    # TLS on every connection between hosts (pgha.pki: a CA of the cluster's own): PostgreSQL
+    # (hostssl only, replication verify-full), Patroni's REST API, etcd's client and peer ports
+    # and HAProxy's checks and stats. On by default where hosts talk over a network (netns).
+    tls: bool = False
     dcs: DCSSettings = DCSSettings()
     patroni: PatroniSettings = PatroniSettings()
     haproxy: HAProxySettings = HAProxySettings()
@@ -238,6 +242,11 @@ class Spec(_Frozen):
             raise ValueError("ports: need one dcs_client and one dcs_peer port per DCS member")
         if HAS_ELECTION_PORT[self.dcs.kind] and len(p.dcs_election) != self.dcs.members:
             raise ValueError(f"ports: {self.dcs.kind} needs one dcs_election port per member")
+        if self.tls and not backend_kind(self.backend).supports_tls:
+            raise ValueError(f"tls: the {self.backend} backend cannot carry the cluster's certificates yet "
+                             "(use --no-tls, or the netns backend)")
+        if self.tls and self.dcs.kind != "etcd":
+            raise ValueError("tls: implemented for etcd only; ZooKeeper's TLS is not done yet (use --no-tls)")
         if self.haproxy.hosts > 1 and not backend_kind(self.backend).hosts_of_their_own:
             raise ValueError("haproxy.hosts: more than one HAProxy needs hosts of their own (backend netns)")
         if len(p.entrypoint_rw_more) != self.haproxy.hosts - 1:
@@ -483,6 +492,11 @@ def build_spec(profile: str | None = None, file_settings: dict[str, Any] | None 
             and "hosts" not in given_hap:
         # Hosts of their own allow what one machine cannot: no single HAProxy to lose.
         merged["haproxy"] = {**merged.get("haproxy", {}), "hosts": backend.default_haproxy_hosts}
+    if "tls" not in merged:
+        # The lab as published has no TLS; the default profile has it wherever hosts talk over
+        # a network, and a user may still ask for it (or not).
+        merged["tls"] = bool(chosen == "default" and backend is not None and backend.tls_by_default
+                             and str(merged.get("dcs", {}).get("kind", "etcd")) == "etcd")
     try:
         nodes = int(merged.get("nodes", 3))
         dcs = merged.get("dcs", {})

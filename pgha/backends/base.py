@@ -50,6 +50,10 @@ class Backend(Protocol):
     def stop(self) -> None:
         """Stop every component; nothing of this cluster is left running afterwards."""
 
+    def renew_certificates(self, progress: Progress) -> list[str]:
+        """Issue every host's certificate anew and have the running components take them up
+        without a restart; the components that did. BackendError where the cluster has no TLS."""
+
     def purge(self) -> None:
         """Delete what the cluster keeps outside its directory (compose: volumes, images)."""
 

@@ -320,6 +320,10 @@ class ComposeBackend(PostmasterFaults):
                 self._stop([leader])
         self._compose("down", log=self.layout.log("compose"), timeout=UP_TIMEOUT)
 
+    def renew_certificates(self, progress: Progress) -> list[str]:
+        # The spec refuses TLS on compose (the registry's supports_tls), so there is nothing to renew.
+        raise BackendError(f"cluster {self.spec.name!r} runs without TLS: it has no certificates to renew")
+
     def purge(self) -> None:
         """Also remove what outlives the containers: the volumes (the cluster's data) and the
         cluster's images (the base image stays)."""

@@ -8,6 +8,7 @@ is started. The start order, the stop order and the signals for faults are the s
 
 from __future__ import annotations
 
+import functools
 import signal
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Protocol
 
 import psutil
 
-from pgha import procs
+from pgha import pki, procs
 from pgha.backends.base import ComponentState, Progress
 from pgha.backends.postmaster import PostmasterFaults
 from pgha.components.base import Component, Programs, Site, Unit
@@ -25,9 +26,10 @@ from pgha.components.kinds import component_for, components
 from pgha.components.render import render_component
 from pgha.dial import Endpoint
 from pgha.errors import BackendError, tail
-from pgha.files import write_file
+from pgha.files import replace_file, write_file
 from pgha.layout import Layout
-from pgha.probe import dcs_members, node_rest
+from pgha.pki import Pki, controller_tls
+from pgha.probe import dcs_members, haproxy_command, node_rest
 from pgha.probe import leader as probe_leader
 from pgha.procs import RunAs
 from pgha.reach import Reach
@@ -111,13 +113,20 @@ class ProcessBackend(PostmasterFaults):
     @property
     def reach(self) -> Reach:
         return Reach(self.topo, self.endpoint,
-                     {name: self.host_layout(name).haproxy_socket for name in self._haproxy_names()})
+                     {name: self.host_layout(name).haproxy_socket for name in self._haproxy_names()},
+                     controller_tls(self.layout.pki) if self.spec.tls else None)
 
     def netns_path(self, component: str) -> str | None:
         return self.launcher.netns_path(self.topo.place(component))
 
     def site(self, name: str) -> Site:
-        return Site(self.topo, self.topo.place(name), self.host_layout(name), self.secrets, self.launcher.programs)
+        return Site(self.topo, self.topo.place(name), self.host_layout(name), self.secrets, self.launcher.programs,
+                    self.pki)
+
+    @functools.cached_property
+    def pki(self) -> Pki | None:
+        """The cluster's certificates (made or completed here, on first use) when it has TLS."""
+        return pki.ensure(self.layout.pki, self.topo) if self.spec.tls else None
 
     def unit(self, name: str) -> Unit:
         """How a component is started: its unit's ExecStart and Environment."""
@@ -237,6 +246,43 @@ class ProcessBackend(PostmasterFaults):
         time.sleep(0.3)
         for place in self.topo.places:
             self._check_started(place.name)
+
+    def renew_certificates(self, progress: Progress) -> list[str]:
+        """Every host's certificate issued anew by the cluster's CA and taken up without a
+        restart: etcd reads its files at every handshake; Patroni on SIGHUP re-creates its REST
+        listener when the certificate changed and reloads PostgreSQL, which re-reads its own;
+        HAProxy's stats certificate is replaced through its runtime API. The names of the
+        components that took the new certificate up."""
+        if not self.spec.tls:
+            raise BackendError(f"cluster {self.spec.name!r} runs without TLS: it has no certificates to renew")
+        progress("issuing new certificates from the cluster's CA")
+        self.__dict__["pki"] = pki.renew(self.layout.pki, self.topo)
+        tls_dirs = {self.host_layout(p.name).tls for p in self.topo.places}
+        for f in self.rendered():
+            if f.path.parent in tls_dirs:
+                replace_file(f.path, f.text, f.mode)
+        done = [name for name in self._dcs_names() if self._main_proc(name) is not None]
+        for node in self.spec.node_names:
+            patroni = self._main_proc(node)
+            if patroni is not None:
+                progress(f"reloading {node} (Patroni's REST API and PostgreSQL take the new certificate)")
+                procs.send([patroni], signal.SIGHUP)
+                done.append(node)
+        for name in self._haproxy_names():
+            if self._main_proc(name) is None:
+                continue
+            progress(f"handing {name} its new certificate through its runtime API")
+            pem = self.host_layout(name).tls_pem(name)
+            socket_path = self.host_layout(name).haproxy_socket
+            try:
+                haproxy_command(socket_path, f"set ssl cert {pem} <<\n{pem.read_text()}\n", 5.0)
+                answer = haproxy_command(socket_path, f"commit ssl cert {pem}", 5.0)
+            except OSError as e:
+                raise BackendError(f"{name} did not take its new certificate: {e}") from None
+            if "Success" not in answer:
+                raise BackendError(f"{name} did not take its new certificate: {answer.strip()[:200]}")
+            done.append(name)
+        return done
 
     def _restart_leader(self) -> str | None:
         try:

@@ -44,6 +44,11 @@ class BackendKind:
     direct_nodes_on: str | None
     # How many HAProxy hosts the default profile gets where the user did not say.
     default_haproxy_hosts: int = 1
+    # Traffic between its hosts crosses a network: the default profile encrypts it (spec.tls).
+    # On one machine's loopback it may stay plain (a user can still ask for TLS).
+    tls_by_default: bool = False
+    # Whether it can carry the cluster's certificates at all.
+    supports_tls: bool = True
 
     def build(self, spec: Spec, layout: Layout, secrets: Secrets, run_as: RunAs) -> Backend:
         module, _, cls = self.implementation.partition(":")
@@ -66,12 +71,12 @@ BACKENDS: dict[str, BackendKind] = {b.name: b for b in (
     BackendKind("local", "pgha.backends.local:LocalBackend", hosts_of_their_own=False, named_namespaces=False,
                 direct_nodes_on="node_host"),
     BackendKind("netns", "pgha.backends.netns:NetnsBackend", hosts_of_their_own=True, named_namespaces=True,
-                direct_nodes_on=None, default_haproxy_hosts=2),
+                direct_nodes_on=None, default_haproxy_hosts=2, tls_by_default=True),
     # Containers are hosts of their own too, at fixed addresses on the compose network; their
     # namespaces are the engine's (Backend.netns_path). Each node's PostgreSQL is published on
     # loopback, as the lab had it.
     BackendKind("compose", "pgha.backends.compose:ComposeBackend", hosts_of_their_own=True,
-                named_namespaces=False, direct_nodes_on="host"),
+                named_namespaces=False, direct_nodes_on="host", supports_tls=False),
 )}
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from pgha.layout import Layout
+from pgha.pki import Pki
 from pgha.render import RenderedFile
 from pgha.secrets import Secrets
 from pgha.spec import Spec
@@ -50,10 +51,33 @@ class Site:
     layout: Layout
     secrets: Secrets
     programs: Programs
+    # The cluster's certificates when it runs with TLS (spec.tls), else None.
+    pki: Pki | None = None
 
     @property
     def name(self) -> str:
         return self.place.name
+
+    @property
+    def tls(self) -> bool:
+        return self.pki is not None
+
+    def tls_files(self, *, pem: bool = False, clients: tuple[str, ...] = ()) -> list[RenderedFile]:
+        """The host's own certificate and key, the CA it trusts, and (pem) both in one file
+        and (clients) client certificates it logs in with elsewhere; nothing without TLS."""
+        if self.pki is None:
+            return []
+        lay, own = self.layout, self.pki.leaf(self.name)
+        files = [RenderedFile(lay.tls_ca, self.pki.ca.cert, 0o644),
+                 RenderedFile(lay.tls_cert(self.name), own.cert, 0o644),
+                 RenderedFile(lay.tls_key(self.name), own.key, 0o600)]
+        if pem:
+            files.append(RenderedFile(lay.tls_pem(self.name), own.pem, 0o600))
+        for client in clients:
+            leaf = self.pki.leaf(client)
+            files += [RenderedFile(lay.tls_cert(client), leaf.cert, 0o644),
+                      RenderedFile(lay.tls_key(client), leaf.key, 0o600)]
+        return files
 
 
 @dataclass(frozen=True)

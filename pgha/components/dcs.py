@@ -84,12 +84,28 @@ class DcsMember(Component):
 class Etcd(DcsMember):
     name: ClassVar[str] = "etcd"
     patroni_key: ClassVar[str] = "etcd3"
-    packages: ClassVar[tuple[str, ...]] = ("etcd-server",)
+    # etcd-client: etcdctl, for the script that turns authentication on (secure_script).
+    packages: ClassVar[tuple[str, ...]] = ("etcd-server", "etcd-client")
     open_ports: ClassVar[str] = "2379 (clients) and 2380 (peers)"
 
     def files(self, site: Site) -> list[RenderedFile]:
-        text = to_yaml(render_etcd(site.topo, site.layout, site.place.index))
-        return [RenderedFile(self.config_path(site.layout, site.place), text, 0o644)]
+        text = to_yaml(render_etcd(site.topo, site.layout, site.place.index, site.tls))
+        files = [RenderedFile(self.config_path(site.layout, site.place), text, 0o644), *site.tls_files()]
+        spec = site.topo.spec
+        if spec.dcs.authentication and site.place.index == 0:
+            files.append(RenderedFile(site.layout.conf / dcs_auth.SECURE_SCRIPT, self.secure_script(site), 0o700))
+        return files
+
+    def secure_script(self, site: Site) -> str:
+        """For real machines: what `secure` does, as a script the first member's host runs once
+        (the process backends secure etcd themselves, over HTTP)."""
+        topo, lay = site.topo, site.layout
+        scheme = "https" if site.tls else "http"
+        endpoints = [f"{scheme}://{place.address}:{ports.client}"
+                     for place, ports in zip(topo.dcs, topo.dcs_ports, strict=True)]
+        tls = (str(lay.tls_ca), str(lay.tls_cert(site.name)), str(lay.tls_key(site.name))) if site.tls else None
+        return dcs_auth.secure_script(endpoints, topo.spec.patroni_scope, site.secrets.dcs_root_password,
+                                      site.secrets.dcs_password, tls)
 
     def command(self, programs: Programs, config: str, conf_dir: str) -> list[str]:
         return [programs.etcd, "--config-file", config]

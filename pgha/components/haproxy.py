@@ -27,8 +27,8 @@ class HAProxy(Component):
                                                             ("stop_grace_period", "5s"))
 
     def files(self, site: Site) -> list[RenderedFile]:
-        text = render_haproxy(site.topo, site.layout, site.secrets, site.place.index)
-        return [RenderedFile(self.config_path(site.layout, site.place), text, 0o600)]
+        text = render_haproxy(site.topo, site.layout, site.secrets, site.place.index, tls=site.tls)
+        return [RenderedFile(self.config_path(site.layout, site.place), text, 0o600), *site.tls_files(pem=True)]
 
     def config_path(self, layout: Layout, place: Place) -> Path:
         return layout.haproxy_config

@@ -9,6 +9,7 @@ from typing import ClassVar
 from pgha.components.base import PG_BIN_DIR, Component, Needed, Programs, Site
 from pgha.components.dcs import dcs_component
 from pgha.layout import Layout
+from pgha.pki import dcs_client_name
 from pgha.render import RenderedFile, to_yaml
 from pgha.render.patroni import render_patroni
 from pgha.secrets import REPLICATION_USER, REST_USER, SUPERUSER
@@ -37,8 +38,9 @@ class PatroniNode(Component):
     stop_settings: ClassVar[tuple[tuple[str, str], ...]] = (("stop_grace_period", "30s"),)
 
     def files(self, site: Site) -> list[RenderedFile]:
-        cfg = render_patroni(site.topo, site.layout, site.secrets, site.name)
-        return [RenderedFile(self.config_path(site.layout, site.place), to_yaml(cfg), 0o600)]
+        cfg = render_patroni(site.topo, site.layout, site.secrets, site.name, site.tls)
+        return [RenderedFile(self.config_path(site.layout, site.place), to_yaml(cfg), 0o600),
+                *site.tls_files(clients=(dcs_client_name(site.name),))]
 
     def config_path(self, layout: Layout, place: Place) -> Path:
         return layout.patroni_config(place.name)

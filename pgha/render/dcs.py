@@ -21,15 +21,16 @@ def zookeeper_argv(config: str, log4j_properties: str) -> list[str]:
             "org.apache.zookeeper.server.quorum.QuorumPeerMain", config]
 
 
-def render_etcd(topo: Topology, layout: Layout, i: int) -> dict[str, Any]:
+def render_etcd(topo: Topology, layout: Layout, i: int, tls: bool = False) -> dict[str, Any]:
     spec = topo.spec
+    scheme = "https" if tls else "http"
     peers = ",".join(
-        f"{place.name}=http://{place.address}:{p.peer}" for place, p in zip(topo.dcs, topo.dcs_ports, strict=True)
+        f"{place.name}={scheme}://{place.address}:{p.peer}" for place, p in zip(topo.dcs, topo.dcs_ports, strict=True)
     )
     me, ports = topo.dcs[i], topo.dcs_ports[i]
-    client = f"http://{me.address}:{ports.client}"
-    peer = f"http://{me.address}:{ports.peer}"
-    return {
+    client = f"{scheme}://{me.address}:{ports.client}"
+    peer = f"{scheme}://{me.address}:{ports.peer}"
+    config = {
         "name": me.name,
         "data-dir": str(layout.dcs_data(i)),
         "listen-client-urls": client,
@@ -53,6 +54,16 @@ def render_etcd(topo: Topology, layout: Layout, i: int) -> dict[str, Any]:
         "auto-compaction-mode": "periodic",
         "auto-compaction-retention": "1h",
     }
+    if tls:
+        # Both ports want a certificate from the cluster's CA (a client without one does not get
+        # past the handshake); etcd reads the files at every handshake, so renewing them needs
+        # no restart. Patroni's and pgha's client certificates have an empty subject: etcd's
+        # gateway refuses any with a CommonName once authentication is on (pgha.pki).
+        security = {"cert-file": str(layout.tls_cert(me.name)), "key-file": str(layout.tls_key(me.name)),
+                    "client-cert-auth": True, "trusted-ca-file": str(layout.tls_ca)}
+        config["client-transport-security"] = dict(security)
+        config["peer-transport-security"] = dict(security)
+    return config
 
 
 def render_zookeeper(topo: Topology, layout: Layout, i: int) -> str:

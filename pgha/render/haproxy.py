@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from pgha.layout import Layout
 from pgha.secrets import STATS_USER, Secrets
@@ -37,16 +38,22 @@ class ServerStyle:
     options: str = ""
 
 
-def _servers(topo: Topology, style: ServerStyle) -> list[str]:
+def _servers(topo: Topology, style: ServerStyle, ca_file: Path | None) -> list[str]:
     extra = f" {style.options}" if style.options else ""
+
+    def tls(place: Place) -> str:
+        # The check talks HTTPS to Patroni's REST API and trusts only the cluster's CA; the name
+        # checked is the node's (HAProxy 2.6 does not match an IP against IP SANs).
+        return f" check-ssl verify required ca-file {ca_file} verifyhost {place.name}" if ca_file else ""
+
     return [
-        f"    server {place.name} {style.host(place)}:{ports.postgres} check port {ports.rest}{extra}"
+        f"    server {place.name} {style.host(place)}:{ports.postgres} check port {ports.rest}{tls(place)}{extra}"
         for place, ports in zip(topo.nodes, topo.node_ports, strict=True)
     ]
 
 
 def _proxy(topo: Topology, bind: str, name: str, port: int, check_uri: str | None,
-           balance: str | None, style: ServerStyle) -> list[str]:
+           balance: str | None, style: ServerStyle, ca_file: Path | None) -> list[str]:
     spec = topo.spec
     lines = [f"listen {name}", f"    bind {bind}:{port}"]
     if balance:
@@ -54,12 +61,12 @@ def _proxy(topo: Topology, bind: str, name: str, port: int, check_uri: str | Non
     lines.append(f"    option httpchk GET {check_uri}" if check_uri else "    option httpchk")
     lines.append("    http-check expect status 200")
     lines.append(_default_server(spec))
-    return [*lines, *_servers(topo, style), ""]
+    return [*lines, *_servers(topo, style, ca_file), ""]
 
 
 def render_haproxy(topo: Topology, layout: Layout, secrets: Secrets, k: int = 0, *,
                    style: ServerStyle = ServerStyle(), stats_auth: str | None = None,
-                   extra_sections: Sequence[str] = ()) -> str:
+                   extra_sections: Sequence[str] = (), tls: bool = False) -> str:
     """The configuration of HAProxy host k (every host routes the same way).
 
     `stats_auth` replaces the `stats auth` argument (compose: a reference to an environment
@@ -72,6 +79,11 @@ def render_haproxy(topo: Topology, layout: Layout, secrets: Secrets, k: int = 0,
             "    log stdout format iso local0 info"]
     if h.threads:
         glob.append(f"    nbthread {h.threads}")
+    me = topo.haproxies[k].name
+    ca_file = layout.tls_ca if tls else None
+    if tls:
+        glob += ["    ssl-default-bind-options ssl-min-ver TLSv1.2",
+                 "    ssl-default-server-options ssl-min-ver TLSv1.2"]
     defaults = [
         "defaults",
         "    mode tcp",
@@ -84,13 +96,16 @@ def render_haproxy(topo: Topology, layout: Layout, secrets: Secrets, k: int = 0,
         f"    timeout check {h.timeout_check_ms}ms",
     ]
     rw_uri = "/primary" if h.check == "role" else None
-    out = [*glob, "", *defaults, "", *extra_sections, *_proxy(topo, bind, RW_PROXY, ports.rw, rw_uri, None, style)]
+    out = [*glob, "", *defaults, "", *extra_sections,
+           *_proxy(topo, bind, RW_PROXY, ports.rw, rw_uri, None, style, ca_file)]
     if h.readonly_port and ports.ro is not None:
-        out += _proxy(topo, bind, RO_PROXY, ports.ro, "/replica", "roundrobin", style)
+        out += _proxy(topo, bind, RO_PROXY, ports.ro, "/replica", "roundrobin", style, ca_file)
+    # The stats page asks for a password: over HTTPS, so it never crosses a network in clear.
+    stats_tls = f" ssl crt {layout.tls_pem(me)}" if tls else ""
     out += [
         "listen stats",
         "    mode http",
-        f"    bind {bind}:{ports.stats}",
+        f"    bind {bind}:{ports.stats}{stats_tls}",
         "    stats enable",
         "    stats uri /",
         "    stats refresh 5s",

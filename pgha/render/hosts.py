@@ -17,6 +17,7 @@ from pgha.components.dcs import dcs_component
 from pgha.components.kinds import HAPROXY, PATRONI, component_for, components
 from pgha.components.render import render_component
 from pgha.layout import SERVICE_USER, Layout
+from pgha.pki import Pki
 from pgha.render import RenderedFile
 from pgha.secrets import Secrets
 from pgha.topology import Place, Topology
@@ -36,19 +37,23 @@ class HostBundle:
     def layout(self) -> Layout:
         return Layout(self.root)
 
-    def site(self, topo: Topology, place: Place, secrets: Secrets, programs: Programs) -> Site:
-        return Site(topo, place, self.layout, secrets, programs)
+    def site(self, topo: Topology, place: Place, secrets: Secrets, programs: Programs,
+             pki: Pki | None = None) -> Site:
+        return Site(topo, place, self.layout, secrets, programs, pki)
 
 
 def units_dir(root: Path) -> Path:
     return root / "units"
 
 
-def render_bundle(topo: Topology, bundle: HostBundle, secrets: Secrets, programs: Programs) -> list[RenderedFile]:
+def render_bundle(topo: Topology, bundle: HostBundle, secrets: Secrets, programs: Programs,
+                  pki: Pki | None = None) -> list[RenderedFile]:
+    """A host's files; with the cluster's certificates (pki) it gets its own and the CA's
+    certificate, never the CA's key."""
     files: list[RenderedFile] = []
     units: list[Unit] = []
     for place in bundle.places:
-        new, unit = render_component(bundle.site(topo, place, secrets, programs))
+        new, unit = render_component(bundle.site(topo, place, secrets, programs, pki))
         new.append(RenderedFile(units_dir(bundle.root) / unit.name, unit.text(), 0o644))
         files += [f for f in new if f not in files]
         units.append(unit)

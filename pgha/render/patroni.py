@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from pgha.components.base import PG_BIN_DIR
 from pgha.components.dcs import dcs_component
 from pgha.layout import Layout
+from pgha.pki import dcs_client_name
 from pgha.secrets import REPLICATION_USER, REST_USER, SUPERUSER, Secrets
 from pgha.spec import Spec
 from pgha.topology import Topology
@@ -14,21 +16,47 @@ from pgha.topology import Topology
 LOG_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
 
 
-def dcs_section(topo: Topology, secrets: Secrets) -> dict[str, Any]:
+def dcs_section(topo: Topology, secrets: Secrets, layout: Layout | None = None, node: str = "") -> dict[str, Any]:
+    """Patroni's DCS section; with a layout (TLS) it connects over TLS with the node's client
+    certificate."""
     hosts = [f"{place.address}:{ports.client}" for place, ports in zip(topo.dcs, topo.dcs_ports, strict=True)]
     dcs = dcs_component(topo.spec)
     login = dcs.patroni_credentials(topo.spec.patroni_scope, secrets) if topo.spec.dcs.authentication else {}
-    return {dcs.patroni_key: {"hosts": hosts, **login}}
+    tls: dict[str, Any] = {}
+    if layout is not None:
+        client = dcs_client_name(node)
+        tls = {"protocol": "https", "cacert": str(layout.tls_ca),
+               "cert": str(layout.tls_cert(client)), "key": str(layout.tls_key(client))}
+    return {dcs.patroni_key: {"hosts": hosts, **tls, **login}}
 
 
-def pg_hba(topo: Topology) -> list[str]:
-    # Only the cluster's own addresses, only scram: no trust lines, no 0.0.0.0/0.
-    nets = topo.client_networks
-    return [
+def pg_hba(topo: Topology, tls: bool = False) -> list[str]:
+    """Only the cluster's own addresses, only scram: no trust lines, no 0.0.0.0/0. Replication
+    only from the database hosts; with TLS only encrypted connections (hostssl)."""
+    host = "hostssl" if tls else "host"
+    db_hosts = dict.fromkeys(f"{place.address}/32" for place in topo.nodes)
+    if any(ipaddress.ip_address(place.address).is_loopback for place in topo.nodes):
+        # On one machine's loopback, connections to the nodes' address come from 127.0.0.1.
+        db_hosts.update(dict.fromkeys(topo.client_networks))
+    lines = [
         "local all all scram-sha-256",
-        *(f"host all all {net} scram-sha-256" for net in nets),
-        *(f"host replication {REPLICATION_USER} {net} scram-sha-256" for net in nets),
+        *(f"{host} all all {net} scram-sha-256" for net in topo.client_networks),
+        *(f"{host} replication {REPLICATION_USER} {net} scram-sha-256" for net in db_hosts),
     ]
+    if tls:
+        # Said outright, so `pgha check` (and a reader) sees that nothing unencrypted gets in.
+        lines.append("hostnossl all all 0.0.0.0/0 reject")
+    return lines
+
+
+def tls_parameters(layout: Layout, node: str) -> dict[str, Any]:
+    return {"ssl": "on", "ssl_cert_file": str(layout.tls_cert(node)), "ssl_key_file": str(layout.tls_key(node)),
+            "ssl_ca_file": str(layout.tls_ca), "ssl_min_protocol_version": "TLSv1.2"}
+
+
+def verify_full(layout: Layout) -> dict[str, str]:
+    """How a node connects to another one's PostgreSQL: the CA's certificate, the name checked."""
+    return {"sslmode": "verify-full", "sslrootcert": str(layout.tls_ca)}
 
 
 def dynamic_settings(spec: Spec) -> dict[str, Any]:
@@ -71,12 +99,22 @@ def local_parameters(spec: Spec, layout: Layout, node: str) -> dict[str, Any]:
     return params
 
 
-def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str) -> dict[str, Any]:
+def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str, tls: bool = False) -> dict[str, Any]:
     spec = topo.spec
     place, ports = topo.node(node)
     host = place.address
     rest_auth = {"username": REST_USER, "password": secrets.rest_password}
-    return {
+    rest_tls: dict[str, Any] = {}
+    ctl_tls: dict[str, Any] = {}
+    pg_tls: dict[str, str] = {}
+    if tls:
+        own = {"certfile": str(layout.tls_cert(node)), "keyfile": str(layout.tls_key(node))}
+        # optional: health checks (HAProxy) need no client certificate; unsafe methods need one
+        # from the cluster's CA and the password.
+        rest_tls = {**own, "cafile": str(layout.tls_ca), "verify_client": "optional"}
+        ctl_tls = {**own, "cacert": str(layout.tls_ca)}
+        pg_tls = verify_full(layout)
+    config = {
         "scope": spec.patroni_scope,
         "namespace": "/service/",
         "name": node,
@@ -86,9 +124,10 @@ def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str) 
             "connect_address": f"{host}:{ports.rest}",
             # Patroni asks for these credentials on unsafe methods (POST/PUT/PATCH/DELETE) only.
             "authentication": rest_auth,
+            **rest_tls,
         },
-        "ctl": {"authentication": dict(rest_auth)},
-        **dcs_section(topo, secrets),
+        "ctl": {"authentication": dict(rest_auth), **ctl_tls},
+        **dcs_section(topo, secrets, layout if tls else None, node),
         "bootstrap": {
             "dcs": dynamic_settings(spec),
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums",
@@ -101,12 +140,14 @@ def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str) 
             "bin_dir": PG_BIN_DIR,
             "pgpass": str(layout.pgpass(node)),
             "authentication": {
-                "superuser": {"username": SUPERUSER, "password": secrets.superuser_password},
-                "replication": {"username": REPLICATION_USER, "password": secrets.replication_password},
+                "superuser": {"username": SUPERUSER, "password": secrets.superuser_password, **pg_tls},
+                "replication": {"username": REPLICATION_USER, "password": secrets.replication_password,
+                                **pg_tls},
             },
-            "parameters": local_parameters(spec, layout, node),
-            "pg_hba": pg_hba(topo),
+            "parameters": {**local_parameters(spec, layout, node), **(tls_parameters(layout, node) if tls else {})},
+            "pg_hba": pg_hba(topo, tls),
         },
         "watchdog": {"mode": "off"},
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
     }
+    return config

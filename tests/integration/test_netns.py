@@ -10,11 +10,19 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
+import psycopg
 import pytest
 from helpers import processes_under, run_pgha
+
+from pgha import pki, tls_probe
+from pgha.cluster import Cluster
+from pgha.components.dcs import dcs_component
 
 pytestmark = pytest.mark.integration
 NAME = "hosts"
@@ -60,6 +68,89 @@ def test_lab_checks_pass(netns_cluster: Path) -> None:
     result = run_pgha("check", "--name", NAME, "--json")
     assert result.returncode == 0, result.stdout
     assert {r["status"] for r in json.loads(result.stdout)} == {"PASS"}
+
+
+def _served(cluster: Cluster) -> dict[str, int]:
+    """Serial numbers each kind of TLS port serves right now, verified against the cluster's CA."""
+    reach = cluster.reach
+    ports = {"postgres node0": (replace(reach.postgres("node0"), tls=reach.tls), True),
+             "REST node1": (reach.rest("node1"), False),
+             "etcd dcs2": (reach.dcs_client(2), False),
+             "stats haproxy1": (replace(reach.haproxy_stats(1), tls=reach.tls), False)}
+    return {what: tls_probe.served_certificate(ep, postgres=pg).serial_number for what, (ep, pg) in ports.items()}
+
+
+def test_tls_on_every_hop(netns_cluster: Path) -> None:
+    cluster = Cluster(NAME)
+    assert cluster.spec.tls
+    result = run_pgha("check", "--name", NAME, "--json")
+    security = next(r for r in json.loads(result.stdout) if r["number"] == 7)
+    assert security["status"] == "PASS" and "TLS on every hop" in security["name"], security
+    for phrase in ("ssl=on", "refused cleartext", "replication from", "over TLS", "0 host lines",
+                   "etcd dcs0 refused a client without certificate", "REST node2 refused plain HTTP",
+                   "stats haproxy refused plain HTTP"):
+        assert phrase in security["evidence"], (phrase, security["evidence"])
+    store = pki.load(cluster.layout.pki)
+    served = _served(cluster)
+    assert served == {"postgres node0": store.leaf("node0").serial, "REST node1": store.leaf("node1").serial,
+                      "etcd dcs2": store.leaf("dcs2").serial, "stats haproxy1": store.leaf("haproxy1").serial}
+
+
+def test_an_attack_from_another_host_is_refused(netns_cluster: Path) -> None:
+    """From the HAProxy host (in the cluster's network, not a database host) as an unprivileged
+    user: no client certificate, no TLS handshake; plain HTTP, no answer."""
+    cluster = Cluster(NAME)
+    scope, dcs0 = cluster.spec.patroni_scope, cluster.reach.dcs_client(0)
+    before = cluster.wait_healthy(60).leader
+    ns = cluster.reach.topology.haproxies[0].netns
+    assert ns is not None and before is not None
+    for scheme in ("https", "http"):
+        etcdctl = ["etcdctl", f"--endpoints={scheme}://{dcs0.host}:{dcs0.port}", "--insecure-skip-tls-verify",
+                   "--dial-timeout=3s", "--command-timeout=5s", "put", f"/service/{scope}/leader", "evil"]
+        result = subprocess.run(["ip", "netns", "exec", ns, "runuser", "-u", "nobody", "--", "env", "ETCDCTL_API=3",
+                                 *etcdctl], capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode != 0 and "OK" not in result.stdout, (scheme, result.stdout, result.stderr)
+    # With a certificate of the cluster's CA but no password (pgha's own): etcd's auth refuses.
+    refused, evidence = dcs_component(cluster.spec).anonymous_write_refused(dcs0, scope)
+    assert refused, evidence
+    time.sleep(5)
+    after = cluster.wait_healthy(60).leader
+    assert after is not None and after.name == before.name
+
+
+def test_certificates_rotate_under_a_live_writer(netns_cluster: Path) -> None:
+    cluster = Cluster(NAME)
+    before = _served(cluster)
+    stop, failures, acked = threading.Event(), [], []
+
+    def write() -> None:
+        while not stop.is_set():
+            try:
+                with cluster.entrypoint().connect(connect_timeout=5, autocommit=True) as conn:
+                    conn.execute("CREATE TABLE IF NOT EXISTS rotation (at timestamptz DEFAULT now())")
+                    conn.execute("INSERT INTO rotation DEFAULT VALUES")
+                acked.append(1)
+            except psycopg.Error as e:
+                failures.append(str(e).strip())
+            time.sleep(0.05)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        time.sleep(2)
+        result = run_pgha("rotate-certs", "--name", NAME, timeout=300)
+        time.sleep(5)  # HAProxy's checks (1 s apart) would have caught a REST listener that broke
+    finally:
+        stop.set()
+        writer.join(30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert failures == [] and len(acked) > 20, failures[:3]
+    after = _served(cluster)
+    store = pki.load(cluster.layout.pki)
+    assert all(after[what] != before[what] for what in before), (before, after)
+    assert after["postgres node0"] == store.leaf("node0").serial
+    status = json.loads(run_pgha("status", "--name", NAME, "--json").stdout)
+    assert status["healthy"] and 360 < status["tls"]["days_left"] <= 365, status["tls"]
 
 
 def test_isolated_primary_demotes_itself_and_the_cluster_moves_on(netns_cluster: Path) -> None:

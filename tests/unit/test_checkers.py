@@ -200,6 +200,18 @@ def test_stall_without_errors_counts_as_outage() -> None:
     assert "stalled" in result.summary
 
 
+def test_a_scheduling_hiccup_is_no_stall() -> None:
+    # Writes every 0.05 s and one 0.2 s gap: over 3x the median, but shorter than any fault's
+    # effect and seen on a loaded machine without one.
+    events = [fault(2.02, "n1")]
+    ids = iter(range(1000))
+    for t in [*steps(0.0, 2.0, 0.05), *steps(2.2, 4.0, 0.05)]:
+        events += write("w0", next(ids), t, t + 0.01, "ok")
+    result = check_outage(events)
+    assert result.metrics["max_gap_s"] == pytest.approx(0.2, abs=0.06)
+    assert result.metrics["outage_s"] == 0.0 and result.metrics["stalled"] == "no"
+
+
 def test_faulted_replica_keeps_the_primary_so_no_failover_split() -> None:
     events = [fault(5.0, "n2", "kill-replica")]
     for i, t in enumerate(steps(0.0, 10.0, 0.1)):

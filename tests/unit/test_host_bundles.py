@@ -42,16 +42,33 @@ def test_one_bundle_per_host_with_what_it_runs(tmp_path: Path) -> None:
     out, result = _render(tmp_path, INVENTORY)
     assert result.returncode == 0, result.stderr
     db1 = sorted(str(p.relative_to(out / "db1")) for p in (out / "db1").rglob("*") if p.is_file())
-    assert db1 == ["conf/dcs-0.conf", "conf/patroni-node0.yml", "install.sh",
+    assert db1 == ["conf/dcs-0.conf", "conf/patroni-node0.yml", "conf/secure-etcd.sh", "conf/tls/ca.crt", "conf/tls/dcs0.crt",
+                   "conf/tls/dcs0.key", "conf/tls/node0-dcs.crt", "conf/tls/node0-dcs.key", "conf/tls/node0.crt",
+                   "conf/tls/node0.key", "install.sh",
                    "units/pgha-prod-etcd-dcs0.service", "units/pgha-prod-patroni-node0.service"]
     lb2 = sorted(str(p.relative_to(out / "lb2")) for p in (out / "lb2").rglob("*") if p.is_file())
-    assert lb2 == ["conf/haproxy.cfg", "install.sh", "units/pgha-prod-haproxy1.service"]
+    assert lb2 == ["conf/haproxy.cfg", "conf/tls/ca.crt", "conf/tls/haproxy1.crt", "conf/tls/haproxy1.key",
+                   "conf/tls/haproxy1.pem", "install.sh", "units/pgha-prod-haproxy1.service"]
+    # The CA's key stays beside the bundles, in no host's directory.
+    assert (out / "pki" / "ca.key").is_file()
+    assert not [p for host in ("db1", "db2", "db3", "lb1", "lb2") for p in (out / host).rglob("ca.key")]
+    assert all(p.stat().st_mode & 0o077 == 0 for p in out.rglob("*.key"))
     patroni = yaml.safe_load((out / "db2" / "conf" / "patroni-node1.yml").read_text())
     assert patroni["postgresql"]["listen"] == "10.0.0.12:5432"
     assert patroni["postgresql"]["data_dir"] == "/var/lib/pgha/prod/data/node1"
     hba = patroni["postgresql"]["pg_hba"]
-    assert "host all all 10.0.0.21/32 scram-sha-256" in hba and "host all all 10.0.1.0/24 scram-sha-256" in hba
-    assert not any("0.0.0.0/0" in line or "trust" in line for line in hba)
+    assert "hostssl all all 10.0.0.21/32 scram-sha-256" in hba and "hostssl all all 10.0.1.0/24 scram-sha-256" in hba
+    # Encrypted only, replication only between the database hosts.
+    assert not [line for line in hba if line.startswith("host ")]
+    assert [line for line in hba if " replication " in line] == [
+        f"hostssl replication replicator 10.0.0.1{i}/32 scram-sha-256" for i in (1, 2, 3)]
+    assert hba[-1] == "hostnossl all all 0.0.0.0/0 reject"
+    assert not any("trust" in line for line in hba)
+    assert patroni["postgresql"]["parameters"]["ssl"] == "on"
+    assert patroni["postgresql"]["authentication"]["replication"]["sslmode"] == "verify-full"
+    assert patroni["restapi"]["certfile"] == "/var/lib/pgha/prod/conf/tls/node1.crt"
+    assert patroni["etcd3"]["protocol"] == "https"
+    assert patroni["etcd3"]["cert"] == "/var/lib/pgha/prod/conf/tls/node1-dcs.crt"
     argv, user, env = parse_unit((out / "db1" / "units" / "pgha-prod-patroni-node0.service").read_text())
     assert argv == ["/opt/pgha/venv/bin/patroni", "/var/lib/pgha/prod/conf/patroni-node0.yml"] and user == "pgha"
     assert "PGPASSWORD" not in env
@@ -72,10 +89,29 @@ def test_passwords_stay_in_owner_only_configs(tmp_path: Path) -> None:
         text = path.read_text()
         if any(pw in text for pw in passwords):
             assert path.stat().st_mode & 0o077 == 0, f"{path} holds a password but is readable by others"
-            assert path.suffix in (".yml", ".cfg"), path
+            assert path.suffix in (".yml", ".cfg") or path.name == "secure-etcd.sh", path
+        if path.suffix in (".key", ".pem"):
+            assert path.stat().st_mode & 0o077 == 0, f"{path} is a private key readable by others"
     # A second render keeps the passwords.
     _, again = _render(tmp_path, INVENTORY)
     assert again.returncode == 0 and yaml.safe_load((out / "secrets.yml").read_text()) == secrets
+
+
+def test_a_rerender_keeps_the_certificates_and_renew_replaces_them(tmp_path: Path) -> None:
+    out, result = _render(tmp_path, INVENTORY)
+    assert result.returncode == 0, result.stderr
+    cert = out / "db2" / "conf" / "tls" / "node1.crt"
+    ca, first = (out / "pki" / "ca.crt").read_text(), cert.read_text()
+    _, again = _render(tmp_path, INVENTORY)
+    assert again.returncode == 0 and cert.read_text() == first
+    renewed = run_pgha("render", "hosts", "--inventory", str(tmp_path / "hosts.yaml"), "--out", str(out),
+                       "--renew-certs")
+    assert renewed.returncode == 0, renewed.stderr
+    assert cert.read_text() != first and (out / "db2" / "conf" / "tls" / "ca.crt").read_text() == ca
+    # Only the first DCS host turns etcd's authentication on; its script passes sh's parser.
+    scripts = sorted(str(p.relative_to(out)) for p in out.rglob("secure-etcd.sh"))
+    assert scripts == ["db1/conf/secure-etcd.sh"]
+    assert subprocess.run(["sh", "-n", str(out / scripts[0])], check=False).returncode == 0
 
 
 def test_bundle_configs_pass_patroni_and_haproxy_checks(tmp_path: Path) -> None:
@@ -91,7 +127,8 @@ def test_bundle_configs_pass_patroni_and_haproxy_checks(tmp_path: Path) -> None:
     cfg = tmp_path / "haproxy.cfg"
     # The stats socket's directory exists only on the host, after install.sh.
     cfg.write_text((out / "lb1" / "conf" / "haproxy.cfg").read_text()
-                   .replace("/var/lib/pgha/prod/run", str(tmp_path)))
+                   .replace("/var/lib/pgha/prod/run", str(tmp_path))
+                   .replace("/var/lib/pgha/prod/conf", str(out / "lb1" / "conf")))
     result2 = subprocess.run([haproxy, "-c", "-f", str(cfg)], capture_output=True, text=True, check=False)
     assert result2.returncode == 0, result2.stdout + result2.stderr
 
