@@ -102,7 +102,7 @@ def operators_readme(topo: Topology, places: list[tuple[str, str]], root: Path) 
 def _security_section(topo: Topology, root: Path) -> list[str]:
     spec = topo.spec
     lines: list[str] = []
-    if spec.dcs.authentication and dcs_component(spec).can_authenticate:
+    if spec.dcs.authentication and dcs_component(spec).secured_by_pgha:
         first = topo.dcs[0]
         lines += [
             "## Turning the DCS's authentication on",

@@ -138,7 +138,7 @@ def rotate_certs(name: NameOpt = "default") -> None:
         done = cluster.rotate_certs(progress)
     expiry = cluster.certificates_expire()
     until = f"; the first expires on {expiry[1]:%Y-%m-%d}" if expiry else ""
-    out.print(f"renewed every certificate; taken up without a restart by {', '.join(done)}{until}")
+    out.print(f"renewed every certificate: {', '.join(done)}{until}")
 
 
 def _print_state(cluster: Cluster, state: ClusterState) -> None:

@@ -90,9 +90,8 @@ def inventory_spec(inv: Inventory) -> Spec:
     dcs = {**settings.get("dcs", {}), "members": len(inv.hosts_running("dcs"))}
     settings.update(nodes=len(inv.hosts_running("node")), dcs=dcs, backend="local")
     if "tls" not in settings:
-        # Real machines talk over a network: TLS unless the lab's profile (or ZooKeeper, whose
-        # TLS pgha does not do yet) is asked for.
-        settings["tls"] = settings.get("profile", "default") == "default" and dcs.get("kind", "etcd") == "etcd"
+        # Real machines talk over a network: TLS unless the lab's profile is asked for.
+        settings["tls"] = settings.get("profile", "default") == "default"
     return build_spec(None, settings)
 
 

@@ -105,19 +105,26 @@ def plan(topo: Topology) -> dict[str, Identity]:
     out: dict[str, Identity] = {}
     for place in topo.places:
         out[place.name] = host_identity(topo, place)
+    # An empty subject needs a name elsewhere: Java (ZooKeeper) refuses a certificate with
+    # neither, so each client certificate names itself in its (critical) SAN.
     for node in spec.node_names:
-        out[dcs_client_name(node)] = Identity(None, server=False)
-    out[CONTROLLER] = Identity(None, server=False)
+        out[dcs_client_name(node)] = Identity(None, dns=(dcs_client_name(node),), server=False)
+    out[CONTROLLER] = Identity(None, dns=(CONTROLLER,), server=False)
     return out
 
 
 def host_identity(topo: Topology, place: Place) -> Identity:
-    ips = [place.address]
+    ips, dns = [place.address], [place.name]
     if place.kind in ("node", "haproxy"):
         # Clients on this machine reach the nodes through HAProxy's entrypoint on spec.host (TCP
         # passthrough): verify-full there checks that address against the node's certificate.
         ips.append(topo.spec.host)
-    return Identity(place.name, dns=(place.name,), ips=tuple(dict.fromkeys(ips)))
+    if ipaddress.ip_address(place.address).is_loopback:
+        # On one machine's loopback a connection to any 127/8 address comes from 127.0.0.1, which
+        # ZooKeeper's quorum checks against the connecting member's certificate.
+        ips.append("127.0.0.1")
+        dns.append("localhost")
+    return Identity(place.name, dns=tuple(dns), ips=tuple(dict.fromkeys(ips)))
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:

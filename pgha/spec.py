@@ -245,8 +245,6 @@ class Spec(_Frozen):
         if self.tls and not backend_kind(self.backend).supports_tls:
             raise ValueError(f"tls: the {self.backend} backend cannot carry the cluster's certificates yet "
                              "(use --no-tls, or the netns backend)")
-        if self.tls and self.dcs.kind != "etcd":
-            raise ValueError("tls: implemented for etcd only; ZooKeeper's TLS is not done yet (use --no-tls)")
         if self.haproxy.hosts > 1 and not backend_kind(self.backend).hosts_of_their_own:
             raise ValueError("haproxy.hosts: more than one HAProxy needs hosts of their own (backend netns)")
         if len(p.entrypoint_rw_more) != self.haproxy.hosts - 1:
@@ -494,9 +492,13 @@ def build_spec(profile: str | None = None, file_settings: dict[str, Any] | None 
         merged["haproxy"] = {**merged.get("haproxy", {}), "hosts": backend.default_haproxy_hosts}
     if "tls" not in merged:
         # The lab as published has no TLS; the default profile has it wherever hosts talk over
-        # a network, and a user may still ask for it (or not).
-        merged["tls"] = bool(chosen == "default" and backend is not None and backend.tls_by_default
-                             and str(merged.get("dcs", {}).get("kind", "etcd")) == "etcd")
+        # a network, and with ZooKeeper everywhere (its ACLs need client certificates), and a
+        # user may still ask for it (or not).
+        dcs_given = merged.get("dcs", {})
+        zk_auth = dcs_given.get("kind") == "zookeeper" and dcs_given.get("authentication", True) is not False
+        where = find_backend(merged.get("backend", "local"))  # the Spec's own default backend
+        merged["tls"] = bool(chosen == "default" and where is not None and where.supports_tls
+                             and (where.tls_by_default or zk_auth))
     try:
         nodes = int(merged.get("nodes", 3))
         dcs = merged.get("dcs", {})

@@ -16,6 +16,7 @@ import psycopg
 from cryptography import x509
 
 from pgha.cluster import Cluster
+from pgha.components.dcs import dcs_component
 from pgha.dial import Endpoint, http_request, tcp_connect
 from pgha.probe import ClusterState
 
@@ -30,7 +31,7 @@ def _refused(attempt: Callable[[], object]) -> tuple[bool, str]:
     """(refused, how): does the attempt fail (as a cleartext or certificate-less one must)?"""
     try:
         answer = attempt()
-    except (OSError, psycopg.Error) as e:
+    except (OSError, ValueError, psycopg.Error) as e:
         text = (str(e).strip().splitlines() or [e.__class__.__name__])[-1]
         return True, text[:120]
     return False, f"answered {answer}"
@@ -89,23 +90,27 @@ def _hba(cluster: Cluster, node: str) -> Finding:
     return row[0] == 0 and row[1] > 0, f"pg_hba of {node}: {row[1]} hostssl, {row[0]} host lines"
 
 
-def https_only(what: str, ep: Endpoint, path: str, *, needs_certificate: bool) -> list[Finding]:
-    """A TLS port: verified HTTPS answers; plain HTTP does not; without a client certificate
-    (where one is required) the handshake fails."""
+def tls_only(what: str, ep: Endpoint, ask: Callable[[Endpoint], object], *,
+             needs_certificate: bool) -> list[Finding]:
+    """A TLS port: asked over verified TLS it answers; asked in cleartext it does not; without a
+    client certificate (where one is required) the handshake fails."""
     found: list[Finding] = []
     try:
-        status, _ = http_request(ep, path, TIMEOUT)
-        found.append((True, f"{what} over HTTPS (HTTP {status})"))
-    except OSError as e:
-        found.append((False, f"{what}: no verified HTTPS ({str(e)[:80]})"))
-    refused, how = _refused(lambda: http_request(replace(ep, tls=None), path, TIMEOUT)[0])
-    found.append((refused, f"{what} {'refused' if refused else 'took'} plain HTTP" + ("" if refused else f" ({how})")))
+        found.append((True, f"{what} over TLS ({ask(ep)})"))
+    except (OSError, ValueError) as e:
+        found.append((False, f"{what}: no verified TLS session ({str(e)[:80]})"))
+    refused, how = _refused(lambda: ask(replace(ep, tls=None)))
+    found.append((refused, f"{what} {'refused' if refused else 'took'} cleartext" + ("" if refused else f" ({how})")))
     if needs_certificate and ep.tls is not None:
         no_cert = replace(ep, tls=ep.tls.without_certificate())
-        refused, how = _refused(lambda: http_request(no_cert, path, TIMEOUT)[0])
+        refused, how = _refused(lambda: ask(no_cert))
         found.append((refused, f"{what} {'refused' if refused else 'took'} a client without certificate"
                       + ("" if refused else f" ({how})")))
     return found
+
+
+def _http_status(path: str) -> Callable[[Endpoint], object]:
+    return lambda ep: f"HTTP {http_request(ep, path, TIMEOUT)[0]}"
 
 
 # PostgreSQL's SSLRequest: a client asks for TLS before its startup message.
@@ -134,9 +139,17 @@ def transport(cluster: Cluster, state: ClusterState) -> list[Finding]:
     reach, spec = cluster.reach, cluster.spec
     found = postgres(cluster, state)
     for node in spec.node_names:
-        found += https_only(f"REST {node}", reach.rest(node), "health", needs_certificate=False)
-    for i in range(spec.dcs.members):
-        found += https_only(f"etcd dcs{i}", reach.dcs_client(i), "health", needs_certificate=True)
+        found += tls_only(f"REST {node}", reach.rest(node), _http_status("health"), needs_certificate=False)
+    dcs = dcs_component(spec)
+
+    def dcs_health(ep: Endpoint) -> object:
+        healthy, detail = dcs.health(ep, TIMEOUT)
+        if not healthy:
+            raise ValueError(detail)
+        return detail
+
+    for i, place in enumerate(reach.topology.dcs):
+        found += tls_only(f"{dcs.name} {place.name}", reach.dcs_client(i), dcs_health, needs_certificate=True)
     for k, place in enumerate(reach.topology.haproxies):
-        found += https_only(f"stats {place.name}", reach.haproxy_stats(k), "", needs_certificate=False)
+        found += tls_only(f"stats {place.name}", reach.haproxy_stats(k), _http_status(""), needs_certificate=False)
     return found

@@ -21,7 +21,7 @@ from pgha import pki, procs
 from pgha.backends.base import ComponentState, Progress
 from pgha.backends.postmaster import PostmasterFaults
 from pgha.components.base import Component, Programs, Site, Unit
-from pgha.components.dcs import ensure_authentication
+from pgha.components.dcs import DcsMember, ensure_authentication
 from pgha.components.kinds import component_for, components
 from pgha.components.render import render_component
 from pgha.dial import Endpoint
@@ -248,11 +248,12 @@ class ProcessBackend(PostmasterFaults):
             self._check_started(place.name)
 
     def renew_certificates(self, progress: Progress) -> list[str]:
-        """Every host's certificate issued anew by the cluster's CA and taken up without a
-        restart: etcd reads its files at every handshake; Patroni on SIGHUP re-creates its REST
-        listener when the certificate changed and reloads PostgreSQL, which re-reads its own;
-        HAProxy's stats certificate is replaced through its runtime API. The names of the
-        components that took the new certificate up."""
+        """Every host's certificate issued anew by the cluster's CA and taken up by the running
+        components: etcd reads its files at every handshake; Patroni on SIGHUP re-creates its
+        REST listener when the certificate changed and reloads PostgreSQL, which re-reads its
+        own; HAProxy's stats certificate is replaced through its runtime API. A DCS kind that
+        reads its certificate only at start (ZooKeeper) is restarted one member at a time, each
+        back in the quorum before the next. What each component did, one phrase each."""
         if not self.spec.tls:
             raise BackendError(f"cluster {self.spec.name!r} runs without TLS: it has no certificates to renew")
         progress("issuing new certificates from the cluster's CA")
@@ -261,13 +262,26 @@ class ProcessBackend(PostmasterFaults):
         for f in self.rendered():
             if f.path.parent in tls_dirs:
                 replace_file(f.path, f.text, f.mode)
-        done = [name for name in self._dcs_names() if self._main_proc(name) is not None]
+        dcs = component_for(self.spec, self.topo.dcs[0])
+        assert isinstance(dcs, DcsMember)
+        done: list[str] = []
+        for name in self._dcs_names():
+            if self._main_proc(name) is None:
+                continue
+            if dcs.reloads_certificates:
+                done.append(f"{name} (reads it at every handshake)")
+                continue
+            progress(f"restarting {name}: {dcs.name} reads its certificate only at start")
+            self._terminate(name)
+            self._spawn(name)
+            self._wait_dcs(progress)
+            done.append(f"{name} (restarted, back in the quorum)")
         for node in self.spec.node_names:
             patroni = self._main_proc(node)
             if patroni is not None:
                 progress(f"reloading {node} (Patroni's REST API and PostgreSQL take the new certificate)")
                 procs.send([patroni], signal.SIGHUP)
-                done.append(node)
+                done.append(f"{node} (reloaded)")
         for name in self._haproxy_names():
             if self._main_proc(name) is None:
                 continue
@@ -281,7 +295,7 @@ class ProcessBackend(PostmasterFaults):
                 raise BackendError(f"{name} did not take its new certificate: {e}") from None
             if "Success" not in answer:
                 raise BackendError(f"{name} did not take its new certificate: {answer.strip()[:200]}")
-            done.append(name)
+            done.append(f"{name} (runtime API)")
         return done
 
     def _restart_leader(self) -> str | None:

@@ -4,16 +4,18 @@ pgha asks a member whether it is healthy, and which ports an operator opens for 
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 from abc import abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from pgha import dcs_auth
+from pgha import dcs_auth, zk_acl
 from pgha.components.base import Component, Needed, Programs, Site
 from pgha.dial import Endpoint, http_request, tcp_connect
 from pgha.layout import Layout
+from pgha.pki import dcs_client_name
 from pgha.render import RenderedFile, to_yaml
 from pgha.render.dcs import ZOOKEEPER_JARS, render_etcd, render_zookeeper, zookeeper_argv, zookeeper_myid
 from pgha.secrets import Secrets
@@ -36,6 +38,8 @@ class DcsMember(Component):
     patroni_key: ClassVar[str]
     # For operators opening ports between hosts (README of the bundles).
     open_ports: ClassVar[str]
+    # Whether a running member takes a renewed certificate from its files (else: a restart).
+    reloads_certificates: ClassVar[bool] = False
 
     def config_path(self, layout: Layout, place: Place) -> Path:
         return layout.dcs_config(place.index)
@@ -60,11 +64,21 @@ class DcsMember(Component):
 
     # --- authentication: only Patroni, with its own password, may write the cluster's keys ----
 
-    # Whether pgha can turn authentication on for this kind (spec.dcs.authentication asks for it).
-    can_authenticate: ClassVar[bool] = False
+    # Whether pgha turns authentication on itself, after the members form a quorum (`secure`);
+    # otherwise Patroni protects what it creates (ZooKeeper's ACLs).
+    secured_by_pgha: ClassVar[bool] = False
 
-    def patroni_credentials(self, scope: str, secrets: Secrets) -> dict[str, str]:
+    def authenticates(self, spec: Spec) -> bool:
+        """Whether a cluster of this spec can have only Patroni write its keys (what
+        spec.dcs.authentication asks for)."""
+        return False
+
+    def patroni_credentials(self, topo: Topology, secrets: Secrets) -> dict[str, object]:
         """What Patroni's section for this DCS needs to log in (empty: nothing)."""
+        return {}
+
+    def patroni_tls(self, layout: Layout, node: str) -> dict[str, object]:
+        """What Patroni's section for this DCS needs to speak TLS, with the node's certificates."""
         return {}
 
     def patroni_environment(self, scope: str, password: str) -> dict[str, str]:
@@ -87,12 +101,14 @@ class Etcd(DcsMember):
     # etcd-client: etcdctl, for the script that turns authentication on (secure_script).
     packages: ClassVar[tuple[str, ...]] = ("etcd-server", "etcd-client")
     open_ports: ClassVar[str] = "2379 (clients) and 2380 (peers)"
+    # It reads its certificate files at every TLS handshake (seen: the new serial served at once).
+    reloads_certificates: ClassVar[bool] = True
 
     def files(self, site: Site) -> list[RenderedFile]:
         text = to_yaml(render_etcd(site.topo, site.layout, site.place.index, site.tls))
         files = [RenderedFile(self.config_path(site.layout, site.place), text, 0o644), *site.tls_files()]
         spec = site.topo.spec
-        if spec.dcs.authentication and site.place.index == 0:
+        if spec.dcs.authentication and site.place.index == 0 and self.secured_by_pgha:
             files.append(RenderedFile(site.layout.conf / dcs_auth.SECURE_SCRIPT, self.secure_script(site), 0o700))
         return files
 
@@ -121,10 +137,20 @@ class Etcd(DcsMember):
         healthy = str(data.get("health")) == "true"
         return healthy, "healthy" if healthy else f"unhealthy: {data.get('reason') or 'no quorum'}"
 
-    can_authenticate: ClassVar[bool] = True
+    secured_by_pgha: ClassVar[bool] = True
 
-    def patroni_credentials(self, scope: str, secrets: Secrets) -> dict[str, str]:
-        return {"username": dcs_auth.patroni_user(scope), "password": secrets.dcs_password}
+    def authenticates(self, spec: Spec) -> bool:
+        return True
+
+    def patroni_credentials(self, topo: Topology, secrets: Secrets) -> dict[str, object]:
+        return {"username": dcs_auth.patroni_user(topo.spec.patroni_scope), "password": secrets.dcs_password}
+
+    def patroni_tls(self, layout: Layout, node: str) -> dict[str, object]:
+        # Its own client certificate, with an empty subject: etcd's gateway refuses any with a
+        # CommonName once authentication is on (pgha.pki).
+        client = dcs_client_name(node)
+        return {"protocol": "https", "cacert": str(layout.tls_ca),
+                "cert": str(layout.tls_cert(client)), "key": str(layout.tls_key(client))}
 
     def patroni_environment(self, scope: str, password: str) -> dict[str, str]:
         # Patroni applies PATRONI_ETCD3_USERNAME/_PASSWORD only to an etcd3 section that its
@@ -149,10 +175,32 @@ class ZooKeeper(DcsMember):
     def files(self, site: Site) -> list[RenderedFile]:
         lay, i = site.layout, site.place.index
         return [
-            RenderedFile(self.config_path(lay, site.place), render_zookeeper(site.topo, lay, i), 0o644),
+            RenderedFile(self.config_path(lay, site.place), render_zookeeper(site.topo, lay, i, site.tls), 0o644),
             RenderedFile(lay.dcs_data(i) / "myid", zookeeper_myid(i), 0o644),
             *self.shared_files(lay.conf),
+            *site.tls_files(pem=True),
         ]
+
+    # Patroni's only way to protect its znodes is an ACL of x509 identities (its `set_acls`
+    # always uses that scheme; digest credentials alone protect nothing, since anyone may add
+    # some): so authentication needs TLS with client certificates.
+    def authenticates(self, spec: Spec) -> bool:
+        return spec.tls
+
+    def patroni_credentials(self, topo: Topology, secrets: Secrets) -> dict[str, object]:
+        if not topo.spec.tls:
+            return {}
+        # Every node's certificate (its subject, CN=<node>) may do everything; no one else anything.
+        return {"set_acls": {f"CN={place.name}": ["ALL"] for place in topo.nodes}}
+
+    def patroni_tls(self, layout: Layout, node: str) -> dict[str, object]:
+        return {"use_ssl": True, "verify": True, "cacert": str(layout.tls_ca),
+                "cert": str(layout.tls_cert(node)), "key": str(layout.tls_key(node))}
+
+    def anonymous_write_refused(self, ep: Endpoint, scope: str) -> tuple[bool, str]:
+        if ep.tls is None:
+            return super().anonymous_write_refused(ep, scope)
+        return zk_acl.write_refused(ep, f"{dcs_auth.NAMESPACE}{scope}")
 
     @staticmethod
     def shared_files(conf_dir: Path) -> list[RenderedFile]:
@@ -184,7 +232,11 @@ class ZooKeeper(DcsMember):
 
 
 def _four_letter(ep: Endpoint, word: str, timeout: float) -> str:
-    with tcp_connect(ep, timeout) as s:
+    with contextlib.ExitStack() as stack:
+        s = stack.enter_context(tcp_connect(ep, timeout))
+        if ep.tls is not None:
+            # The secure client port: TLS first, with a certificate of the cluster's CA.
+            s = stack.enter_context(ep.tls.context().wrap_socket(s, server_hostname=ep.host))
         s.sendall(word.encode())
         chunks = []
         while chunk := s.recv(4096):
@@ -201,10 +253,11 @@ def dcs_component(spec: Spec) -> DcsMember:
 
 
 def ensure_authentication(spec: Spec, ep: Endpoint, secrets: Secrets, say: Callable[[str], None]) -> None:
-    """Turn the DCS's authentication on when the spec asks for it, the kind supports it and the
-    member at ep still takes anonymous writes (one probe that never writes); idempotent."""
+    """Turn the DCS's authentication on when the spec asks for it, pgha is the one to do it for
+    this kind and the member at ep still takes anonymous writes (one probe that never writes);
+    idempotent."""
     dcs = dcs_component(spec)
-    if not (spec.dcs.authentication and dcs.can_authenticate):
+    if not (spec.dcs.authentication and dcs.secured_by_pgha and dcs.authenticates(spec)):
         return
     refused, _ = dcs.anonymous_write_refused(ep, spec.patroni_scope)
     if not refused:

@@ -7,8 +7,11 @@ from typing import Any
 from pgha.layout import Layout
 from pgha.topology import Topology
 
+# netty-codec and netty-resolver: the Netty connection factory (TLS) needs them, and Debian's
+# zookeeper.jar does not list them in its manifest's class path.
 ZOOKEEPER_JARS = ("/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-log4j12.jar",
-                  "/usr/share/java/log4j-1.2.jar")
+                  "/usr/share/java/log4j-1.2.jar", "/usr/share/java/netty-codec.jar",
+                  "/usr/share/java/netty-resolver.jar")
 
 
 def zookeeper_argv(config: str, log4j_properties: str) -> list[str]:
@@ -66,15 +69,40 @@ def render_etcd(topo: Topology, layout: Layout, i: int, tls: bool = False) -> di
     return config
 
 
-def render_zookeeper(topo: Topology, layout: Layout, i: int) -> str:
+def zookeeper_tls(layout: Layout, name: str, client_port: int, address: str) -> list[str]:
+    """TLS only: no plaintext client port, a client certificate of the cluster's CA required,
+    the quorum's links TLS too with the peer's address checked against its certificate."""
+    pem, ca = layout.tls_pem(name), layout.tls_ca
+    return [
+        f"secureClientPort={client_port}",
+        f"secureClientPortAddress={address}",
+        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+        f"ssl.keyStore.location={pem}",
+        "ssl.keyStore.type=PEM",
+        f"ssl.trustStore.location={ca}",
+        "ssl.trustStore.type=PEM",
+        "ssl.clientAuth=need",
+        "sslQuorum=true",
+        f"ssl.quorum.keyStore.location={pem}",
+        "ssl.quorum.keyStore.type=PEM",
+        f"ssl.quorum.trustStore.location={ca}",
+        "ssl.quorum.trustStore.type=PEM",
+        "ssl.quorum.hostnameVerification=true",
+    ]
+
+
+def render_zookeeper(topo: Topology, layout: Layout, i: int, tls: bool = False) -> str:
     me, ports = topo.dcs[i], topo.dcs_ports[i]
+    client = zookeeper_tls(layout, me.name, ports.client, me.address) if tls else [
+        f"clientPort={ports.client}",
+        f"clientPortAddress={me.address}",
+    ]
     lines = [
         "tickTime=2000",
         "initLimit=10",
         "syncLimit=5",
         f"dataDir={layout.dcs_data(i)}",
-        f"clientPort={ports.client}",
-        f"clientPortAddress={me.address}",
+        *client,
         "maxClientCnxns=100",
         "admin.enableServer=false",
         "4lw.commands.whitelist=ruok,srvr,mntr,stat",

@@ -8,7 +8,6 @@ from typing import Any
 from pgha.components.base import PG_BIN_DIR
 from pgha.components.dcs import dcs_component
 from pgha.layout import Layout
-from pgha.pki import dcs_client_name
 from pgha.secrets import REPLICATION_USER, REST_USER, SUPERUSER, Secrets
 from pgha.spec import Spec
 from pgha.topology import Topology
@@ -17,16 +16,12 @@ LOG_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
 
 
 def dcs_section(topo: Topology, secrets: Secrets, layout: Layout | None = None, node: str = "") -> dict[str, Any]:
-    """Patroni's DCS section; with a layout (TLS) it connects over TLS with the node's client
-    certificate."""
+    """Patroni's DCS section; with a layout (TLS) it connects over TLS with the node's
+    certificates."""
     hosts = [f"{place.address}:{ports.client}" for place, ports in zip(topo.dcs, topo.dcs_ports, strict=True)]
     dcs = dcs_component(topo.spec)
-    login = dcs.patroni_credentials(topo.spec.patroni_scope, secrets) if topo.spec.dcs.authentication else {}
-    tls: dict[str, Any] = {}
-    if layout is not None:
-        client = dcs_client_name(node)
-        tls = {"protocol": "https", "cacert": str(layout.tls_ca),
-               "cert": str(layout.tls_cert(client)), "key": str(layout.tls_key(client))}
+    login = dcs.patroni_credentials(topo, secrets) if topo.spec.dcs.authentication else {}
+    tls = dcs.patroni_tls(layout, node) if layout is not None else {}
     return {dcs.patroni_key: {"hosts": hosts, **tls, **login}}
 
 

@@ -15,6 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 from helpers import PGHA, processes_under, run_pgha
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.retry import KazooRetry
 
 from pgha.cluster import Cluster
 
@@ -131,13 +135,61 @@ def test_three_member_zookeeper_ensemble(cluster_factory) -> None:  # type: igno
     dcs = by_number[6]
     assert dcs["status"] == "PASS"
     assert dcs["evidence"].count("leader") == 1 and dcs["evidence"].count("follower") == 2
-    # pgha sets no ZooKeeper ACLs yet (issue 12): the security line says so instead of passing.
-    assert rc == 1 and by_number[7]["status"] == "FAIL" and "zookeeper" in by_number[7]["evidence"]
+    # Patroni's znodes carry an ACL of the nodes' certificates; every hop is TLS.
+    assert rc == 0 and by_number[7]["status"] == "PASS" and "NoAuth" in by_number[7]["evidence"], by_number[7]
+    _zookeeper_attacks_are_refused(cluster)
     # One member down: the check names it and fails.
     cluster.backend().stop_dcs_member(1)
     rc, results = _check("zk3")
     dcs = next(r for r in results if r["number"] == 6)
     assert rc == 1 and dcs["status"] == "FAIL" and "dcs1" in dcs["evidence"]
+
+
+def _zookeeper_attacks_are_refused(cluster: Cluster) -> None:
+    """Issue 12's three writes against ZooKeeper: without a certificate there is no session at
+    all; with one of the cluster's CA that is no node's (pgha's own) each is NoAuth; a node's
+    certificate reads the same znode (the control). The cluster is unchanged afterwards."""
+    ep, scope = cluster.reach.dcs_client(0), cluster.spec.patroni_scope
+    assert ep.tls is not None and ep.tls.cert is not None
+    before = cluster.wait_healthy(60).leader
+    assert before is not None
+    hosts = f"{ep.host}:{ep.port}"
+    anonymous = KazooClient(hosts=hosts, timeout=3, connection_retry=KazooRetry(max_tries=0))
+    with pytest.raises(KazooTimeoutError):
+        anonymous.start(timeout=5)
+    anonymous.close()
+
+    def client(cert: str, key: str) -> KazooClient:
+        zk = KazooClient(hosts=hosts, timeout=5, use_ssl=True, verify_certs=True, ca=ep.tls.ca,  # type: ignore[union-attr]
+                         certfile=cert, keyfile=key)
+        zk.start(timeout=10)
+        return zk
+
+    outsider = client(ep.tls.cert, ep.tls.key or "")
+    try:
+        for key, value in (("failover", json.dumps({"leader": before.name, "member": "node1"})),
+                           ("leader", "evil"),
+                           ("config", json.dumps({"postgresql": {"parameters": {"archive_command": "id"}}}))):
+            path = f"/service/{scope}/{key}"
+            with pytest.raises(NoAuthError):
+                if outsider.exists(path):
+                    outsider.set(path, value.encode())
+                else:
+                    outsider.create(path, value.encode())
+    finally:
+        outsider.stop()
+        outsider.close()
+    tls = cluster.backend().host_layout("node0").tls
+    node = client(str(tls / "node0.crt"), str(tls / "node0.key"))
+    try:
+        leader, _ = node.get(f"/service/{scope}/leader")
+    finally:
+        node.stop()
+        node.close()
+    assert leader.decode() == before.name
+    time.sleep(5)
+    after = cluster.wait_healthy(60).leader
+    assert after is not None and after.name == before.name
 
 
 def test_an_occupied_port_is_named_before_anything_starts(pgha_home: Path) -> None:

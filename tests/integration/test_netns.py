@@ -87,8 +87,8 @@ def test_tls_on_every_hop(netns_cluster: Path) -> None:
     security = next(r for r in json.loads(result.stdout) if r["number"] == 7)
     assert security["status"] == "PASS" and "TLS on every hop" in security["name"], security
     for phrase in ("ssl=on", "refused cleartext", "replication from", "over TLS", "0 host lines",
-                   "etcd dcs0 refused a client without certificate", "REST node2 refused plain HTTP",
-                   "stats haproxy refused plain HTTP"):
+                   "etcd dcs0 refused a client without certificate", "REST node2 refused cleartext",
+                   "stats haproxy refused cleartext"):
         assert phrase in security["evidence"], (phrase, security["evidence"])
     store = pki.load(cluster.layout.pki)
     served = _served(cluster)

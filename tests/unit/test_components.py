@@ -136,7 +136,7 @@ def test_zookeeper_health_reads_the_mode_of_srvr(zk_answering: tuple[Endpoint, t
 
 
 @pytest.mark.parametrize(("dcs", "packages", "extra"), [
-    ("etcd", "iproute2 postgresql-15 postgresql-client-15 python3-venv etcd-server", "etcd3"),
+    ("etcd", "iproute2 postgresql-15 postgresql-client-15 python3-venv etcd-server etcd-client", "etcd3"),
     ("zookeeper", "iproute2 postgresql-15 postgresql-client-15 python3-venv zookeeper default-jre-headless",
      "zookeeper"),
 ])

@@ -42,9 +42,9 @@ def test_one_bundle_per_host_with_what_it_runs(tmp_path: Path) -> None:
     out, result = _render(tmp_path, INVENTORY)
     assert result.returncode == 0, result.stderr
     db1 = sorted(str(p.relative_to(out / "db1")) for p in (out / "db1").rglob("*") if p.is_file())
-    assert db1 == ["conf/dcs-0.conf", "conf/patroni-node0.yml", "conf/secure-etcd.sh", "conf/tls/ca.crt", "conf/tls/dcs0.crt",
-                   "conf/tls/dcs0.key", "conf/tls/node0-dcs.crt", "conf/tls/node0-dcs.key", "conf/tls/node0.crt",
-                   "conf/tls/node0.key", "install.sh",
+    assert db1 == ["conf/dcs-0.conf", "conf/patroni-node0.yml", "conf/secure-etcd.sh", "conf/tls/ca.crt",
+                   "conf/tls/dcs0.crt", "conf/tls/dcs0.key", "conf/tls/node0-dcs.crt", "conf/tls/node0-dcs.key",
+                   "conf/tls/node0.crt", "conf/tls/node0.key", "install.sh",
                    "units/pgha-prod-etcd-dcs0.service", "units/pgha-prod-patroni-node0.service"]
     lb2 = sorted(str(p.relative_to(out / "lb2")) for p in (out / "lb2").rglob("*") if p.is_file())
     assert lb2 == ["conf/haproxy.cfg", "conf/tls/ca.crt", "conf/tls/haproxy1.crt", "conf/tls/haproxy1.key",

@@ -35,9 +35,11 @@ def test_plan_names_every_host_and_the_client_certificates() -> None:
     assert node0.common_name == "node0" and node0.dns == ("node0",)
     assert node0.ips == (topo.nodes[0].address, topo.spec.host)
     assert planned["dcs1"].ips == (topo.dcs[1].address,)
-    # etcd's gateway refuses client certificates with a CommonName once authentication is on.
+    # etcd's gateway refuses client certificates with a CommonName once authentication is on;
+    # Java refuses one with neither a subject nor a SAN.
     assert planned["node1-dcs"].common_name is None and not planned["node1-dcs"].server
-    assert planned["pgha"].common_name is None
+    assert planned["node1-dcs"].dns == ("node1-dcs",)
+    assert planned["pgha"].common_name is None and planned["pgha"].dns == ("pgha",)
 
 
 def test_issued_certificates_chain_to_the_ca_with_the_planned_names(tmp_path: Path) -> None:
@@ -54,11 +56,19 @@ def test_issued_certificates_chain_to_the_ca_with_the_planned_names(tmp_path: Pa
         assert (ExtendedKeyUsageOID.SERVER_AUTH in usage) == who.server
         cn = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
         assert cn == ([who.common_name] if who.common_name else [])
-        if who.server:
-            assert _sans(cert) == (list(who.dns), list(who.ips))
+        assert _sans(cert) == (list(who.dns), list(who.ips))
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        assert san.critical is (who.common_name is None)
     # Python's own TLS stack takes the files as they are (the probes use it).
     ctx = ssl.create_default_context(cafile=str(tmp_path / "pki" / "ca.crt"))
     ctx.load_cert_chain(str(tmp_path / "pki" / "pgha.crt"), str(tmp_path / "pki" / "pgha.key"))
+
+
+def test_loopback_hosts_are_also_127_0_0_1() -> None:
+    # Connections between loopback addresses come from 127.0.0.1 (ZooKeeper's quorum checks it).
+    topo = topology(build_spec("default", overrides={"name": "lo", "tls": True}))
+    node0 = pki.plan(topo)["node0"]
+    assert node0.ips == ("127.0.1.1", "127.0.0.1") and node0.dns == ("node0", "localhost")
 
 
 def test_keys_are_private_and_the_store_closed(tmp_path: Path) -> None:
@@ -117,7 +127,10 @@ def test_a_damaged_store_is_one_clear_error(tmp_path: Path) -> None:
     ({"backend": "netns", "profile": "seed"}, False),  # the lab as published
     ({"backend": "local", "tls": True}, True),
     ({"backend": "netns", "tls": False}, False),
-    ({"backend": "netns", "dcs": {"kind": "zookeeper"}}, False),  # ZooKeeper's TLS is not done yet
+    # ZooKeeper's ACLs need client certificates: TLS even on loopback, unless the DCS is left open.
+    ({"backend": "local", "dcs": {"kind": "zookeeper"}}, True),
+    ({"backend": "local", "dcs": {"kind": "zookeeper", "authentication": False}}, False),
+    ({"backend": "compose", "dcs": {"kind": "zookeeper"}}, False),  # compose cannot carry certificates
 ])
 def test_where_tls_is_on_by_default(overrides: dict[str, object], tls: bool) -> None:
     assert build_spec("default", overrides={"name": "x", **overrides}).tls is tls
@@ -125,7 +138,6 @@ def test_where_tls_is_on_by_default(overrides: dict[str, object], tls: bool) -> 
 
 @pytest.mark.parametrize(("overrides", "message"), [
     ({"backend": "compose", "tls": True}, "tls: the compose backend cannot carry"),
-    ({"backend": "netns", "tls": True, "dcs": {"kind": "zookeeper"}}, "tls: implemented for etcd only"),
 ])
 def test_tls_where_pgha_cannot_do_it_is_refused(overrides: dict[str, object], message: str) -> None:
     with pytest.raises(SpecError, match=message):

@@ -66,8 +66,8 @@ def test_files_with_passwords_are_owner_only_and_others_hold_none(tmp_path: Path
             holds_secret = any(s in f.text for s in (SECRETS.superuser_password, SECRETS.replication_password,
                                                       SECRETS.rest_password, SECRETS.stats_password))
             if holds_secret:
-                assert f.mode == 0o600, f.path
-            assert f.mode in (0o600, 0o644)
+                assert f.mode & 0o077 == 0, f.path
+            assert f.mode in (0o600, 0o644, 0o700)
 
 
 def test_pg_hba_is_scram_only_for_the_clusters_own_addresses(tmp_path: Path) -> None:
@@ -118,4 +118,13 @@ def test_dcs_configs_form_ensembles(tmp_path: Path) -> None:
     zfiles = {str(f.path.relative_to(tmp_path)): f.text for f in rendered(zk, layout)}
     assert sum(line.startswith("server.") for line in zfiles["conf/dcs-0.conf"].splitlines()) == 3
     assert zfiles["data/dcs-2/myid"] == "3\n"
-    assert "clientPortAddress=127.0.1.1" in zfiles["conf/dcs-1.conf"]
+    # ZooKeeper's ACLs need client certificates: TLS only, no plaintext client port.
+    assert "secureClientPortAddress=127.0.1.1" in zfiles["conf/dcs-1.conf"]
+    assert "\nclientPort=" not in zfiles["conf/dcs-1.conf"] and "sslQuorum=true" in zfiles["conf/dcs-1.conf"]
+    assert "ssl.clientAuth=need" in zfiles["conf/dcs-1.conf"]
+    patroni = yaml.safe_load(zfiles["conf/patroni-node0.yml"])["zookeeper"]
+    assert patroni["use_ssl"] is True and patroni["set_acls"] == {"CN=node0": ["ALL"], "CN=node1": ["ALL"],
+                                                                   "CN=node2": ["ALL"]}
+    open_zk = build_spec("default", overrides={"dcs": {"kind": "zookeeper", "members": 3, "authentication": False}})
+    ofiles = {str(f.path.relative_to(tmp_path / "open")): f.text for f in rendered(open_zk, Layout(tmp_path / "open"))}
+    assert "\nclientPortAddress=127.0.1.1" in ofiles["conf/dcs-1.conf"] and "ssl." not in ofiles["conf/dcs-1.conf"]
