@@ -370,9 +370,11 @@ def render_compose_cmd(
                                                         "default (written to .env as PGHA_BASE_IMAGE).")] = None,
 ) -> None:
     """A compose deployment (Containerfile, compose.yaml, configs, .env) for docker/podman compose."""
-    from pgha.deployment import existing_secrets, write_files
-    from pgha.render.compose import render_compose
+    from pgha import pki
+    from pgha.deployment import existing_secrets, hand_tls_to_containers, write_files
+    from pgha.render.compose import compose_spec, render_compose
     from pgha.secrets import Secrets
+    from pgha.topology import topology
 
     file_settings = load_spec_file(config) if config else {}
     spec = build_spec(profile, file_settings, {"name": name, "profile": profile, "base_port": base_port,
@@ -386,7 +388,11 @@ def render_compose_cmd(
     # A re-render keeps the passwords: the data volumes were initialised with them.
     secrets = existing_secrets(out_dir) or Secrets.generate()
     try:
-        written = write_files(out_dir, render_compose(spec, secrets, base_image))
+        # The CA and every certificate stay beside the deployment (pki/, kept out of the build
+        # context), so a re-render keeps them.
+        certificates = pki.ensure(out_dir / "pki", topology(compose_spec(spec))) if spec.tls else None
+        written = write_files(out_dir, render_compose(spec, secrets, base_image, certificates))
+        hand_tls_to_containers(out_dir)
     except OSError as e:
         raise UserError(f"--out: cannot write {out_dir}: {e.strerror}") from None
     out.print(f"wrote {len(written)} files to {out_dir} (profile {spec.profile}); "

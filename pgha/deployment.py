@@ -3,6 +3,7 @@ passwords of an earlier render (the data volumes were initialised with them)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from pgha.components.haproxy import ENV_STATS
 from pgha.components.patroni import ENV_DCS, ENV_REPLICATION, ENV_REST, ENV_SUPERUSER
 from pgha.files import write_file
 from pgha.render import RenderedFile
-from pgha.render.compose import ENV_FILE
+from pgha.render.compose import CONTAINER_UID, ENV_FILE, TLS_DIR
 from pgha.secrets import Secrets
 
 
@@ -50,3 +51,13 @@ def write_files(directory: Path, files: list[RenderedFile]) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         written.append(write_file(path, f.text, f.mode))
     return written
+
+
+def hand_tls_to_containers(directory: Path) -> None:
+    """The certificates compose mounts belong to the containers' postgres user (a fixed id):
+    as root, chown them; otherwise the engine's user namespace must map it (rootless)."""
+    tls = directory / TLS_DIR
+    if os.geteuid() != 0 or not tls.is_dir():
+        return
+    for path in [tls, *tls.rglob("*")]:
+        os.lchown(path, CONTAINER_UID, CONTAINER_UID)

@@ -242,9 +242,6 @@ class Spec(_Frozen):
             raise ValueError("ports: need one dcs_client and one dcs_peer port per DCS member")
         if HAS_ELECTION_PORT[self.dcs.kind] and len(p.dcs_election) != self.dcs.members:
             raise ValueError(f"ports: {self.dcs.kind} needs one dcs_election port per member")
-        if self.tls and not backend_kind(self.backend).supports_tls:
-            raise ValueError(f"tls: the {self.backend} backend cannot carry the cluster's certificates yet "
-                             "(use --no-tls, or the netns backend)")
         if self.haproxy.hosts > 1 and not backend_kind(self.backend).hosts_of_their_own:
             raise ValueError("haproxy.hosts: more than one HAProxy needs hosts of their own (backend netns)")
         if len(p.entrypoint_rw_more) != self.haproxy.hosts - 1:
@@ -497,8 +494,7 @@ def build_spec(profile: str | None = None, file_settings: dict[str, Any] | None 
         dcs_given = merged.get("dcs", {})
         zk_auth = dcs_given.get("kind") == "zookeeper" and dcs_given.get("authentication", True) is not False
         where = find_backend(merged.get("backend", "local"))  # the Spec's own default backend
-        merged["tls"] = bool(chosen == "default" and where is not None and where.supports_tls
-                             and (where.tls_by_default or zk_auth))
+        merged["tls"] = bool(chosen == "default" and where is not None and (where.tls_by_default or zk_auth))
     try:
         nodes = int(merged.get("nodes", 3))
         dcs = merged.get("dcs", {})

@@ -15,6 +15,7 @@ the same, so a monitor keeps reaching a node that the restart policy brought bac
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -28,14 +29,16 @@ from pathlib import Path
 
 import psutil
 
-from pgha import procs
+from pgha import pki, procs
 from pgha.backends.base import ComponentState, Progress
 from pgha.backends.postmaster import PostmasterFaults
-from pgha.deployment import write_files
+from pgha.components.dcs import dcs_component
+from pgha.deployment import hand_tls_to_containers, write_files
 from pgha.dial import Endpoint
 from pgha.errors import BackendError, tail
 from pgha.layout import Layout
 from pgha.names import IMAGE_REFERENCE
+from pgha.pki import Pki, controller_tls
 from pgha.probe import leader as probe_leader
 from pgha.procs import RunAs
 from pgha.reach import Reach
@@ -203,7 +206,13 @@ class ComposeBackend(PostmasterFaults):
 
     @property
     def reach(self) -> Reach:
-        return Reach(self.topo, self.endpoint, _HAProxySockets(self))
+        return Reach(self.topo, self.endpoint, _HAProxySockets(self),
+                     controller_tls(self.layout.pki) if self.spec.tls else None)
+
+    @functools.cached_property
+    def pki(self) -> Pki | None:
+        """The cluster's certificates (made or completed on first use) when it has TLS."""
+        return pki.ensure(self.layout.pki, self.topo) if self.spec.tls else None
 
     def netns_path(self, component: str) -> str | None:
         """The container's network namespace as the engine reports it (new after each restart),
@@ -273,13 +282,25 @@ class ComposeBackend(PostmasterFaults):
         for d in (self.layout.root, self.layout.conf, self.layout.logs, self.layout.runs, self.dir):
             d.mkdir(parents=True, exist_ok=True)
         self.layout.root.chmod(0o700)
-        write_files(self.dir, render_compose(self.spec, self.secrets, self._base_image()))
+        write_files(self.dir, render_compose(self.spec, self.secrets, self._base_image(), self.pki))
+        hand_tls_to_containers(self.dir)
         # For `pgha ctl` on this machine: the containers' Patroni config with the credentials
-        # patronictl needs (0600, never in the image).
+        # patronictl needs (0600, never in the image), and pgha's own certificate.
         write_files(self.layout.root, [
             RenderedFile(self.layout.patroni_config(node).relative_to(self.layout.root),
-                         to_yaml(render_patroni(self.topo, CONTAINER_LAYOUT, self.secrets, node)), 0o600)
+                         to_yaml(self._ctl_config(node)), 0o600)
             for node in self.spec.node_names])
+
+    def _ctl_config(self, node: str) -> dict[str, object]:
+        cfg = render_patroni(self.topo, CONTAINER_LAYOUT, self.secrets, node, self.spec.tls)
+        if self.spec.tls:
+            ours = controller_tls(self.layout.pki)
+            cfg["ctl"] = {**cfg["ctl"], "cacert": ours.ca, "certfile": ours.cert, "keyfile": ours.key}
+            dcs = cfg[dcs_component(self.spec).patroni_key]
+            for key, path in (("cacert", ours.ca), ("cert", ours.cert), ("key", ours.key)):
+                if key in dcs:
+                    dcs[key] = path
+        return cfg
 
     def start(self, progress: Progress) -> None:
         self.materialize()
@@ -321,8 +342,10 @@ class ComposeBackend(PostmasterFaults):
         self._compose("down", log=self.layout.log("compose"), timeout=UP_TIMEOUT)
 
     def renew_certificates(self, progress: Progress) -> list[str]:
-        # The spec refuses TLS on compose (the registry's supports_tls), so there is nothing to renew.
-        raise BackendError(f"cluster {self.spec.name!r} runs without TLS: it has no certificates to renew")
+        if not self.spec.tls:
+            raise BackendError(f"cluster {self.spec.name!r} runs without TLS: it has no certificates to renew")
+        raise BackendError("pgha rotate-certs does not renew a compose cluster's certificates yet; "
+                           "the netns and local backends do")
 
     def purge(self) -> None:
         """Also remove what outlives the containers: the volumes (the cluster's data) and the

@@ -47,8 +47,6 @@ class BackendKind:
     # Traffic between its hosts crosses a network: the default profile encrypts it (spec.tls).
     # On one machine's loopback it may stay plain (a user can still ask for TLS).
     tls_by_default: bool = False
-    # Whether it can carry the cluster's certificates at all.
-    supports_tls: bool = True
 
     def build(self, spec: Spec, layout: Layout, secrets: Secrets, run_as: RunAs) -> Backend:
         module, _, cls = self.implementation.partition(":")
@@ -76,7 +74,7 @@ BACKENDS: dict[str, BackendKind] = {b.name: b for b in (
     # namespaces are the engine's (Backend.netns_path). Each node's PostgreSQL is published on
     # loopback, as the lab had it.
     BackendKind("compose", "pgha.backends.compose:ComposeBackend", hosts_of_their_own=True,
-                named_namespaces=False, direct_nodes_on="host", supports_tls=False),
+                named_namespaces=False, direct_nodes_on="host", tls_by_default=True),
 )}
 
 

@@ -58,6 +58,10 @@ class DcsMember(Component):
         return out
 
     @abstractmethod
+    def config_text(self, topo: Topology, layout: Layout, index: int, tls: bool) -> str:
+        """The member's main config file (the compose image holds it without certificates)."""
+
+    @abstractmethod
     def health(self, ep: Endpoint, timeout: float) -> tuple[bool, str]:
         """(healthy, one-line detail) of the member at ep; raises OSError/ValueError when it does
         not answer."""
@@ -81,7 +85,7 @@ class DcsMember(Component):
         """What Patroni's section for this DCS needs to speak TLS, with the node's certificates."""
         return {}
 
-    def patroni_environment(self, scope: str, password: str) -> dict[str, str]:
+    def patroni_environment(self, scope: str, password: str, tls: bool) -> dict[str, str]:
         """The same login as PATRONI_* variables (containers: the password stays in .env)."""
         return {}
 
@@ -104,8 +108,11 @@ class Etcd(DcsMember):
     # It reads its certificate files at every TLS handshake (seen: the new serial served at once).
     reloads_certificates: ClassVar[bool] = True
 
+    def config_text(self, topo: Topology, layout: Layout, index: int, tls: bool) -> str:
+        return to_yaml(render_etcd(topo, layout, index, tls))
+
     def files(self, site: Site) -> list[RenderedFile]:
-        text = to_yaml(render_etcd(site.topo, site.layout, site.place.index, site.tls))
+        text = self.config_text(site.topo, site.layout, site.place.index, site.tls)
         files = [RenderedFile(self.config_path(site.layout, site.place), text, 0o644), *site.tls_files()]
         spec = site.topo.spec
         if spec.dcs.authentication and site.place.index == 0 and self.secured_by_pgha:
@@ -152,12 +159,12 @@ class Etcd(DcsMember):
         return {"protocol": "https", "cacert": str(layout.tls_ca),
                 "cert": str(layout.tls_cert(client)), "key": str(layout.tls_key(client))}
 
-    def patroni_environment(self, scope: str, password: str) -> dict[str, str]:
+    def patroni_environment(self, scope: str, password: str, tls: bool) -> dict[str, str]:
         # Patroni applies PATRONI_ETCD3_USERNAME/_PASSWORD only to an etcd3 section that its
-        # environment defines with another setting: without PROTOCOL (http, as the config says)
-        # it ignores them, runs without a login, and dies once authentication is on.
-        return {"PATRONI_ETCD3_PROTOCOL": "http", "PATRONI_ETCD3_USERNAME": dcs_auth.patroni_user(scope),
-                "PATRONI_ETCD3_PASSWORD": password}
+        # environment defines with another setting: without PROTOCOL (as the config says) it
+        # ignores them, runs without a login, and dies once authentication is on.
+        return {"PATRONI_ETCD3_PROTOCOL": "https" if tls else "http",
+                "PATRONI_ETCD3_USERNAME": dcs_auth.patroni_user(scope), "PATRONI_ETCD3_PASSWORD": password}
 
     def secure(self, ep: Endpoint, scope: str, secrets: Secrets) -> None:
         dcs_auth.secure_etcd(ep, scope, secrets.dcs_root_password, secrets.dcs_password)
@@ -172,10 +179,13 @@ class ZooKeeper(DcsMember):
     packages: ClassVar[tuple[str, ...]] = ("zookeeper", "default-jre-headless")
     open_ports: ClassVar[str] = "2181 (clients), 2888 and 3888 (peers)"
 
+    def config_text(self, topo: Topology, layout: Layout, index: int, tls: bool) -> str:
+        return render_zookeeper(topo, layout, index, tls)
+
     def files(self, site: Site) -> list[RenderedFile]:
         lay, i = site.layout, site.place.index
         return [
-            RenderedFile(self.config_path(lay, site.place), render_zookeeper(site.topo, lay, i, site.tls), 0o644),
+            RenderedFile(self.config_path(lay, site.place), self.config_text(site.topo, lay, i, site.tls), 0o644),
             RenderedFile(lay.dcs_data(i) / "myid", zookeeper_myid(i), 0o644),
             *self.shared_files(lay.conf),
             *site.tls_files(pem=True),

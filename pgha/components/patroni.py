@@ -88,7 +88,8 @@ class PatroniNode(Component):
 
     def container_environment(self, spec: Spec) -> dict[str, str]:
         dcs = dcs_component(spec)
-        dcs_env = dcs.patroni_environment(spec.patroni_scope, _from_env(ENV_DCS)) if spec.dcs.authentication else {}
+        dcs_env = dcs.patroni_environment(spec.patroni_scope, _from_env(ENV_DCS), spec.tls) \
+            if spec.dcs.authentication else {}
         return {**dcs_env,
             "PATRONI_SUPERUSER_USERNAME": SUPERUSER,
             "PATRONI_SUPERUSER_PASSWORD": _from_env(ENV_SUPERUSER),

@@ -26,6 +26,7 @@ from pgha.components.haproxy import ENV_STATS
 from pgha.components.kinds import component_for
 from pgha.components.patroni import ENV_DCS, ENV_REPLICATION, ENV_REST, ENV_SUPERUSER
 from pgha.layout import Layout
+from pgha.pki import Pki
 from pgha.render import RenderedFile, to_yaml
 from pgha.render.haproxy import ServerStyle, render_haproxy
 from pgha.render.patroni import render_patroni
@@ -54,6 +55,11 @@ CONTAINERFILE = "Containerfile"
 ENV_BASE_IMAGE = "PGHA_BASE_IMAGE"
 # The image's programs are on its PATH; HAProxy runs in the foreground as the container's init.
 IN_CONTAINER = Programs("patroni", "haproxy", "etcd", "-db")
+
+# The postgres user's id in the image, fixed (as the official postgres image has it) so that the
+# certificates pgha mounts into the containers can be owned by it on the host.
+CONTAINER_UID = 999
+TLS_DIR = "tls"  # beside compose.yaml: one directory per service, mounted read-only
 
 # The lab's service names, kept by the seed profile only.
 _LAB_NODE_SERVICES = ("pg-master", "pg-slave")
@@ -114,12 +120,18 @@ def compose_spec(spec: Spec) -> Spec:
 def container_patroni(topo: Topology, node: str) -> dict[str, Any]:
     """The Patroni config the other backends get, with the container's paths and stripped of
     every password (Patroni takes them from PATRONI_* environment variables)."""
-    cfg = render_patroni(topo, CONTAINER_LAYOUT, _NO_SECRETS, node)
+    cfg = render_patroni(topo, CONTAINER_LAYOUT, _NO_SECRETS, node, topo.spec.tls)
     cfg["restapi"].pop("authentication", None)
     cfg[dcs_component(topo.spec).patroni_key].pop("password", None)
     cfg.pop("ctl", None)
     pg = cfg["postgresql"]
-    pg.pop("authentication", None)
+    # Users and passwords come from the environment; what stays is how to connect (TLS).
+    for who in pg["authentication"].values():
+        who.pop("username", None)
+        who.pop("password", None)
+    pg["authentication"] = {k: v for k, v in pg["authentication"].items() if v}
+    if not pg["authentication"]:
+        pg.pop("authentication")
     params = pg["parameters"]
     # PostgreSQL logs to stderr, which Patroni passes on: both end up in the container's log.
     for key in ("log_directory", "log_filename", "log_file_mode", "log_rotation_age", "log_rotation_size"):
@@ -155,7 +167,7 @@ def container_haproxy(topo: Topology) -> str:
     # HAProxy expands environment variables inside double quotes: the password stays out of the file.
     auth = f'"{STATS_USER}:${{{ENV_STATS}}}"'
     return render_haproxy(topo, CONTAINER_LAYOUT, _NO_SECRETS, style=style, stats_auth=auth,
-                          extra_sections=resolvers)
+                          extra_sections=resolvers, tls=spec.tls)
 
 
 def _config_name(topo: Topology, component: str) -> str:
@@ -186,8 +198,12 @@ FROM ${{BASE_IMAGE}}
 ENV LANG=C.UTF-8 LC_ALL=C.UTF-8 TZ=UTC PYTHONUNBUFFERED=1 \\
     PATH=/opt/patroni/bin:/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # No "main" cluster from the Debian package: Patroni creates the only one. The man directory
-# lets Java's package install on slim images.
+# lets Java's package install on slim images. The postgres user gets a fixed id, so that the
+# certificates mounted from the host can belong to it.
 RUN set -eux; \\
+    groupadd --system --gid {CONTAINER_UID} postgres; \\
+    useradd --system --uid {CONTAINER_UID} --gid {CONTAINER_UID} --home-dir /var/lib/postgresql --shell /bin/bash \\
+        postgres; \\
     mkdir -p /etc/postgresql-common/createcluster.d /usr/share/man/man1; \\
     echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/pgha.conf; \\
     apt-get update; \\
@@ -206,10 +222,12 @@ WORKDIR {root}
 
 
 IGNORE = """\
-# Passwords never enter the build context, so they cannot end up in the image.
+# Passwords and keys never enter the build context, so they cannot end up in the image.
 .env
 *.env
 secrets*
+tls/
+pki/
 """
 
 
@@ -249,9 +267,15 @@ def compose_document(topo: Topology) -> dict[str, Any]:
         env = comp.container_environment(spec)
         if env:
             svc["environment"] = env
+        mounts = []
         if comp.keeps_data:
             volumes[f"{service}-data"] = {}
-            svc["volumes"] = [f"{service}-data:{CONTAINER_LAYOUT.data}"]
+            mounts.append(f"{service}-data:{CONTAINER_LAYOUT.data}")
+        if spec.tls:
+            # Its certificate and key from the host, read-only (never in the image).
+            mounts.append(f"./{TLS_DIR}/{service}:{CONTAINER_LAYOUT.tls}:ro")
+        if mounts:
+            svc["volumes"] = mounts
         exposed = comp.exposed(topo, place)
         if exposed:
             svc["expose"] = [str(port) for port in exposed]
@@ -296,18 +320,36 @@ def _image_files(topo: Topology) -> list[RenderedFile]:
     dcs = dcs_component(spec)
     for place in topo.dcs:
         # The DCS's own config as every backend renders it, with the container's paths.
-        text = dcs.files(Site(topo, place, CONTAINER_LAYOUT, _NO_SECRETS, IN_CONTAINER))[0].text
+        text = dcs.config_text(topo, CONTAINER_LAYOUT, place.index, spec.tls)
         files.append(RenderedFile(config / _config_name(topo, place.name), text, 0o644))
     if isinstance(dcs, ZooKeeper):
         files += dcs.shared_files(config)
     return files
 
 
-def render_compose(spec: Spec, secrets: Secrets, base_image: str | None = None) -> list[RenderedFile]:
-    """Every file of the deployment, with paths relative to the deployment's directory."""
+def tls_files(topo: Topology, pki: Pki) -> list[RenderedFile]:
+    """Each service's certificates, in its own directory that compose mounts at the container's
+    `conf/tls` (what every backend gives the host: its own key, the CA's certificate)."""
+    out: list[RenderedFile] = []
+    for service, component, _ in services(topo.spec):
+        place = topo.place(component)
+        site = Site(topo, place, CONTAINER_LAYOUT, _NO_SECRETS, IN_CONTAINER, pki)
+        for f in component_for(topo.spec, place).files(site):
+            if f.path.parent == CONTAINER_LAYOUT.tls:
+                out.append(RenderedFile(Path(TLS_DIR) / service / f.path.name, f.text, f.mode))
+    return out
+
+
+def render_compose(spec: Spec, secrets: Secrets, base_image: str | None = None,
+                   pki: Pki | None = None) -> list[RenderedFile]:
+    """Every file of the deployment, with paths relative to the deployment's directory; with
+    TLS (spec.tls) the certificates of the cluster's CA (pki) in `tls/<service>/`."""
     topo = topology(compose_spec(spec))
+    if spec.tls and pki is None:
+        raise ValueError("a TLS deployment needs the cluster's certificates")
     return [
         *_image_files(topo),
+        *(tls_files(topo, pki) if pki is not None and spec.tls else []),
         RenderedFile(Path(".containerignore"), IGNORE, 0o644),
         RenderedFile(Path(".dockerignore"), IGNORE, 0o644),
         RenderedFile(Path("compose.yaml"), to_yaml(compose_document(topo)), 0o644),

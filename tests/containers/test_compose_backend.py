@@ -57,6 +57,11 @@ def test_check_passes_and_only_loopback_is_published(cluster: Path) -> None:
     checks = json.loads(result.stdout)
     assert result.returncode == 0, checks
     assert [c["status"] for c in checks] == ["PASS"] * len(checks)
+    # Containers are hosts of their own: every hop between them is TLS, proved from outside.
+    security = next(c for c in checks if c["number"] == 7)
+    assert "TLS on every hop" in security["name"], security
+    for phrase in ("ssl=on", "refused cleartext", "replication from", "etcd dcs0 refused a client without certificate"):
+        assert phrase in security["evidence"], (phrase, security["evidence"])
     published = []
     for container in _leftovers()["containers"]:
         ports = json.loads(_podman("inspect", "--format", "{{json .NetworkSettings.Ports}}", container))

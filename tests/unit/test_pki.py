@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pgha import pki
-from pgha.spec import SpecError, build_spec
+from pgha.spec import build_spec
 from pgha.topology import topology
 
 
@@ -130,15 +130,7 @@ def test_a_damaged_store_is_one_clear_error(tmp_path: Path) -> None:
     # ZooKeeper's ACLs need client certificates: TLS even on loopback, unless the DCS is left open.
     ({"backend": "local", "dcs": {"kind": "zookeeper"}}, True),
     ({"backend": "local", "dcs": {"kind": "zookeeper", "authentication": False}}, False),
-    ({"backend": "compose", "dcs": {"kind": "zookeeper"}}, False),  # compose cannot carry certificates
+    ({"backend": "compose"}, True),  # containers are hosts of their own too
 ])
 def test_where_tls_is_on_by_default(overrides: dict[str, object], tls: bool) -> None:
     assert build_spec("default", overrides={"name": "x", **overrides}).tls is tls
-
-
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"backend": "compose", "tls": True}, "tls: the compose backend cannot carry"),
-])
-def test_tls_where_pgha_cannot_do_it_is_refused(overrides: dict[str, object], message: str) -> None:
-    with pytest.raises(SpecError, match=message):
-        build_spec("default", overrides={"name": "x", **overrides})
