@@ -7,6 +7,7 @@ backend must refuse with one line.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -104,18 +105,23 @@ def test_an_attack_from_another_host_is_refused(netns_cluster: Path) -> None:
     before = cluster.wait_healthy(60).leader
     ns = cluster.reach.topology.haproxies[0].netns
     assert ns is not None and before is not None
-    for scheme in ("https", "http"):
+    attacks = {"failover": json.dumps({"leader": before.name, "member": "node1"}), "leader": "evil",
+               "config": json.dumps({"postgresql": {"parameters": {"archive_command": "id"}}})}
+    for (key, value), scheme in itertools.product(attacks.items(), ("https", "http")):
         etcdctl = ["etcdctl", f"--endpoints={scheme}://{dcs0.host}:{dcs0.port}", "--insecure-skip-tls-verify",
-                   "--dial-timeout=3s", "--command-timeout=5s", "put", f"/service/{scope}/leader", "evil"]
+                   "--dial-timeout=3s", "--command-timeout=5s", "put", f"/service/{scope}/{key}", value]
         result = subprocess.run(["ip", "netns", "exec", ns, "runuser", "-u", "nobody", "--", "env", "ETCDCTL_API=3",
                                  *etcdctl], capture_output=True, text=True, timeout=60, check=False)
-        assert result.returncode != 0 and "OK" not in result.stdout, (scheme, result.stdout, result.stderr)
+        assert result.returncode != 0 and "OK" not in result.stdout, (key, scheme, result.stdout, result.stderr)
     # With a certificate of the cluster's CA but no password (pgha's own): etcd's auth refuses.
     refused, evidence = dcs_component(cluster.spec).anonymous_write_refused(dcs0, scope)
     assert refused, evidence
     time.sleep(5)
     after = cluster.wait_healthy(60).leader
     assert after is not None and after.name == before.name
+    with cluster.entrypoint().connect(connect_timeout=5) as conn:
+        row = conn.execute("SHOW archive_command").fetchone()
+    assert row is not None and row[0] != "id"
 
 
 def test_certificates_rotate_under_a_live_writer(netns_cluster: Path) -> None:
