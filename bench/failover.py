@@ -68,6 +68,10 @@ class Sample:
     stale: int
     rejoin_s: float | None
     demoted_s: float | None  # a cut-off primary: when it stopped accepting writes
+    failed: int  # what clients felt from the fault on (issue 11): failed writes,
+    indeterminate: int  # writes whose outcome they never learnt,
+    latency_p99_s: float | None  # and how long the acknowledged ones took
+    latency_max_s: float | None
     passed: bool
     run_dir: Path
 
@@ -113,6 +117,10 @@ def sample(outcome: DrillOutcome) -> Sample:
         stale=int(num("split_brain", "stale_acknowledged") or 0),
         rejoin_s=num("rejoin", "rejoin_s"),
         demoted_s=num("self_demotion", "demoted_after_s"),
+        failed=int(num("outage", "client_failed") or 0),
+        indeterminate=int(num("outage", "client_indeterminate") or 0),
+        latency_p99_s=num("outage", "latency_p99_s"),
+        latency_max_s=num("outage", "latency_max_s"),
         passed=outcome.passed,
         run_dir=outcome.run_dir,
     )
@@ -125,6 +133,12 @@ def fmt(values: list[float | None], how: str) -> str:
     value = statistics.median(known) if how == "median" else max(known)
     missing = len(values) - len(known)
     return f"{value:.1f}" + (f" ({missing} never)" if missing else "")
+
+
+def ms(values: list[float | None]) -> str:
+    """The median in milliseconds (latencies are mostly well under a second)."""
+    known = [v for v in values if v is not None]
+    return f"{statistics.median(known) * 1000:.0f}" if known else "-"
 
 
 def demoted(samples: list[Sample]) -> str:
@@ -157,6 +171,9 @@ def run_profile(profile: str, faults: list[str], vias: list[str], repeat: int, p
                     f"{sum(s.lost for s in samples)} / {sum(s.acknowledged for s in samples)} | "
                     f"{max(s.window_s for s in samples):.2f} | {sum(s.stale for s in samples)} | "
                     f"{fmt([s.rejoin_s for s in samples], 'median')} | {demoted(samples)} | "
+                    f"{statistics.median(s.failed for s in samples):.0f} / "
+                    f"{statistics.median(s.indeterminate for s in samples):.0f} | "
+                    f"{ms([s.latency_p99_s for s in samples])} / {ms([s.latency_max_s for s in samples])} | "
                     f"{sum(s.passed for s in samples)}/{repeat} | "
                     f"{TARGETS.get(fault, '') if profile.startswith('default') else ''} |"
                 )
@@ -188,8 +205,8 @@ def main() -> None:
     table = "\n".join([
         "| profile | fault | via | outage median (s) | outage max (s) | lost / acknowledged | "
         "split-brain window max (s) | stale acks | rejoin median (s) | cut-off primary demoted after, max (s) | "
-        "passed | goal (default) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "failed / indeterminate writes, median | write latency p99 / max, median (ms) | passed | goal (default) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         *rows,
     ])
     text = (
@@ -198,7 +215,8 @@ def main() -> None:
         "a target (fault:target).\n"
         "outage: last acknowledged write before the first failure to the first acknowledged write after "
         "it. split-brain window: time the monitor saw two nodes accept writes; stale acks: writes "
-        "acknowledged by the stale node in such a window. Runs: under "
+        "acknowledged by the stale node in such a window. failed / indeterminate / latency: what the writers "
+        "felt from the fault on (latency: call to acknowledgement of the acknowledged writes). Runs: under "
         f"{home}/<cluster>/runs.\n\n{table}\n\nRerun: `.venv/bin/python bench/failover.py --repeat "
         f"{args.repeat} --profiles {args.profiles} --faults {args.faults} --via {args.via}"
         f"{f' --port-shift {args.port_shift}' if args.port_shift else ''}"

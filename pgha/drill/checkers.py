@@ -27,6 +27,7 @@ Outage definition (check_outage):
 
 from __future__ import annotations
 
+import math
 import statistics
 from bisect import bisect_right
 from collections import Counter, defaultdict
@@ -145,6 +146,41 @@ def _ids(ids: Iterable[Any]) -> str:
 
 def _s(seconds: float) -> str:
     return f"{seconds:.2f} s"
+
+
+def _latency(seconds: object) -> str:
+    if not isinstance(seconds, int | float):
+        return "-"
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else _s(seconds)
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """The nearest-rank percentile of `values` (None when empty): a value that occurred."""
+    if not values:
+        return None
+    ranked = sorted(values)
+    return ranked[max(0, min(len(ranked) - 1, math.ceil(p / 100 * len(ranked)) - 1))]
+
+
+def client_view(writes: Sequence[Write], since: float) -> Metrics:
+    """What the writers felt from `since` on (every write not finished before it, so those in
+    flight at the fault count): how many failed, how many ended unknown, and how long the
+    acknowledged ones took from the client's call to its answer."""
+    felt = [w for w in writes if w.complete is None or w.complete >= since]
+    latencies = [w.complete - w.invoke for w in felt if w.result == "ok" and w.complete is not None]
+    return {
+        "client_failed": sum(w.result == "fail" for w in felt),
+        "client_indeterminate": sum(w.result in ("info", None) for w in felt),
+        "latency_p50_s": percentile(latencies, 50),
+        "latency_p99_s": percentile(latencies, 99),
+        "latency_max_s": max(latencies, default=None),
+    }
+
+
+def client_summary(view: Metrics) -> str:
+    return (f" Clients: {view['client_failed']} failed, {view['client_indeterminate']} indeterminate; "
+            f"write latency p50 {_latency(view['latency_p50_s'])}, p99 {_latency(view['latency_p99_s'])}, "
+            f"max {_latency(view['latency_max_s'])}.")
 
 
 def _span(w: Write, origin: float) -> str:
@@ -326,7 +362,10 @@ def check_outage(
     passed = limit_s is None or outage <= limit_s
     if not passed:
         summary = f"Writes were unavailable for {_s(outage)}, over the {_s(limit_s or 0.0)} limit."
-    return CheckerResult("outage", passed, summary, metrics, details)
+    # Beside the outage, what clients felt (issue 11): failures, unknown outcomes, latency.
+    view = client_view(writes, origin)
+    metrics |= view
+    return CheckerResult("outage", passed, summary + client_summary(view), metrics, details)
 
 
 # ---------------------------------------------------------------- lost writes

@@ -1,4 +1,5 @@
-"""One picture of a drill run: writes per 100 ms above, each node's role below, on one time axis.
+"""One picture of a drill run: writes per 100 ms above, each write's latency in the middle, each
+node's role below, on one time axis.
 
 Time is seconds since the fault (the first nemesis "fault" event), or since the run started when
 there was none, so the picture reads "what happened N seconds after the primary was cut off".
@@ -20,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from pgha.drill.checkers import observations, role_intervals, split_brain_windows, write_rate
+from pgha.drill.checkers import observations, pair_writes, role_intervals, split_brain_windows, write_rate
 from pgha.drill.history import Event, RunInfo
 from pgha.report.clock import nemesis_times, origin_of
 
@@ -29,8 +30,9 @@ Band = tuple[float, float, str]  # (start, end, role label), as checkers.role_in
 BUCKET_S = 0.1
 SMOOTH_BUCKETS = 10  # the 1 s average drawn over the 100 ms steps
 SAMPLE_HOLD_S = 1.0  # as the split-brain checker: a sample says nothing about the node after this
-SIZE_IN = (12.0, 7.0)
-DPI = 100  # SIZE_IN * DPI = 1200 x 700 px
+SIZE_IN = (12.0, 8.5)
+DPI = 100  # SIZE_IN * DPI = 1200 x 850 px
+LATENCY_FLOOR_S = 1e-3  # the log scale needs a floor; nothing answers faster on a real cluster
 
 ROLE_COLOURS = {
     "primary": "#1f77b4",
@@ -120,6 +122,23 @@ def _draw_writes(ax: Axes, events: Sequence[Event], origin: float) -> None:
     ax.grid(axis="y", alpha=0.3)
 
 
+def _draw_latency(ax: Axes, events: Sequence[Event], origin: float) -> None:
+    """Each write at the moment it was called, as high as its answer took (log scale): what a
+    client felt. Acknowledged ones green, failed or unknown ones red."""
+    writes = [w for w in pair_writes(events) if w.complete is not None]
+    ok = [(w.invoke - origin, max(w.complete - w.invoke, LATENCY_FLOOR_S)) for w in writes  # type: ignore[operator]
+          if w.result == "ok"]
+    bad = [(w.invoke - origin, max(w.complete - w.invoke, LATENCY_FLOOR_S)) for w in writes  # type: ignore[operator]
+           if w.result != "ok"]
+    for points, colour, marker in ((ok, OK_LINE, "."), (bad, FAIL_LINE, "x")):
+        if points:
+            ax.scatter([x for x, _ in points], [y for _, y in points], s=9, color=colour, marker=marker,
+                       linewidths=0.8)
+    ax.set_yscale("log")
+    ax.set_ylabel("write latency (s)")
+    ax.grid(axis="y", alpha=0.3, which="major")
+
+
 def silences(events: Sequence[Event], hold_s: float = SAMPLE_HOLD_S) -> dict[str, list[tuple[float, float]]]:
     """node -> stretches the monitor has no sample for: from hold_s after a sample to the next one.
 
@@ -176,7 +195,7 @@ def _draw_roles(ax: Axes, events: Sequence[Event], info: RunInfo, origin: float)
 
 
 def plot_run(events: Iterable[Event], info: RunInfo, path: Path) -> None:
-    """Write the run's picture as a PNG at `path` (about 1200 x 700 px)."""
+    """Write the run's picture as a PNG at `path` (about 1200 x 850 px)."""
     fig = draw_run(events, info)
     try:
         fig.savefig(path, format="png", dpi=DPI)
@@ -188,14 +207,17 @@ def draw_run(events: Iterable[Event], info: RunInfo) -> Figure:
     """The run's picture as a matplotlib Figure (the caller saves and closes it)."""
     evs = sorted(events, key=lambda e: e.time)
     origin = origin_of(evs, info)
-    fig, (top, bottom) = plt.subplots(
-        2, 1, figsize=SIZE_IN, dpi=DPI, sharex=True, gridspec_kw={"height_ratios": [3, 2], "hspace": 0.08}
+    fig, (top, bottom, latency) = plt.subplots(
+        3, 1, figsize=SIZE_IN, dpi=DPI, sharex=True, gridspec_kw={"height_ratios": [3, 2, 2], "hspace": 0.08}
     )
     try:
         _draw_writes(top, evs, origin)
         _draw_roles(bottom, evs, info, origin)
+        _draw_latency(latency, evs, origin)
+        latency.set_xlabel(bottom.get_xlabel())  # the time axis is read at the lowest panel
+        bottom.set_xlabel("")
         windows = split_brain_windows(evs)
-        for ax in (top, bottom):
+        for ax in (top, bottom, latency):
             for start, end, _ in windows:
                 ax.axvspan(start - origin, end - origin, color=SPLIT_BRAIN_COLOUR, alpha=0.25, linewidth=0)
             for t in nemesis_times(evs, "fault"):
@@ -206,13 +228,15 @@ def draw_run(events: Iterable[Event], info: RunInfo) -> Figure:
         if evs:
             lo, hi = min(lo, evs[0].time - origin), max(hi, evs[-1].time - origin)
         if hi > lo:
-            bottom.set_xlim(lo, hi)
+            latency.set_xlim(lo, hi)
 
         handles = [
             Patch(color=OK_COLOUR, label="acknowledged writes"),
             Line2D([], [], color=OK_LINE, label="acknowledged, 1 s average"),
             Patch(color=FAIL_COLOUR, label="failed / indeterminate writes"),
             Line2D([], [], color=FAIL_LINE, label="failed, 1 s average"),
+            Line2D([], [], color=OK_LINE, marker=".", linestyle="", label="latency, acknowledged"),
+            Line2D([], [], color=FAIL_LINE, marker="x", linestyle="", label="latency, failed / unknown"),
             *(Patch(color=c, label=f"role: {r}") for r, c in ROLE_COLOURS.items()),
             Patch(facecolor="white", edgecolor=NO_SAMPLE_COLOUR, hatch="///", label="no monitor sample"),
             Patch(color=SPLIT_BRAIN_COLOUR, alpha=0.25, label="split brain (2+ writable)"),

@@ -15,6 +15,7 @@ from pgha.drill.checkers import (
     check_split_brain,
     conflicting_writes,
     pair_writes,
+    percentile,
     role_intervals,
     run_all,
     split_brain_windows,
@@ -198,6 +199,33 @@ def test_stall_without_errors_counts_as_outage() -> None:
     assert result.metrics["max_gap_s"] == pytest.approx(2.0, abs=MS)
     assert result.metrics["outage_s"] == pytest.approx(2.0, abs=MS)
     assert "stalled" in result.summary
+
+
+def test_the_outage_says_what_clients_felt_after_the_fault() -> None:
+    events = [fault(5.0, "n1")]
+    ids = iter(range(1000))
+    for t in steps(0.0, 4.9, 0.1):  # before the fault: 10 ms each, not counted
+        events += write("w0", next(ids), t, t + 0.01)
+    events += write("w0", next(ids), 4.95, 5.5, "info")  # in flight at the fault: unknown outcome
+    for t in steps(5.5, 6.5, 0.5):
+        events += write("w0", next(ids), t, t + 0.1, "fail")
+    events += write("w0", next(ids), 7.0, 9.0)  # waited 2 s, then acknowledged
+    for t in steps(9.0, 12.0, 0.1):
+        events += write("w0", next(ids), t, t + 0.02)
+    result = check_outage(events)
+    m = result.metrics
+    assert (m["client_failed"], m["client_indeterminate"]) == (3, 1)
+    assert m["latency_p50_s"] == pytest.approx(0.02, abs=MS)
+    assert m["latency_max_s"] == pytest.approx(2.0, abs=MS)
+    assert m["latency_p99_s"] == pytest.approx(2.0, abs=MS)  # 1 of 32: nearest rank
+    assert "Clients: 3 failed, 1 indeterminate; write latency p50 20 ms, p99 2.00 s, max 2.00 s." in result.summary
+
+
+def test_percentile_is_a_value_that_occurred() -> None:
+    assert percentile([], 50) is None
+    assert percentile([3.0], 99) == 3.0
+    assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
+    assert percentile(list(range(1, 101)), 99) == 99
 
 
 def test_a_scheduling_hiccup_is_no_stall() -> None:

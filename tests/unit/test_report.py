@@ -218,10 +218,10 @@ def test_build_report_uses_results_json_when_present(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- plot
 
 
-def test_plot_run_is_about_1200_by_700(tmp_path: Path) -> None:
+def test_plot_run_is_about_1200_by_850(tmp_path: Path) -> None:
     plot_run(history(), info(), tmp_path / "p.png")
     width, height = png_size((tmp_path / "p.png").read_bytes())
-    assert abs(width - 1200) <= 50 and abs(height - 700) <= 50
+    assert abs(width - 1200) <= 50 and abs(height - 850) <= 50
 
 
 def _pixels(path: Path) -> Any:
@@ -259,6 +259,11 @@ def test_plot_shows_the_role_bands_writes_and_the_fault_and_heal_markers(tmp_pat
         assert {ROLE_COLOURS["primary"], ROLE_COLOURS["replica"]} <= band_colours
         labels = [t.get_text() for t in roles.get_yticklabels()]
         assert labels[:2] == ["node0 (faulted)", "node1 (new primary)"]
+        # Each completed write's latency, on the lowest panel, green when acknowledged.
+        latency = fig.axes[2]
+        points = [p for coll in latency.collections for p in coll.get_offsets()]
+        assert len(points) == sum(1 for e in history() if e.op == "write" and e.type != "invoke")
+        assert latency.get_yscale() == "log" and latency.get_xlabel() == "seconds since the fault"
     finally:
         plt.close(fig)
 
