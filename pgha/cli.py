@@ -126,6 +126,26 @@ def status(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
     raise typer.Exit(0 if problem is None else 1)
 
 
+@app.command()
+def switchover(name: NameOpt = "default",
+               to: Annotated[str | None, typer.Option("--to", help="The node to hand over to (default: the one "
+                                                                    "Patroni picks; with synchronous_mode, the "
+                                                                    "synchronous standby).")] = None,
+               timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds to wait for writes on the new "
+                                                                            "primary and a healthy cluster.")] = 120.0,
+               ) -> None:
+    """Hand the primary role over, planned, and wait until writes reach the new primary."""
+    cluster = _cluster(name)
+    with out.status(f"switching over cluster {name!r}") as status:
+        def progress(msg: str) -> None:
+            status.update(msg)
+            out.log(msg)
+
+        result = cluster.switchover(to, progress, timeout)
+    out.print(f"switched over from {result.old} to {result.new}: writes through the entrypoint reached "
+              f"{result.new} after {result.writable_s:.2f} s; healthy again after {result.healthy_s:.1f} s")
+
+
 @app.command("rotate-certs")
 def rotate_certs(name: NameOpt = "default") -> None:
     """Renew every host's certificate from the cluster's CA while it runs (no restart)."""

@@ -40,7 +40,8 @@ from pgha.reach import Reach
 from pgha.secrets import APP_DATABASE, APP_USER, SUPERUSER, Secrets
 from pgha.service_user import service_account
 from pgha.spec import Spec, SpecError
-from pgha.topology import topology
+from pgha.switchover import request_switchover
+from pgha.topology import SERVER_SQL, server_names, topology
 from pgha.waiting import wait_until
 
 HEALTHY_TIMEOUT = 180.0
@@ -80,6 +81,14 @@ class UpResult:
     changed: bool
     state: ClusterState
     seconds: float
+
+
+@dataclass(frozen=True)
+class SwitchoverResult:
+    old: str
+    new: str
+    writable_s: float  # request -> a write through the read-write entrypoint commits on `new`
+    healthy_s: float  # request -> healthy again (the old primary streams from the new one)
 
 
 @dataclass(frozen=True)
@@ -287,6 +296,42 @@ class Cluster:
         if "HAProxy" in problem:
             return self.layout.log("haproxy")
         return self.layout.log(self.spec.node_names[0])
+
+    def switchover(self, to: str | None, progress: Progress, timeout: float = HEALTHY_TIMEOUT) -> SwitchoverResult:
+        """A planned hand-over of the primary role (to `to`, or to the replica Patroni picks),
+        waited out until writes through the entrypoint reach the new primary and the cluster is
+        healthy again."""
+        spec = self.spec
+        if to is not None:
+            spec.node_index(to)  # one line naming the nodes when there is no such node
+        old = self.wait_healthy(timeout=10).leader
+        if old is None:
+            raise ClusterError("no primary to switch over from")
+        if to == old.name:
+            raise ClusterError(f"{to} is the primary already")
+        names = server_names(topology(spec))
+        progress(f"asking {old.name} to hand over" + (f" to {to}" if to else ""))
+        start = time.monotonic()
+        request_switchover(self.reach, self.secrets.rest_password, old.name, to)
+
+        def written_on_new() -> str | None:
+            try:
+                with self.entrypoint(login=self.app).connect(connect_timeout=2, autocommit=True) as conn:
+                    row = conn.execute(f"SELECT {SERVER_SQL}, pg_is_in_recovery()").fetchone()
+            except psycopg.Error:
+                return None
+            node = names.get((row[0], row[1])) if row else None
+            return node if row and not row[2] and node not in (None, old.name) else None
+
+        new = wait_until(written_on_new, timeout, every=0.05, cancelled=self._cancelled)
+        if new is None:
+            raise ClusterError(f"writes did not reach a new primary within {timeout:.0f} s of the switchover")
+        writable = time.monotonic() - start
+        if to is not None and new != to:
+            raise ClusterError(f"Patroni handed over to {new}, not {to}")
+        progress(f"{new} takes writes; waiting for {old.name} to follow it")
+        self.wait_healthy(timeout=timeout)
+        return SwitchoverResult(old.name, new, writable, time.monotonic() - start)
 
     def rotate_certs(self, progress: Progress) -> list[str]:
         """Every host's certificate renewed while the cluster runs (no restart); the components

@@ -130,7 +130,8 @@ class _NetnsHttpsHandler(urllib.request.HTTPSHandler):
 
 def http_request(ep: Endpoint, path: str, timeout: float, method: str = "GET", body: dict[str, Any] | None = None,
          headers: dict[str, str] | None = None) -> tuple[int, Any]:
-    """(status, JSON body) of one HTTP request; HTTP errors are answers too (status, body).
+    """(status, JSON body, or the text of a body that is not JSON) of one HTTP request; HTTP
+    errors are answers too (status, body).
 
     Raises OSError when nothing answers."""
     data = json.dumps(body).encode() if body is not None else None
@@ -151,4 +152,5 @@ def http_request(ep: Endpoint, path: str, timeout: float, method: str = "GET", b
     try:
         return status, json.loads(raw or b"null")
     except ValueError:
-        return status, None
+        # Not JSON: the text itself (Patroni explains a refusal in plain words).
+        return status, raw.decode(errors="replace").strip() or None

@@ -9,18 +9,16 @@ nemesis all read this table: adding a fault is one entry here (plus its tests).
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from pgha.backends.base import Backend, NetworkFaults
-from pgha.dial import http_request
 from pgha.drill import checkers
 from pgha.drill.history import CheckerResult, Event
 from pgha.errors import BackendError, PghaError
-from pgha.secrets import REST_USER
+from pgha.switchover import request_switchover
 
 STALL_SECONDS = 3.0
 SETTLE_MARGIN_S = 5.0
@@ -173,11 +171,7 @@ def _stall_then_kill(n: Nemesis, target: str) -> float:
 
 
 def _switchover(n: Nemesis, leader: str) -> None:
-    token = base64.b64encode(f"{REST_USER}:{n.rest_password}".encode()).decode()
-    status, body = http_request(n.backend.reach.rest(leader), "switchover", 30, method="POST",
-                                body={"leader": leader}, headers={"Authorization": f"Basic {token}"})
-    if status >= 400:
-        raise BackendError(f"switchover refused by {leader}: HTTP {status} {body}")
+    request_switchover(n.backend.reach, n.rest_password, leader)
 
 
 def _stop_dcs(n: Nemesis, target: str) -> None:

@@ -95,3 +95,30 @@ def test_losing_every_dcs_member_keeps_the_primary_serving_with_failsafe(drill_c
     assert meta["new_primary"] == meta["old_primary"]
     assert results["outage"]["metrics"]["outage_s"] < 5
     assert results["lost_writes"]["metrics"]["lost"] == 0
+
+
+def _roles() -> dict[str, str]:
+    status = json.loads(run_pgha("status", "--name", NAME, "--json").stdout)
+    assert status["healthy"], status["problem"]
+    return {m["name"]: m["role"] for m in status["members"]}
+
+
+def test_switchover_hands_over_and_says_what_patroni_refuses(drill_cluster: Path) -> None:
+    roles = _roles()
+    old = next(n for n, r in roles.items() if r == "leader")
+    sync = next(n for n, r in roles.items() if r == "sync_standby")
+    result = run_pgha("switchover", "--name", NAME, "--to", sync, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"switched over from {old} to {sync}" in result.stdout
+    roles = _roles()
+    assert roles[sync] == "leader" and roles[old] in ("replica", "sync_standby")
+    # What cannot be done is one line each: the primary itself, no such node, and (synchronous
+    # mode) a replica that is not the synchronous standby, in Patroni's own words.
+    for target, words in ((sync, "is the primary already"), ("nosuch", "no node named 'nosuch'")):
+        refused = run_pgha("switchover", "--name", NAME, "--to", target)
+        assert refused.returncode == 2 and words in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+    asynchronous = next(n for n, r in _roles().items() if r == "replica")
+    refused = run_pgha("switchover", "--name", NAME, "--to", asynchronous)
+    assert refused.returncode == 2 and "sync_standby" in refused.stderr, refused.stderr
+    assert _roles()[sync] == "leader"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pgha.drill import faults as faults_module
+from pgha import switchover as switchover_module
 from pgha.drill.faults import (
     FAULTS,
     STALL_SECONDS,
@@ -139,14 +139,14 @@ def test_switchover_posts_to_the_leaders_rest_api(monkeypatch: pytest.MonkeyPatc
         posted.append((endpoint, path, kw["method"], kw["body"], kw["headers"]["Authorization"]))
         return (503, "no candidates") if kw["body"]["leader"] == "node9" else (200, "ok")
 
-    monkeypatch.setattr(faults_module, "http_request", fake_http)
+    monkeypatch.setattr(switchover_module, "http_request", fake_http)
     backend = Recorder()
     reach = type("Reach", (), {"rest": staticmethod(lambda node: f"rest-of-{node}")})()
     backend.reach = reach  # type: ignore[attr-defined]
     nemesis(backend).inject("switchover", "node0")
     assert posted[0][:4] == ("rest-of-node0", "switchover", "POST", {"leader": "node0"})
     assert posted[0][4].startswith("Basic ")
-    with pytest.raises(BackendError, match="switchover refused by node9: HTTP 503"):
+    with pytest.raises(BackendError, match="Patroni refused the switchover from node9: HTTP 503 no candidates"):
         nemesis(backend).inject("switchover", "node9")
 
 
