@@ -512,11 +512,14 @@ def split_brain_windows(events: Iterable[Event], sample_hold_s: float = 1.0) -> 
 
 
 def conflicting_writes(
-    events: Iterable[Event], limit: int = MAX_DETAILS
+    events: Iterable[Event], limit: int = MAX_DETAILS, settled: frozenset[Any] = frozenset()
 ) -> tuple[int, list[tuple[Write, Write]]]:
     """(number of pairs, up to `limit` example pairs) of ok writes on different nodes that overlap.
 
     Intervals are open: a write invoked exactly when another completed is sequential with it.
+    A pair whose two ids are both `settled` (on the final primary) is no conflict: one history
+    holds both, so the old primary committed its write before the new one took over (its client
+    only heard of it later, e.g. after a thaw) and nothing diverged.
     """
     oks = [
         (w.node, w.invoke, w.complete, w)
@@ -529,21 +532,19 @@ def conflicting_writes(
         for t, is_start in ((invoke, 1), (complete, 0))
     )  # ends (0) before starts (1) at the same instant
     active: dict[str, dict[int, Write]] = defaultdict(dict)
-    n_active = 0
     pairs = 0
     examples: list[tuple[Write, Write]] = []
     for _, is_start, i in points:
         node, invoke, complete, w = oks[i]
         if not is_start:
-            if active[node].pop(i, None) is not None:
-                n_active -= 1
+            active[node].pop(i, None)
             continue
-        pairs += n_active - len(active[node])
-        others = (o for other_node, ws in active.items() if other_node != node for o in ws.values())
+        others = [o for other_node, ws in active.items() if other_node != node for o in ws.values()
+                  if not (o.id in settled and w.id in settled)]
+        pairs += len(others)
         examples.extend(islice(((o, w) for o in others), limit - len(examples)))
         if complete > invoke:  # a zero-length write never stays open
             active[node][i] = w
-            n_active += 1
     return pairs, examples
 
 
@@ -571,19 +572,22 @@ def stale_acknowledged(events: Iterable[Event], sample_hold_s: float = 1.0) -> l
     return stale
 
 
-def check_split_brain(events: Iterable[Event], sample_hold_s: float = 1.0) -> CheckerResult:
+def check_split_brain(events: Iterable[Event], sample_hold_s: float = 1.0,
+                      final: FinalState | None = None) -> CheckerResult:
     """Two nodes accepting writes at once: measured by the monitor, judged by the writes.
 
     window_s is every moment the monitor saw two or more nodes accept writes (e.g. a thawed old
     primary before Patroni's next loop demotes it). The verdict fails when that window could have
     cost a client something: an acknowledged write on the stale node of a window, or two
     acknowledged writes on different nodes whose invoke..ok intervals overlap (overlap makes
-    concurrent commits possible, not certain). Lost writes themselves are lost_writes' verdict.
+    concurrent commits possible, not certain; with the final state, a pair the final primary
+    holds both of is no conflict). Lost writes themselves are lost_writes' verdict.
     """
     evs = sorted_events(events)
     windows = split_brain_windows(evs, sample_hold_s)
     window_s = sum(end - start for start, end, _ in windows)
-    pairs, examples = conflicting_writes(evs)
+    settled = frozenset(final.rows.get(final.primary, ())) if final is not None and final.primary else frozenset()
+    pairs, examples = conflicting_writes(evs, settled=settled)
     stale = stale_acknowledged(evs, sample_hold_s)
     origin = evs[0].time if evs else 0.0
     details = [
@@ -754,7 +758,7 @@ def run_all(
     return [
         check_outage(evs, fault_time, limit_s),
         check_lost_writes(evs, final),
-        check_split_brain(evs, sample_hold_s),
+        check_split_brain(evs, sample_hold_s, final),
         check_rejoin(evs, target, deadline_s),
     ]
 

@@ -290,7 +290,7 @@ def soak_results(events: list[Event], final: FinalState, cycles: list[tuple[floa
                  node_target: Callable[[str], str]) -> list[CheckerResult]:
     """Lost writes and split-brain over the whole soak; outage and rejoin per fault (pure)."""
     evs = sorted_events(events)
-    results = [checkers.check_lost_writes(evs, final), checkers.check_split_brain(evs)]
+    results = [checkers.check_lost_writes(evs, final), checkers.check_split_brain(evs, final=final)]
     bounds = [t for t, _, _ in cycles[1:]] + [float("inf")]
     for i, ((fault_time, fault, target), end) in enumerate(zip(cycles, bounds, strict=True), start=1):
         window = [e for e in evs if e.time < end]

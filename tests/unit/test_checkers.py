@@ -384,6 +384,19 @@ def test_overlapping_acknowledged_writes_on_two_nodes_fail() -> None:
     assert any("write 1 on n1" in d and "write 2 on n2" in d for d in result.details)
 
 
+def test_a_late_ack_of_a_write_the_new_primary_holds_is_no_conflict() -> None:
+    # Write 1 committed on n1 before it froze and was replicated; its client heard "ok" only after
+    # the thaw, so its interval spans write 2 on the new primary n2. The final primary holds both:
+    # one history, nothing diverged. Had write 1 not reached n2, the pair would still fail.
+    events = write("w0", 1, 1.0, 9.0, "ok", "n1") + write("w1", 2, 5.0, 5.1, "ok", "n2")
+    both = FinalState(primary="n2", rows={"n2": [1, 2]}, caught_up={})
+    assert check_split_brain(events, final=both).passed
+    diverged = FinalState(primary="n2", rows={"n2": [2]}, caught_up={})
+    result = check_split_brain(events, final=diverged)
+    assert not result.passed and result.metrics["conflicting_writes"] == 1
+    assert not check_split_brain(events).passed  # without the final state: possible, so it fails
+
+
 def test_sequential_writes_on_two_nodes_pass() -> None:
     events = write("w0", 1, 1.0, 1.1, "ok", "n1") + write("w0", 2, 1.1, 1.2, "ok", "n2")
     events += write("w1", 3, 0.9, 1.05, "ok", "n1") + write("w1", 4, 1.5, 1.6, "ok", "n2")
