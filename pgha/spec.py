@@ -106,9 +106,9 @@ class HAProxySettings(_Frozen):
 class DCSSettings(_Frozen):
     kind: Literal["etcd", "zookeeper"] = "etcd"
     members: int = 3
-    # Only Patroni, with its own password, may write the cluster's keys (pgha/dcs_auth.py): without
-    # it any local user can switch over, demote every node or run commands through the DCS.
-    # Implemented for etcd; ZooKeeper needs TLS client certificates for Patroni's ACLs (not yet).
+    # Only Patroni may write the cluster's keys: without it any local user can switch over, demote
+    # every node or run commands through the DCS. etcd: its own user and password (pgha/dcs_auth.py);
+    # ZooKeeper: an ACL of the nodes' certificates, so it needs TLS (spec.tls, on by default for it).
     authentication: bool = True
 
     @field_validator("members")
