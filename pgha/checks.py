@@ -156,6 +156,35 @@ def check_rw_entrypoint(cluster: Cluster, state: ClusterState) -> CheckResult:
     return CheckResult(3, name, "PASS", evidence)
 
 
+def check_pooler(cluster: Cluster, state: ClusterState) -> CheckResult:
+    name = "every pooler pools transactions to the primary"
+    spec = cluster.spec
+    if not spec.ports.pooler:
+        return CheckResult(8, name, "SKIP", f"cluster {cluster.name!r} runs without a pooler (profile {spec.profile})")
+    leader = state.leader
+    if leader is None:
+        return CheckResult(8, name, "FAIL", "Patroni reports no single leader")
+    evidence, failed = [], []
+    for k, port in enumerate(spec.ports.pooler):
+        samples = _sample(cluster, PgTarget(cluster.pooler_dsn(k=k)), 3)
+        errors = [s for s in samples if isinstance(s, str)]
+        hits = [s for s in samples if not isinstance(s, str)]
+        evidence.append(f"port {port}: {len(hits)}/3 transactions on {sorted({n for n, _ in hits})}")
+        if errors:
+            failed.append(f"port {port}: {errors[0]}")
+        elif any(s != (leader.name, False) for s in hits):
+            failed.append(f"port {port} reached a node in recovery or not the primary")
+        if spec.tls:
+            plain = PgTarget(cluster.pooler_dsn(k=k, sslmode="disable"))
+            try:
+                _one(plain, "SELECT 1")
+                failed.append(f"port {port} took a cleartext client")
+            except psycopg.Error:
+                evidence.append(f"port {port} refused cleartext")
+    text = f"{'; '.join(evidence)} (the primary is {leader.name})"
+    return CheckResult(8, name, "FAIL" if failed else "PASS", f"{text}; {failed[0]}" if failed else text)
+
+
 def check_ro_entrypoint(cluster: Cluster, state: ClusterState) -> CheckResult:
     name = "the read-only entrypoint reaches replicas only"
     spec = cluster.spec
@@ -251,6 +280,7 @@ CHECKS: tuple[Callable[[Cluster, ClusterState], CheckResult], ...] = (
     check_one_primary,
     check_dcs,
     check_security,
+    check_pooler,
 )
 
 

@@ -71,10 +71,13 @@ def up(
                                                      "namespace per host; root) | compose (containers)")] = None,
     tls: Annotated[bool | None, typer.Option("--tls/--no-tls", help="TLS between the cluster's hosts, with a CA "
                                              "of its own (default: on for netns, off on loopback).")] = None,
+    pooler: Annotated[bool | None, typer.Option("--pooler/--no-pooler", help="PgBouncer beside every HAProxy, "
+                                                "paused around planned hand-overs (default: on, off for seed).")]
+    = None,
     timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds to wait for a healthy cluster.")] = 180.0,
 ) -> None:
     """Start the cluster (or do nothing if it is already up and healthy)."""
-    shaping = any(v is not None for v in (profile, config, nodes, dcs, dcs_members, base_port, backend, tls))
+    shaping = any(v is not None for v in (profile, config, nodes, dcs, dcs_members, base_port, backend, tls, pooler))
     cluster = _cluster(name)
     requested = None
     if shaping or not cluster.exists:
@@ -88,6 +91,8 @@ def up(
                                      "backend": backend, "tls": tls}
         if dcs_over:
             overrides["dcs"] = dcs_over
+        if pooler is not None:
+            overrides["pooler"] = {**(file_settings.get("pooler") or {}), "enabled": pooler}
         requested = build_spec(profile, file_settings, overrides)
     with out.status(f"bringing up cluster {name!r}") as status:
         def progress(msg: str) -> None:
@@ -146,6 +151,13 @@ def switchover(name: NameOpt = "default",
               f"{result.new} after {result.writable_s:.2f} s; healthy again after {result.healthy_s:.1f} s")
 
 
+@app.command()
+def resume(name: NameOpt = "default") -> None:
+    """RESUME every pooler (after a hand-over that was interrupted while they were paused)."""
+    done = _cluster(name).resume_poolers()
+    out.print(f"resumed: {', '.join(done)}")
+
+
 @app.command("rotate-certs")
 def rotate_certs(name: NameOpt = "default") -> None:
     """Renew every host's certificate from the cluster's CA while it runs (no restart)."""
@@ -192,6 +204,15 @@ def _print_state(cluster: Cluster, state: ClusterState) -> None:
     if not state.haproxy:
         hap.add_row("-", "", "", "HAProxy not answering", style="red")
     out.print(hap)
+    if state.poolers:
+        pools = Table(title="PgBouncer (pooled read-write)")
+        for col in ("pooler", "port", "state"):
+            pools.add_column(col)
+        for k, p in enumerate(state.poolers):
+            what = f"answering ({p.version})" if p.answered else f"not answering: {p.error}"
+            pools.add_row(p.name, str(spec.ports.pooler[k]) if k < len(spec.ports.pooler) else "", what,
+                          style="green" if p.answered else "red")
+        out.print(pools)
     for e in state.errors:
         out.print(f"[yellow]{e}[/]")
 
@@ -255,6 +276,10 @@ def connect(name: NameOpt = "default",
     out.print(f"# through HAProxy ({'read-only' if ro else 'read-write'}), as {login.user}:")
     tls = "".join(f" {k}={v}" for k, v in cluster.tls_parameters.items())
     print(f"PGPASSFILE={pgpass} psql 'host={spec.host} port={port} user={login.user} dbname={login.dbname}{tls}'")
+    if spec.ports.pooler and not ro and not admin:
+        out.print("# through the pooler (transactions; planned hand-overs are a wait, not an error):")
+        print(f"PGPASSFILE={pgpass} psql 'host={spec.host} port={spec.ports.pooler[0]} user={login.user} "
+              f"dbname={login.dbname}{tls}'")
     from pgha.backends import backend_kind  # the registry knows how this backend's clients connect
 
     if backend_kind(spec.backend).direct_nodes_on is not None:
@@ -271,7 +296,7 @@ def drill(
     fault: Annotated[str, typer.Option(help=f"{' | '.join(FAULTS)} (each below).")] = "stop",
     target: Annotated[str, typer.Option(help="What the fault hits; which targets a fault takes is listed below "
                                              "(primary and replica are resolved when the drill starts).")] = "primary",
-    via: Annotated[str, typer.Option(help="haproxy | multihost")] = "haproxy",
+    via: Annotated[str, typer.Option(help="haproxy | pooler | multihost")] = "haproxy",
     rate: Annotated[float, typer.Option(help="Writes per second (0.5-500).")] = 20.0,
     repeat: Annotated[int, typer.Option(min=1, max=100, help="Run the drill this many times.")] = 1,
     hold: Annotated[float | None, typer.Option(min=0, max=3600,

@@ -35,8 +35,10 @@ from pgha.ownership import (
     owned_cluster_dir,
     remove_cluster_dir,
 )
+from pgha.pooler_admin import PoolerError, paused, resume
 from pgha.probe import ClusterState, health_problem, observe
 from pgha.reach import Reach
+from pgha.routing import route_writes_to
 from pgha.secrets import APP_DATABASE, APP_USER, SUPERUSER, Secrets
 from pgha.service_user import service_account
 from pgha.spec import Spec, SpecError
@@ -163,7 +165,7 @@ class Cluster:
     # --- lifecycle -------------------------------------------------------------------------------
 
     def state(self) -> ClusterState:
-        return observe(self.reach)
+        return observe(self.reach, self.secrets.pooler_admin_password)
 
     def running_components(self) -> list[str]:
         return [c.name for c in self.backend().components() if c.running]
@@ -299,39 +301,94 @@ class Cluster:
 
     def switchover(self, to: str | None, progress: Progress, timeout: float = HEALTHY_TIMEOUT) -> SwitchoverResult:
         """A planned hand-over of the primary role (to `to`, or to the replica Patroni picks),
-        waited out until writes through the entrypoint reach the new primary and the cluster is
-        healthy again."""
-        spec = self.spec
+        waited out until writes through every entrypoint reach the new primary and the cluster
+        is healthy again."""
         if to is not None:
-            spec.node_index(to)  # one line naming the nodes when there is no such node
+            self.spec.node_index(to)  # one line naming the nodes when there is no such node
         old = self.wait_healthy(timeout=10).leader
         if old is None:
             raise ClusterError("no primary to switch over from")
         if to == old.name:
             raise ClusterError(f"{to} is the primary already")
-        names = server_names(topology(spec))
-        progress(f"asking {old.name} to hand over" + (f" to {to}" if to else ""))
         start = time.monotonic()
-        request_switchover(self.reach, self.secrets.rest_password, old.name, to)
-
-        def written_on_new() -> str | None:
-            try:
-                with self.entrypoint(login=self.app).connect(connect_timeout=2, autocommit=True) as conn:
-                    row = conn.execute(f"SELECT {SERVER_SQL}, pg_is_in_recovery()").fetchone()
-            except psycopg.Error:
-                return None
-            node = names.get((row[0], row[1])) if row else None
-            return node if row and not row[2] and node not in (None, old.name) else None
-
-        new = wait_until(written_on_new, timeout, every=0.05, cancelled=self._cancelled)
-        if new is None:
-            raise ClusterError(f"writes did not reach a new primary within {timeout:.0f} s of the switchover")
-        writable = time.monotonic() - start
-        if to is not None and new != to:
-            raise ClusterError(f"Patroni handed over to {new}, not {to}")
+        new, writable = self.hand_over(old.name, to, progress, timeout)
         progress(f"{new} takes writes; waiting for {old.name} to follow it")
         self.wait_healthy(timeout=timeout)
         return SwitchoverResult(old.name, new, writable, time.monotonic() - start)
+
+    def hand_over(self, leader: str, to: str | None, progress: Progress,
+                  timeout: float = HEALTHY_TIMEOUT) -> tuple[str, float]:
+        """Patroni's switchover from `leader`, with every pooler paused around it: transactions
+        in flight finish first, new ones wait, and go on once every HAProxy sends writes to the
+        new primary and it accepts them. Returns (new primary, seconds until then)."""
+        names = server_names(topology(self.spec))
+        start = time.monotonic()
+        if self.spec.pooler.enabled:
+            progress("pausing the poolers (transactions in flight finish, new ones wait)")
+        try:
+            with paused(self.reach, self.secrets.pooler_admin_password, self.spec.pooler.pause_timeout_s):
+                progress(f"asking {leader} to hand over" + (f" to {to}" if to else ""))
+                request_switchover(self.reach, self.secrets.rest_password, leader, to)
+                promoted = wait_until(lambda: self._writable_node(exclude=leader), timeout, every=0.02,
+                                      cancelled=self._cancelled)
+                if promoted is None:
+                    raise ClusterError(f"no node took writes within {timeout:.0f} s of the switchover")
+                # Told now rather than found by the next health checks.
+                route_writes_to(self.reach, promoted)
+                new = wait_until(lambda: self._writes_reach_one_new_primary(names, leader), timeout, every=0.02,
+                                 cancelled=self._cancelled)
+                if new is None:
+                    raise ClusterError(f"writes did not reach a new primary within {timeout:.0f} s of the switchover")
+                if self.spec.pooler.enabled:
+                    progress(f"{new} takes writes through every HAProxy; resuming the poolers")
+        except (PoolerError, BackendError) as e:
+            raise ClusterError(str(e)) from None
+        if to is not None and new != to:
+            raise ClusterError(f"Patroni handed over to {new}, not {to}")
+        return new, time.monotonic() - start
+
+    def _writable_node(self, exclude: str) -> str | None:
+        """A node other than `exclude` that accepts writes, asked directly."""
+        for node in self.spec.node_names:
+            if node == exclude:
+                continue
+            try:
+                with self.node_target(node, login=self.app).connect(connect_timeout=1, autocommit=True) as conn:
+                    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            except psycopg.Error:
+                continue
+            if row is not None and not row[0]:
+                return node
+        return None
+
+    def _writes_reach_one_new_primary(self, names: dict[tuple[str, int], str], old: str) -> str | None:
+        """The node every read-write entrypoint reaches, when it is one, not `old`, and writable."""
+        seen = set()
+        for port in self.rw_entrypoint_ports:
+            try:
+                with PgTarget(self.dsn(port, login=self.app)).connect(connect_timeout=2, autocommit=True) as conn:
+                    row = conn.execute(f"SELECT {SERVER_SQL}, pg_is_in_recovery()").fetchone()
+            except psycopg.Error:
+                return None
+            if row is None or row[2]:
+                return None
+            seen.add(names.get((row[0], row[1])))
+        (node,) = seen if len(seen) == 1 else (None,)
+        return node if node not in (None, old) else None
+
+    @property
+    def rw_entrypoint_ports(self) -> list[int]:
+        """Every HAProxy host's read-write entrypoint on spec.host."""
+        return [self.spec.ports.entrypoint_rw, *self.spec.ports.entrypoint_rw_more]
+
+    def resume_poolers(self) -> list[str]:
+        """RESUME every pooler (after a hand-over that pgha could not finish); the poolers."""
+        if not self.spec.pooler.enabled:
+            raise ClusterError(f"cluster {self.name!r} runs without a pooler")
+        problems = resume(self.reach, self.secrets.pooler_admin_password)
+        if problems:
+            raise ClusterError(f"pooler did not resume: {problems[0]}")
+        return [p.name for p in self.reach.topology.poolers]
 
     def rotate_certs(self, progress: Progress) -> list[str]:
         """Every host's certificate renewed while the cluster runs (no restart); the components
@@ -418,6 +475,8 @@ class Cluster:
             addresses.append((spec.host, spec.ports.entrypoint_ro))
         lines = [f"{h}:{p}:*:{login.user}:{login.password}" for login in (self.app, self.admin)
                  for h, p in dict.fromkeys(addresses)]
+        # The pooler admits the application's role only.
+        lines += [f"{spec.host}:{p}:*:{self.app.user}:{self.app.password}" for p in spec.ports.pooler]
         write_file(self.client_pgpass, "\n".join(lines) + "\n")
 
     def dsn(self, port: int, dbname: str | None = None, host: str | None = None, login: Login | None = None,
@@ -440,6 +499,13 @@ class Cluster:
             raise ClusterError(f"cluster {self.name!r} has no read-only entrypoint (profile "
                                f"{self.spec.profile})")
         return self.dsn(port, login=login, **extra)
+
+    def pooler_dsn(self, login: Login | None = None, k: int = 0, **extra: str) -> str:
+        """Through the pooler beside HAProxy host k (the application's role unless `login` says
+        otherwise: the pooler admits no other)."""
+        if not self.spec.ports.pooler:
+            raise ClusterError(f"cluster {self.name!r} runs without a pooler (pooler.enabled is off)")
+        return self.dsn(self.spec.ports.pooler[k], login=login or self.app, **extra)
 
     def entrypoint(self, readonly: bool = False, login: Login | None = None, **extra: str) -> PgTarget:
         return PgTarget(self.entrypoint_dsn(readonly, login, **extra))

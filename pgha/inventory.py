@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pgha.render.hosts import HostBundle
 from pgha.spec import Spec, SpecError, build_spec, format_validation_error, load_spec_file
 from pgha.topology import (
+    POOLER_PORT,
     DcsPorts,
     HAProxyPorts,
     NodePorts,
@@ -26,6 +27,7 @@ from pgha.topology import (
     dcs_member_name,
     haproxy_name,
     netns_topology_ports,
+    pooler_name,
 )
 
 
@@ -103,8 +105,13 @@ def inventory_topology(spec: Spec, inv: Inventory) -> Topology:
 
     node_ports, dcs_ports, haproxy_ports = netns_topology_ports(spec, len(inv.hosts_running("haproxy")))
     nets = sorted({f"{h.address}/32" for h in inv.hosts} | set(inv.clients))
-    return Topology(spec=spec, nodes=places("node"), dcs=places("dcs"), haproxies=places("haproxy"),
+    haproxies = places("haproxy")
+    # The pooler runs on every HAProxy host, beside it.
+    poolers = tuple(Place(pooler_name(h.index), "pooler", h.index, h.address, None)
+                    for h in haproxies) if spec.pooler.enabled else ()
+    return Topology(spec=spec, nodes=places("node"), dcs=places("dcs"), haproxies=haproxies,
                     node_ports=node_ports, dcs_ports=dcs_ports, haproxy_ports=haproxy_ports,
+                    poolers=poolers, pooler_ports=(POOLER_PORT,) * len(poolers),
                     client_networks=tuple(nets), switch_netns=None)
 
 

@@ -86,6 +86,15 @@ class Layout:
     def haproxy_socket(self) -> Path:
         return self.run / "haproxy.sock"
 
+    @property
+    def pooler_config(self) -> Path:
+        return self.conf / "pgbouncer.ini"
+
+    @property
+    def pooler_users(self) -> Path:
+        """PgBouncer's auth_file: the users it admits, with their passwords (0600)."""
+        return self.conf / "pgbouncer-users.txt"
+
     def dcs_config(self, member: int) -> Path:
         return self.conf / f"dcs-{member}.conf"
 

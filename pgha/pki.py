@@ -115,9 +115,10 @@ def plan(topo: Topology) -> dict[str, Identity]:
 
 def host_identity(topo: Topology, place: Place) -> Identity:
     ips, dns = [place.address], [place.name]
-    if place.kind in ("node", "haproxy"):
+    if place.kind in ("node", "haproxy", "pooler"):
         # Clients on this machine reach the nodes through HAProxy's entrypoint on spec.host (TCP
-        # passthrough): verify-full there checks that address against the node's certificate.
+        # passthrough): verify-full there checks that address against the node's certificate
+        # (and the pooler's, whose host-facing port is forwarded the same way).
         ips.append(topo.spec.host)
     if ipaddress.ip_address(place.address).is_loopback:
         # On one machine's loopback a connection to any 127/8 address comes from 127.0.0.1, which

@@ -16,6 +16,8 @@ from typing import Any
 
 from pgha.components.dcs import dcs_component
 from pgha.dial import http_request
+from pgha.pooler_admin import PoolerState
+from pgha.pooler_admin import states as pooler_states
 from pgha.reach import Reach
 from pgha.render.haproxy import RO_PROXY, RW_PROXY
 from pgha.spec import Spec
@@ -60,6 +62,7 @@ class ClusterState:
     dcs: tuple[DcsMemberState, ...]
     haproxy: tuple[BackendServerState, ...]
     errors: tuple[str, ...] = field(default=())
+    poolers: tuple[PoolerState, ...] = field(default=())
 
     @property
     def leader(self) -> MemberState | None:
@@ -71,6 +74,7 @@ class ClusterState:
             "members": [m.__dict__ for m in self.members],
             "dcs": [d.__dict__ for d in self.dcs],
             "haproxy": [h.__dict__ for h in self.haproxy],
+            "poolers": [p.__dict__ for p in self.poolers],
             "errors": list(self.errors),
         }
 
@@ -104,6 +108,9 @@ def health_problem(spec: Spec, state: ClusterState) -> str | None:
         problem = _routing_problem(spec, state, leader, host)
         if problem:
             return problem
+    for pooler in state.poolers:
+        if not pooler.answered:
+            return f"pooler {pooler.name} does not answer ({pooler.error})"
     return None
 
 
@@ -215,9 +222,10 @@ def haproxy_command(socket_path: Path, command: str, timeout: float) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def observe(reach: Reach) -> ClusterState:
+def observe(reach: Reach, pooler_password: str = "") -> ClusterState:
     members, errors = patroni_members(reach)
     return ClusterState(
+        poolers=tuple(pooler_states(reach, pooler_password)) if reach.topology.poolers else (),
         members=tuple(sorted(members, key=lambda m: m.name)),
         dcs=tuple(dcs_members(reach)),
         haproxy=tuple(s for name, path in reach.haproxy_sockets.items() for s in haproxy_servers(name, path)),

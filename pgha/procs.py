@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import pwd
+import resource
 import signal
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -36,7 +37,8 @@ class RunAs:
 
 
 def spawn(argv: Sequence[str], *, log: Path, pidfile: Path, env: dict[str, str], cwd: Path,
-          run_as: RunAs, netns: str | None = None, pass_fds: Sequence[int] = ()) -> int:
+          run_as: RunAs, netns: str | None = None, pass_fds: Sequence[int] = (),
+          open_files: int | None = None) -> int:
     """Start argv in its own session, output appended to log; returns its pid.
 
     With netns, the process runs inside that named network namespace. `ip netns exec` and
@@ -68,11 +70,22 @@ def spawn(argv: Sequence[str], *, log: Path, pidfile: Path, env: dict[str, str],
             close_fds=True,
             pass_fds=tuple(pass_fds),
         )
+    if open_files:
+        _raise_open_files(proc.pid, open_files)
     if ids:
         with contextlib.suppress(FileNotFoundError):
             os.chown(log, *ids)
     write_pidfile(pidfile, proc.pid)
     return proc.pid
+
+
+def _raise_open_files(pid: int, wanted: int) -> None:
+    # As systemd's LimitNOFILE= would: a limit is checked when a descriptor is opened, so
+    # raising it right after the start is in time (`ip netns exec` and setpriv exec in place).
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limit = wanted if os.geteuid() == 0 else min(wanted, hard)
+    with contextlib.suppress(OSError):
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
 
 
 def write_pidfile(pidfile: Path, pid: int) -> None:

@@ -47,5 +47,9 @@ class Reach:
         return replace(self.endpoint_of(self.topology.haproxies[k], self.topology.haproxy_ports[k].stats),
                        tls=self.tls.without_certificate() if self.tls else None)
 
+    def pooler(self, k: int) -> Endpoint:
+        """PgBouncer beside HAProxy host k, where it listens (its admin console is there too)."""
+        return self.endpoint_of(self.topology.poolers[k], self.topology.pooler_ports[k])
+
     def dcs_client(self, i: int) -> Endpoint:
         return replace(self.endpoint_of(self.topology.dcs[i], self.topology.dcs_ports[i].client), tls=self.tls)

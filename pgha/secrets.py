@@ -17,6 +17,8 @@ STATS_USER = "admin"
 # The least-privileged role clients (and drills) use: it owns its database and nothing else.
 APP_USER = "app"
 APP_DATABASE = "app"
+# PgBouncer's admin console user (PAUSE, RESUME, SHOW): pgha's, for planned hand-overs.
+POOLER_ADMIN = "pooler_admin"
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Secrets:
     app_password: str = ""
     dcs_root_password: str = ""  # etcd's root user (pgha/dcs_auth.py)
     dcs_password: str = ""  # Patroni's own etcd user, confined to the cluster's prefix
+    pooler_admin_password: str = ""  # PgBouncer's admin console (POOLER_ADMIN)
 
     @classmethod
     def generate(cls) -> Secrets:

@@ -88,6 +88,9 @@ class HAProxySettings(_Frozen):
     timeout_server: str = "30m"
     # HAProxy hosts in front of the cluster; more than one needs hosts of their own (netns).
     hosts: int = Field(default=1, ge=1, le=3)
+    # A new primary tells every HAProxy it can reach (its admin socket on the same machine) at
+    # once, through Patroni's on_role_change; the health checks stay, and confirm it.
+    push_routing: bool = False
 
     @field_validator("timeout_client", "timeout_server")
     @classmethod
@@ -101,6 +104,21 @@ class HAProxySettings(_Frozen):
         if self.readonly_port and self.check != "role":
             raise ValueError("readonly_port needs check: role (the lab check cannot tell replicas apart)")
         return self
+
+
+class PoolerSettings(_Frozen):
+    """PgBouncer on every HAProxy host, in front of the read-write path (pgha.components.pooler).
+    Off in a spec an older pgha saved; the default profile turns it on."""
+
+    enabled: bool = False
+    # transaction: a server connection per transaction, so a pause waits only for transactions.
+    pool_mode: Literal["transaction", "session"] = "transaction"
+    pool_size: int = Field(default=20, ge=1, le=1000)
+    max_client_conn: int = Field(default=2000, ge=10, le=50000)
+    # How long a client waits for a server connection (a primary) before it is told no.
+    query_wait_timeout_s: int = Field(default=60, ge=1, le=3600)
+    # Planned hand-overs: how long PAUSE may wait for the transactions in flight to finish.
+    pause_timeout_s: float = Field(default=5.0, gt=0, le=300)
 
 
 class DCSSettings(_Frozen):
@@ -130,13 +148,16 @@ class Ports(_Frozen):
     dcs_election: tuple[int, ...] = ()
     # Host-facing read-write ports of the second and later HAProxy hosts (netns backend).
     entrypoint_rw_more: tuple[int, ...] = ()
+    # The pooler's port on each HAProxy host (none without the pooler).
+    pooler: tuple[int, ...] = ()
 
     def all(self) -> list[tuple[str, int]]:
         """Every port with a name saying what listens there."""
         named: list[tuple[str, int]] = [("entrypoint_rw", self.entrypoint_rw), ("stats", self.stats)]
         if self.entrypoint_ro is not None:
             named.append(("entrypoint_ro", self.entrypoint_ro))
-        for field in ("postgres", "rest", "dcs_client", "dcs_peer", "dcs_election", "entrypoint_rw_more"):
+        for field in ("postgres", "rest", "dcs_client", "dcs_peer", "dcs_election", "entrypoint_rw_more",
+                      "pooler"):
             named += [(f"{field}[{i}]", p) for i, p in enumerate(getattr(self, field))]
         return named
 
@@ -168,6 +189,7 @@ class Spec(_Frozen):
     dcs: DCSSettings = DCSSettings()
     patroni: PatroniSettings = PatroniSettings()
     haproxy: HAProxySettings = HAProxySettings()
+    pooler: PoolerSettings = PoolerSettings()
     ports: Ports
 
     @field_validator("network")
@@ -246,6 +268,8 @@ class Spec(_Frozen):
             raise ValueError("haproxy.hosts: more than one HAProxy needs hosts of their own (backend netns)")
         if len(p.entrypoint_rw_more) != self.haproxy.hosts - 1:
             raise ValueError("ports.entrypoint_rw_more: need one port per HAProxy host after the first")
+        if len(p.pooler) != (self.haproxy.hosts if self.pooler.enabled else 0):
+            raise ValueError("ports.pooler: need one port per HAProxy host with the pooler, none without it")
         if self.haproxy.readonly_port and p.entrypoint_ro is None:
             raise ValueError("ports.entrypoint_ro: required when haproxy.readonly_port is on")
         seen: dict[int, str] = {}
@@ -324,6 +348,7 @@ def _profile_defaults(profile: str) -> dict[str, Any]:
                 "timeout_client": "30m",
                 "timeout_server": "30m",
             },
+            "pooler": {"enabled": False},
         }
     if profile == "default":
         return {
@@ -360,13 +385,16 @@ def _profile_defaults(profile: str) -> dict[str, Any]:
                 "maxconn": 1000,
                 "timeout_connect_ms": 2000,
                 "timeout_check_ms": 1000,
+                "push_routing": True,
             },
+            # Planned hand-overs pause it, so clients wait instead of failing.
+            "pooler": {"enabled": True},
         }
     raise SpecError(f"profile: unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
 
 
 def plan_ports(profile: str, base_port: int, nodes: int, dcs_kind: str, dcs_members: int,
-               readonly_port: bool, haproxy_hosts: int = 1) -> dict[str, Any]:
+               readonly_port: bool, haproxy_hosts: int = 1, pooler: bool = False) -> dict[str, Any]:
     """Every port of a cluster as a function of its base port.
 
     The seed profile keeps the lab's ports (5432, 5433+, 8008+, 7000, 2181) shifted by
@@ -386,6 +414,8 @@ def plan_ports(profile: str, base_port: int, nodes: int, dcs_kind: str, dcs_memb
             "dcs_peer": [2888 + off + i for i in m],
             "dcs_election": [3888 + off + i for i in m] if HAS_ELECTION_PORT.get(dcs_kind, False) else [],
             "entrypoint_rw_more": [base_port + 40 + k for k in range(haproxy_hosts - 1)],
+            # PgBouncer's customary port, shifted like the others.
+            "pooler": [6432 + off + k for k in range(haproxy_hosts)] if pooler else [],
         }
     b = base_port
     return {
@@ -398,6 +428,7 @@ def plan_ports(profile: str, base_port: int, nodes: int, dcs_kind: str, dcs_memb
         "dcs_peer": [b + 40 + i for i in m],
         "dcs_election": [b + 50 + i for i in m] if HAS_ELECTION_PORT.get(dcs_kind, False) else [],
         "entrypoint_rw_more": [b + 3 + k for k in range(haproxy_hosts - 1)],
+        "pooler": [b + 5 + k for k in range(haproxy_hosts)] if pooler else [],
     }
 
 
@@ -456,7 +487,7 @@ def load_spec_file(path: Path) -> dict[str, Any]:
 
 
 # Sections of a spec that hold settings of their own: each must be a mapping.
-_SECTIONS = ("dcs", "patroni", "haproxy", "ports")
+_SECTIONS = ("dcs", "patroni", "haproxy", "pooler", "ports")
 
 
 def _check_sections(settings: dict[str, Any]) -> None:
@@ -509,6 +540,7 @@ def build_spec(profile: str | None = None, file_settings: dict[str, Any] | None 
             members,
             bool(merged.get("haproxy", {}).get("readonly_port", False)),
             hosts,
+            bool(merged.get("pooler", {}).get("enabled", False)),
         ) if 1 <= nodes <= MAX_NODES and 1 <= members <= 5 and 1 <= hosts <= 3 else {}
     except (TypeError, ValueError, AttributeError, OverflowError):
         planned = {}

@@ -15,7 +15,7 @@ from typing import Literal
 from pgha.backends.registry import backend_kind
 from pgha.spec import Spec
 
-Kind = Literal["node", "dcs", "haproxy"]
+Kind = Literal["node", "dcs", "haproxy", "pooler"]
 
 # Standard ports, used wherever a component has an address to itself.
 POSTGRES_PORT = 5432
@@ -23,9 +23,10 @@ REST_PORT = 8008
 ETCD_CLIENT_PORT, ETCD_PEER_PORT = 2379, 2380
 ZK_CLIENT_PORT, ZK_PEER_PORT, ZK_ELECTION_PORT = 2181, 2888, 3888
 HAPROXY_RW_PORT, HAPROXY_RO_PORT, HAPROXY_STATS_PORT = 5432, 5433, 7000
+POOLER_PORT = 6432
 
 # Host numbers inside the cluster network (netns backend).
-_NODE_HOST, _DCS_HOST, _HAPROXY_HOST = 10, 20, 30
+_NODE_HOST, _DCS_HOST, _HAPROXY_HOST, _POOLER_HOST = 10, 20, 30, 40
 
 
 def dcs_member_name(i: int) -> str:
@@ -35,6 +36,10 @@ def dcs_member_name(i: int) -> str:
 def haproxy_name(k: int) -> str:
     # The first HAProxy keeps the plain name the local backend has always used.
     return "haproxy" if k == 0 else f"haproxy{k}"
+
+
+def pooler_name(k: int) -> str:
+    return "pooler" if k == 0 else f"pooler{k}"
 
 
 @dataclass(frozen=True)
@@ -83,12 +88,21 @@ class Topology:
     node_ports: tuple[NodePorts, ...]
     dcs_ports: tuple[DcsPorts, ...]
     haproxy_ports: tuple[HAProxyPorts, ...]
+    # PgBouncer beside each HAProxy (same address, same namespace), and the port it listens on
+    # there; none without the pooler.
+    poolers: tuple[Place, ...]
+    pooler_ports: tuple[int, ...]
     # Networks whose clients PostgreSQL admits (pg_hba), as CIDR strings.
     client_networks: tuple[str, ...]
     switch_netns: str | None  # the namespace holding the bridge (netns backend)
 
     @property
     def places(self) -> tuple[Place, ...]:
+        return self.dcs + self.nodes + self.haproxies + self.poolers
+
+    @property
+    def hosts(self) -> tuple[Place, ...]:
+        """The places with an address of their own (a pooler shares its HAProxy's host)."""
         return self.dcs + self.nodes + self.haproxies
 
     def place(self, name: str) -> Place:
@@ -132,6 +146,8 @@ def _shared_host_topology(spec: Spec) -> Topology:
             for i in range(spec.dcs.members)
         ),
         haproxy_ports=(HAProxyPorts(p.entrypoint_rw, p.entrypoint_ro, p.stats),),
+        poolers=tuple(Place(pooler_name(k), "pooler", k, spec.host, None) for k in range(len(p.pooler))),
+        pooler_ports=p.pooler,
         # Connections to node_host on loopback arrive from 127.0.0.1, so both are listed.
         client_networks=tuple(sorted({f"{spec.host}/32", f"{spec.node_host}/32"})),
         switch_netns=None,
@@ -157,15 +173,26 @@ def _netns_topology(spec: Spec, named_namespaces: bool = True) -> Topology:
         return Place(name, kind, i, host(n), netns_name(spec, name) if named_namespaces else None)
 
     node_ports, dcs_ports, haproxy_ports = netns_topology_ports(spec, spec.haproxy.hosts)
+    haproxies = tuple(place(haproxy_name(k), "haproxy", k, _HAPROXY_HOST + k) for k in range(spec.haproxy.hosts))
+    if not spec.pooler.enabled:
+        poolers: tuple[Place, ...] = ()
+    elif named_namespaces:
+        # Beside its HAProxy: same namespace, same address (netns).
+        poolers = tuple(Place(pooler_name(h.index), "pooler", h.index, h.address, h.netns) for h in haproxies)
+    else:
+        # A container is a host of its own (compose): the pooler gets one beside its HAProxy's.
+        poolers = tuple(Place(pooler_name(k), "pooler", k, host(_POOLER_HOST + k), None)
+                        for k in range(len(haproxies)))
     return Topology(
         spec=spec,
         nodes=tuple(place(n, "node", i, _NODE_HOST + i) for i, n in enumerate(spec.node_names)),
         dcs=tuple(place(dcs_member_name(i), "dcs", i, _DCS_HOST + i) for i in range(spec.dcs.members)),
-        haproxies=tuple(place(haproxy_name(k), "haproxy", k, _HAPROXY_HOST + k)
-                        for k in range(spec.haproxy.hosts)),
+        haproxies=haproxies,
         node_ports=node_ports,
         dcs_ports=dcs_ports,
         haproxy_ports=haproxy_ports,
+        poolers=poolers,
+        pooler_ports=(POOLER_PORT,) * len(poolers),
         client_networks=(str(net),),
         switch_netns=netns_name(spec, "switch") if named_namespaces else None,
     )

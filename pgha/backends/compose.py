@@ -254,6 +254,7 @@ class ComposeBackend(PostmasterFaults):
         if p.entrypoint_ro is not None:
             published.append(("HAProxy read-only entrypoint", p.entrypoint_ro, "haproxy"))
         published += [(f"postgres of {n}", p.postgres[i], n) for i, n in enumerate(self.spec.node_names)]
+        published += [("PgBouncer", port, place.name) for place, port in zip(self.topo.poolers, p.pooler, strict=True)]
         for what, port, component in published:
             c = running.get(component)
             if c is not None and c.state in ("running", "paused"):

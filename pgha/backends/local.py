@@ -61,7 +61,8 @@ class PlainLauncher:
         """Nothing to remove."""
 
     def launch(self, unit: Unit, place: Place, *, log: Path, pidfile: Path, cwd: Path, run_as: RunAs) -> None:
-        procs.spawn(unit.exec_start, log=log, pidfile=pidfile, env=unit.environment, cwd=cwd, run_as=run_as)
+        procs.spawn(unit.exec_start, log=log, pidfile=pidfile, env=unit.environment, cwd=cwd, run_as=run_as,
+                    open_files=unit.open_files)
 
 
 class LocalBackend(ProcessBackend):

@@ -31,7 +31,7 @@ from pgha.netns import network, rules
 from pgha.procs import RunAs
 from pgha.reach import own_namespace
 from pgha.render import RenderedFile
-from pgha.render.haproxy import RO_PROXY, RW_PROXY
+from pgha.render.haproxy import POOLER_PROXY, RO_PROXY, RW_PROXY
 from pgha.render.hosts import HostBundle, render_bundle
 from pgha.secrets import Secrets
 from pgha.spec import Spec
@@ -57,7 +57,7 @@ class NamespaceLauncher:
     def render(self, site: Site) -> list[RenderedFile]:
         # The bundle `pgha render hosts` writes for a real machine, one host per component.
         bundle = HostBundle(site.name, (site.place,), site.layout.root)
-        return render_bundle(site.topo, bundle, site.secrets, site.programs, site.pki)
+        return render_bundle(site.topo, bundle, site.secrets, site.programs, site.pki, site.haproxy_sockets)
 
     def endpoint(self, place: Place, port: int) -> Endpoint:
         return own_namespace(place, port)
@@ -77,12 +77,13 @@ class NamespaceLauncher:
         if place not in topo.haproxies:
             return []
         p, k = self.spec.ports, place.index
+        pooled = [(POOLER_PROXY, p.pooler[k])] if p.pooler else []
         if k > 0:
-            return [(RW_PROXY, p.entrypoint_rw_more[k - 1])]
+            return [(RW_PROXY, p.entrypoint_rw_more[k - 1]), *pooled]
         out = [(RW_PROXY, p.entrypoint_rw)]
         if p.entrypoint_ro is not None:
             out.append((RO_PROXY, p.entrypoint_ro))
-        return out
+        return [*out, *pooled]
 
     def ports(self, topo: Topology, place: Place) -> list[tuple[str, int, str]]:
         # Everything else listens inside its own namespace, where nothing else runs.
@@ -106,11 +107,13 @@ class NamespaceLauncher:
                 frontends.append((proxy, sock.fileno()))
             if frontends:
                 extra = Layout(cwd).conf / HOST_ENTRY_CONFIG
-                extra.write_text(render_host_entry(frontends))
+                pooler = (f"{self.topo.poolers[place.index].address}:{self.topo.pooler_ports[place.index]}"
+                          if self.topo.poolers else None)
+                extra.write_text(render_host_entry(frontends, pooler))
                 argv += ["-f", str(extra)]
             # Started as its unit says: the unit's ExecStart, User and Environment.
             procs.spawn(argv, log=log, pidfile=pidfile, env=unit.environment, cwd=cwd, run_as=RunAs(unit.user),
-                        netns=place.netns, pass_fds=fds)
+                        netns=place.netns, pass_fds=fds, open_files=unit.open_files)
             # HAProxy now holds the listening sockets; closing ours means a dead HAProxy refuses
             # connections at once, and a client's multi-host URI moves on to the next.
 
@@ -136,7 +139,7 @@ class NetnsBackend(ProcessBackend):
 
     def partition(self, minority: list[str]) -> None:
         """Split the hosts in two: `minority` on one side, every other host on the other."""
-        for name, others in rules.partition(minority, [p.name for p in self.topo.places]).items():
+        for name, others in rules.partition(minority, [p.name for p in self.topo.hosts]).items():
             self.cut(name, others)
 
     def lose_packets(self, component: str, percent: int) -> None:
@@ -149,13 +152,16 @@ class NetnsBackend(ProcessBackend):
         network.heal(self.topo)
 
     def isolated_hosts(self) -> list[str]:
-        return [p.name for p in self.topo.places if p.netns and network.has_rules(p.netns)]
+        return [p.name for p in self.topo.hosts if p.netns and network.has_rules(p.netns)]
 
 
-def render_host_entry(frontends: list[tuple[str, int]]) -> str:
+def render_host_entry(frontends: list[tuple[str, int]], pooler: str | None = None) -> str:
     """The frontends that serve this machine's clients from sockets pgha passed in (netns only;
-    a real machine's HAProxy binds its own address, as haproxy.cfg says)."""
+    a real machine's HAProxy and PgBouncer bind their own address, as their configs say). The
+    pooler's socket is HAProxy's too, forwarded to PgBouncer beside it (`pooler`: its address)."""
     lines = []
     for proxy, fd in frontends:
         lines += [f"frontend host_{proxy}", f"    bind fd@{fd}", f"    default_backend {proxy}", ""]
+    if pooler is not None and any(proxy == POOLER_PROXY for proxy, _ in frontends):
+        lines += [f"backend {POOLER_PROXY}", f"    server {POOLER_PROXY} {pooler}", ""]
     return "\n".join(lines)

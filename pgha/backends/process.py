@@ -100,6 +100,9 @@ class ProcessBackend(PostmasterFaults):
     def _haproxy_names(self) -> list[str]:
         return [p.name for p in self.topo.haproxies]
 
+    def _pooler_names(self) -> list[str]:
+        return [p.name for p in self.topo.poolers]
+
     def _component(self, name: str) -> Component:
         return component_for(self.spec, self.topo.place(name))
 
@@ -120,8 +123,9 @@ class ProcessBackend(PostmasterFaults):
         return self.launcher.netns_path(self.topo.place(component))
 
     def site(self, name: str) -> Site:
+        sockets = tuple(str(self.host_layout(h).haproxy_socket) for h in self._haproxy_names())
         return Site(self.topo, self.topo.place(name), self.host_layout(name), self.secrets, self.launcher.programs,
-                    self.pki)
+                    self.pki, sockets)
 
     @functools.cached_property
     def pki(self) -> Pki | None:
@@ -243,6 +247,10 @@ class ProcessBackend(PostmasterFaults):
             if self._main_proc(name) is None:
                 progress(f"starting HAProxy {name}" if name != "haproxy" else "starting HAProxy")
                 self._spawn(name)
+        for name in self._pooler_names():
+            if self._main_proc(name) is None:
+                progress(f"starting PgBouncer {name}")
+                self._spawn(name)
         time.sleep(0.3)
         for place in self.topo.places:
             self._check_started(place.name)
@@ -296,6 +304,13 @@ class ProcessBackend(PostmasterFaults):
             if "Success" not in answer:
                 raise BackendError(f"{name} did not take its new certificate: {answer.strip()[:200]}")
             done.append(f"{name} (runtime API)")
+        for name in self._pooler_names():
+            pooler = self._main_proc(name)
+            if pooler is not None:
+                # RELOAD (SIGHUP) makes PgBouncer build its TLS contexts from the files again.
+                progress(f"reloading {name} (PgBouncer re-reads its certificate)")
+                procs.send([pooler], signal.SIGHUP)
+                done.append(f"{name} (reloaded)")
         return done
 
     def _restart_leader(self) -> str | None:
@@ -332,7 +347,7 @@ class ProcessBackend(PostmasterFaults):
                            tail(self.layout.log(name)))
 
     def stop(self) -> None:
-        for name in self._haproxy_names():
+        for name in [*self._pooler_names(), *self._haproxy_names()]:
             self._terminate(name)
         # Replicas first, then the primary: stopped together, a replica may take over while the
         # primary shuts down, and the old primary's shutdown checkpoint then diverges from it.

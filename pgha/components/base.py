@@ -22,6 +22,7 @@ PG_BIN_DIR = "/usr/lib/postgresql/15/bin"
 # its PATH is told to install.
 HAPROXY_BIN = "/usr/sbin/haproxy"
 ETCD_BIN = "/usr/bin/etcd"
+PGBOUNCER_BIN = "/usr/sbin/pgbouncer"
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,13 @@ class Programs:
     # Under systemd (real machines, and the netns backend that runs their units): master-worker
     # with readiness notification. Supervised by pgha itself: in the foreground.
     haproxy_mode: str = "-Ws"
+    pgbouncer: str = PGBOUNCER_BIN
 
     @classmethod
     def on_this_machine(cls, patroni: str) -> Programs:
         """The local backend's: what this machine's PATH has (Debian's paths otherwise)."""
-        return cls(patroni, shutil.which("haproxy") or HAPROXY_BIN, shutil.which("etcd") or ETCD_BIN, "-db")
+        return cls(patroni, shutil.which("haproxy") or HAPROXY_BIN, shutil.which("etcd") or ETCD_BIN, "-db",
+                   shutil.which("pgbouncer") or PGBOUNCER_BIN)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class Site:
     programs: Programs
     # The cluster's certificates when it runs with TLS (spec.tls), else None.
     pki: Pki | None = None
+    # HAProxy admin sockets a process on this host can open (the same machine's): where a new
+    # primary pushes routing. None on real machines and in containers.
+    haproxy_sockets: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -93,6 +99,8 @@ class Unit:
     environment: dict[str, str] = field(default_factory=dict)
     service_type: str = "simple"
     extra: tuple[str, ...] = ()
+    # Its limit on open files (LimitNOFILE=), where the default 1024 is too few.
+    open_files: int | None = None
 
     def text(self) -> str:
         env = [f'Environment="{k}={v}"' for k, v in self.environment.items()]
@@ -109,6 +117,7 @@ class Unit:
             f"ExecStart={shlex.join(self.exec_start)}",
             *env,
             *self.extra,
+            *([f"LimitNOFILE={self.open_files}"] if self.open_files else []),
             "Restart=on-failure",
             "RestartSec=2",
             "",
@@ -140,6 +149,7 @@ class Component(ABC):
     keeps_data: ClassVar[bool] = True
     # The kind of component it waits for (compose depends_on), and how the engine stops it.
     after: ClassVar[Kind | None] = None
+    open_files: ClassVar[int | None] = None
     stop_settings: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     @abstractmethod
@@ -173,7 +183,7 @@ class Component(ABC):
         scope = site.topo.spec.name
         return Unit(self.unit_name(scope, site.place), site.name, self.description(scope, site.place),
                     self.argv(site), user, base_environment(site.layout.root), self.service_type,
-                    self.unit_extra())
+                    self.unit_extra(), self.open_files)
 
     @abstractmethod
     def ports(self, topo: Topology, place: Place) -> list[tuple[str, int]]:

@@ -7,17 +7,19 @@ from pgha.components.base import Component
 from pgha.components.dcs import dcs_component
 from pgha.components.haproxy import HAProxy
 from pgha.components.patroni import PatroniNode
+from pgha.components.pooler import Pooler
 from pgha.spec import Spec
 from pgha.topology import Place
 
 PATRONI = PatroniNode()
 HAPROXY = HAProxy()
+POOLER = Pooler()
 
 
 def components(spec: Spec) -> tuple[Component, ...]:
     """Every kind a cluster of this spec runs (in the order install.sh lists their packages and
     a preflight checks their programs)."""
-    return (PATRONI, HAPROXY, dcs_component(spec))
+    return (PATRONI, HAPROXY, dcs_component(spec), *((POOLER,) if spec.pooler.enabled else ()))
 
 
 def component_for(spec: Spec, place: Place) -> Component:

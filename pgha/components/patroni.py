@@ -11,6 +11,13 @@ from pgha.components.dcs import dcs_component
 from pgha.layout import Layout
 from pgha.pki import dcs_client_name
 from pgha.render import RenderedFile, to_yaml
+from pgha.render.node_hook import (
+    hook_config_path,
+    hook_script_path,
+    hooks_wanted,
+    patroni_hooks,
+    render_hook_config,
+)
 from pgha.render.patroni import render_patroni
 from pgha.secrets import REPLICATION_USER, REST_USER, SUPERUSER
 from pgha.spec import Spec
@@ -23,6 +30,8 @@ ENV_SUPERUSER = "PGHA_SUPERUSER_PASSWORD"
 ENV_REPLICATION = "PGHA_REPLICATION_PASSWORD"
 ENV_REST = "PGHA_REST_PASSWORD"
 ENV_DCS = "PGHA_DCS_PASSWORD"
+# Patroni's hooks as one file a node host gets (it imports nothing of pgha's).
+HOOK_SOURCE = (Path(__file__).resolve().parent.parent / "node_hook.py").read_text(encoding="utf-8")
 
 
 def _from_env(var: str) -> str:
@@ -39,7 +48,15 @@ class PatroniNode(Component):
 
     def files(self, site: Site) -> list[RenderedFile]:
         cfg = render_patroni(site.topo, site.layout, site.secrets, site.name, site.tls)
-        return [RenderedFile(self.config_path(site.layout, site.place), to_yaml(cfg), 0o600),
+        hooks: list[RenderedFile] = []
+        if hooks_wanted(site.topo, site.haproxy_sockets):
+            python = str(Path(site.programs.patroni).parent / "python")
+            cfg["postgresql"].update(patroni_hooks(python, site.layout, site.name))
+            config = render_hook_config(site.topo, site.layout, site.secrets, site.name, tls=site.tls,
+                                        haproxy_sockets=site.haproxy_sockets)
+            hooks = [RenderedFile(hook_script_path(site.layout), HOOK_SOURCE, 0o644),
+                     RenderedFile(hook_config_path(site.layout, site.name), config, 0o600)]
+        return [RenderedFile(self.config_path(site.layout, site.place), to_yaml(cfg), 0o600), *hooks,
                 *site.tls_files(clients=(dcs_client_name(site.name),))]
 
     def config_path(self, layout: Layout, place: Place) -> Path:

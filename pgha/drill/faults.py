@@ -108,6 +108,9 @@ class Nemesis:
     rest_password: str
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
+    # A planned hand-over from a leader as pgha does it (the poolers paused around Patroni's
+    # switchover); without one, the switchover request alone.
+    hand_over: Callable[[str], object] | None = None
 
     def inject(self, fault: str, target: str) -> float:
         """Inject `fault` on a resolved target; returns the time it landed (the moment of the
@@ -171,7 +174,10 @@ def _stall_then_kill(n: Nemesis, target: str) -> float:
 
 
 def _switchover(n: Nemesis, leader: str) -> None:
-    request_switchover(n.backend.reach, n.rest_password, leader)
+    if n.hand_over is not None:
+        n.hand_over(leader)
+    else:
+        request_switchover(n.backend.reach, n.rest_password, leader)
 
 
 def _stop_dcs(n: Nemesis, target: str) -> None:
@@ -222,7 +228,8 @@ FAULTS: dict[str, Fault] = _table([
           DCS_MEMBERS, _stop_dcs, _start_dcs, settles=True),
     Fault("stall-then-kill", f"pause the primary's WAL senders for {STALL_SECONDS:.0f} s under load, then lose "
           "the primary (node-loss)", NODES, _stall_then_kill, _start_node),
-    Fault("switchover", "planned switchover through Patroni's REST API", NODES, _switchover, held=False),
+    Fault("switchover", "planned switchover through Patroni's REST API, with the poolers paused around it",
+          NODES, _switchover, held=False),
     Fault("haproxy-kill", "SIGKILL one HAProxy host; restarted at heal", HAPROXIES,
           lambda n, t: n.backend.kill_component(t), lambda n, t: n.backend.start_component(t)),
     Fault("isolate", "cut the host off from every other host; reconnected at heal", ANY_HOST,

@@ -39,11 +39,15 @@ class DrillError(PghaError):
     pass
 
 
+# How the drill's writers connect: HAProxy's entrypoint, the pooler beside it, or a multi-host URI.
+VIAS = ("haproxy", "pooler", "multihost")
+
+
 @dataclass(frozen=True)
 class DrillOptions:
     fault: str
     target: str = "primary"  # primary | replica | a node name | for dcs-down: dcs0.. | all
-    via: str = "haproxy"  # haproxy | multihost
+    via: str = "haproxy"  # one of VIAS
     rate: float = 20.0
     hold: float | None = None  # seconds to keep a held fault beyond recovery
     recovery_deadline: float | None = None
@@ -140,8 +144,8 @@ def _log_offsets(cluster: Cluster) -> dict[str, int]:
 
 def _validate(options: DrillOptions) -> None:
     fault_named(options.fault)
-    if options.via not in ("haproxy", "multihost"):
-        raise DrillError("via: must be haproxy or multihost")
+    if options.via not in VIAS:
+        raise DrillError(f"via: must be {', '.join(VIAS[:-1])} or {VIAS[-1]}")
     if not 0.5 <= options.rate <= 500:
         raise DrillError("rate: must be between 0.5 and 500 writes per second")
 
@@ -163,13 +167,18 @@ class Session:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.offsets = _log_offsets(cluster)
         self.history = History(self.run_dir / "history.jsonl")
+        # A planned switchover is pgha's: the poolers are paused around it.
         self.nemesis = Nemesis(cluster.backend(), tuple(p.name for p in topology(spec).dcs),
-                               cluster.secrets.rest_password)
+                               cluster.secrets.rest_password,
+                               hand_over=lambda leader: cluster.hand_over(leader, None, lambda _: None))
         _prepare_table(cluster)
         via = options.via
         app = cluster.app
-        write_dsn = (cluster.entrypoint_dsn(login=app) if via == "haproxy"
-                     else cluster.multihost_uri(with_password=True, login=app))
+        if via == "pooler" and not spec.pooler.enabled:
+            raise DrillError(f"via pooler: cluster {cluster.name!r} runs without one (pgha up --pooler)")
+        write_dsn = {"haproxy": lambda: cluster.entrypoint_dsn(login=app),
+                     "pooler": lambda: cluster.pooler_dsn(login=app),
+                     "multihost": lambda: cluster.multihost_uri(with_password=True, login=app)}[via]()
         read_dsn = cluster.entrypoint_dsn(readonly=True, login=app) if spec.ports.entrypoint_ro else None
         self.workload = Workload(cluster.reach, self.history, write_dsn, read_dsn,
                                  {n: cluster.node_target(n) for n in spec.node_names}, options.rate)

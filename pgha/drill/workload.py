@@ -36,12 +36,20 @@ MAX_IN_FLIGHT = 64
 _DEFINITE_FAILURE_CLASSES = ("22", "23", "25", "42")
 
 
+# What PgBouncer says when it sent the transaction to no server at all (1.18 answers these after
+# the client's login, with the generic SQLSTATE 08P01).
+_POOLER_NEVER_SENT = ("server login has been failing", "query_wait_timeout", "no more connections allowed",
+                      "pgbouncer cannot connect to server")
+
+
 def classify_error(error: BaseException, connected: bool) -> str:
     """"fail" when the write certainly did not happen, "info" when it may have (pure)."""
     if not connected:
         return "fail"
     sqlstate = getattr(error, "sqlstate", None) or ""
     if sqlstate[:2] in _DEFINITE_FAILURE_CLASSES:
+        return "fail"
+    if any(text in str(error) for text in _POOLER_NEVER_SENT):
         return "fail"
     return "info"
 

@@ -46,7 +46,7 @@ def create(topo: Topology) -> None:
     sw = topo.switch_netns
     assert sw is not None
     _ensure(sw, BRIDGE, ["type", "bridge", "stp_state", "0", "forward_delay", "0"])
-    for place in topo.places:
+    for place in topo.hosts:
         _attach(topo, place, sw)
 
 
@@ -73,7 +73,7 @@ def _attach(topo: Topology, place: Place, sw: str) -> None:
 
 def destroy(topo: Topology) -> list[str]:
     """Delete the cluster's namespaces (links and bridge go with them); returns what was deleted."""
-    names = [p.netns for p in topo.places if p.netns] + ([topo.switch_netns] if topo.switch_netns else [])
+    names = [p.netns for p in topo.hosts if p.netns] + ([topo.switch_netns] if topo.switch_netns else [])
     deleted = []
     for ns in names:
         if exists(ns):
@@ -83,7 +83,7 @@ def destroy(topo: Topology) -> list[str]:
 
 
 def existing(topo: Topology) -> list[str]:
-    names = [p.netns for p in topo.places if p.netns] + ([topo.switch_netns] if topo.switch_netns else [])
+    names = [p.netns for p in topo.hosts if p.netns] + ([topo.switch_netns] if topo.switch_netns else [])
     return [ns for ns in names if exists(ns)]
 
 
@@ -132,6 +132,6 @@ def heal_one(ns: str) -> None:
 
 
 def heal(topo: Topology) -> None:
-    for place in topo.places:
+    for place in topo.hosts:
         if place.netns:
             heal_one(place.netns)

@@ -13,6 +13,8 @@ from pgha.topology import Place, Topology
 
 RW_PROXY = "primary"
 RO_PROXY = "replicas"
+# Only where pgha hands HAProxy a host-facing socket for the pooler beside it (netns).
+POOLER_PROXY = "pooler"
 
 
 def _default_server(spec: Spec) -> str:

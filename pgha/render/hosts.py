@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pgha.components.base import Programs, Site, Unit
 from pgha.components.dcs import dcs_component
-from pgha.components.kinds import HAPROXY, PATRONI, component_for, components
+from pgha.components.kinds import HAPROXY, PATRONI, POOLER, component_for, components
 from pgha.components.render import render_component
 from pgha.layout import SERVICE_USER, Layout
 from pgha.pki import Pki
@@ -38,8 +38,8 @@ class HostBundle:
         return Layout(self.root)
 
     def site(self, topo: Topology, place: Place, secrets: Secrets, programs: Programs,
-             pki: Pki | None = None) -> Site:
-        return Site(topo, place, self.layout, secrets, programs, pki)
+             pki: Pki | None = None, haproxy_sockets: tuple[str, ...] = ()) -> Site:
+        return Site(topo, place, self.layout, secrets, programs, pki, haproxy_sockets)
 
 
 def units_dir(root: Path) -> Path:
@@ -47,13 +47,14 @@ def units_dir(root: Path) -> Path:
 
 
 def render_bundle(topo: Topology, bundle: HostBundle, secrets: Secrets, programs: Programs,
-                  pki: Pki | None = None) -> list[RenderedFile]:
+                  pki: Pki | None = None, haproxy_sockets: tuple[str, ...] = ()) -> list[RenderedFile]:
     """A host's files; with the cluster's certificates (pki) it gets its own and the CA's
-    certificate, never the CA's key."""
+    certificate, never the CA's key. `haproxy_sockets`: those its processes can open (netns:
+    every host is on this machine)."""
     files: list[RenderedFile] = []
     units: list[Unit] = []
     for place in bundle.places:
-        new, unit = render_component(bundle.site(topo, place, secrets, programs, pki))
+        new, unit = render_component(bundle.site(topo, place, secrets, programs, pki, haproxy_sockets))
         new.append(RenderedFile(units_dir(bundle.root) / unit.name, unit.text(), 0o644))
         files += [f for f in new if f not in files]
         units.append(unit)
@@ -80,7 +81,7 @@ def install_script(topo: Topology, bundle: HostBundle, units: list[Unit]) -> str
         f"{SERVICE_USER}",
     ]
     # The node's setup first (its venv), then the distribution's own services are switched off.
-    for c in (PATRONI, dcs, HAPROXY):
+    for c in (PATRONI, dcs, HAPROXY, POOLER):
         if c in present:
             lines += c.install_lines(dcs.patroni_key)
     lines += [

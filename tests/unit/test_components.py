@@ -3,6 +3,7 @@ place, as the local backend, the netns backend, the host bundles and the compose
 
 from __future__ import annotations
 
+import json
 import socketserver
 import threading
 from collections.abc import Iterator
@@ -11,11 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pgha import node_hook
 from pgha.backends.local import LocalBackend, patroni_bin
 from pgha.backends.netns import NetnsBackend
 from pgha.components.base import Programs, Site
 from pgha.components.dcs import Etcd, ZooKeeper, dcs_component
-from pgha.components.kinds import HAPROXY, PATRONI, component_for
+from pgha.components.kinds import HAPROXY, PATRONI, POOLER, component_for
 from pgha.components.render import render_component
 from pgha.dial import Endpoint
 from pgha.layout import Layout
@@ -39,13 +41,16 @@ def test_each_place_gets_its_kind() -> None:
     spec = build_spec("default", overrides={"dcs": {"kind": "zookeeper", "members": 3}})
     topo = topology(spec)
     assert [type(component_for(spec, p)).__name__ for p in topo.places] == \
-        ["ZooKeeper"] * 3 + ["PatroniNode"] * 3 + ["HAProxy"]
+        ["ZooKeeper"] * 3 + ["PatroniNode"] * 3 + ["HAProxy", "Pooler"]
     assert isinstance(dcs_component(build_spec("default")), Etcd)
 
 
 def test_node_unit_runs_patroni_with_its_config_and_never_kills_the_postmaster_first() -> None:
     files, unit = render_component(_site("node1"))
-    assert [(f.path, f.mode) for f in files] == [(ROOT / "conf" / "patroni-node1.yml", 0o600)]
+    # Its config, and Patroni's hooks (the script, and their config with passwords).
+    assert [(f.path, f.mode) for f in files] == [(ROOT / "conf" / "patroni-node1.yml", 0o600),
+                                                 (ROOT / "conf" / "pgha-node-hook.py", 0o644),
+                                                 (ROOT / "conf" / "hook-node1.json", 0o600)]
     assert yaml.safe_load(files[0].text)["etcd3"]["hosts"] == ["127.0.1.1:5462", "127.0.1.1:5463", "127.0.1.1:5464"]
     assert unit.name == "pgha-c-patroni-node1.service" and unit.user == "pgha"
     assert unit.exec_start == ["/opt/pgha/venv/bin/patroni", "/srv/c/conf/patroni-node1.yml"]
@@ -152,3 +157,49 @@ def test_install_script_installs_the_packages_of_what_the_host_runs(dcs: str, pa
     assert "systemctl disable --now haproxy" not in script
     assert script.index("systemctl enable --now pgha-c-patroni-node0.service") < \
         script.index(f"systemctl enable --now pgha-c-{dcs}-dcs0.service")
+
+
+def test_the_pooler_pools_transactions_to_its_haproxy_with_scram_and_tls() -> None:
+    spec = build_spec("default", overrides={"backend": "netns", "name": "c", "base_port": 9432})
+    topo = topology(spec)
+    place = topo.place("pooler1")
+    site = Site(topo, place, Layout(Path("/x")), SECRETS, Programs("patroni"))
+    files = {f.path.name: f for f in POOLER.files(site)}
+    ini = files["pgbouncer.ini"].text
+    # Its HAProxy's read-write entrypoint, on the same host.
+    assert "* = host=198.18.0.31 port=5432" in ini
+    assert "listen_addr = 198.18.0.31" in ini and "listen_port = 6432" in ini
+    assert "pool_mode = transaction" in ini and "auth_type = scram-sha-256" in ini
+    assert "unix_socket_dir = \n" in ini  # no socket shared through /tmp
+    assert "client_tls_sslmode" not in ini  # without TLS
+    users = files["pgbouncer-users.txt"]
+    assert users.mode == 0o600 and users.text.splitlines() == ['"app" ""', '"pooler_admin" ""']
+    unit = POOLER.unit(site, "pgha")
+    assert unit.exec_start == ["/usr/sbin/pgbouncer", "/x/conf/pgbouncer.ini"]
+    assert "LimitNOFILE=65536" in unit.text() and "Type=notify" in unit.text()
+    assert spec.ports.pooler == (9437, 9438)
+    # The lab's profile has none unless asked for.
+    assert build_spec("seed").ports.pooler == ()
+    assert build_spec("seed", overrides={"pooler": {"enabled": True}}).ports.pooler == (6432,)
+
+
+def test_patroni_runs_the_hooks_with_the_python_of_its_venv() -> None:
+    files, _ = render_component(_site("node1"))
+    cfg = yaml.safe_load(files[0].text)["postgresql"]
+    hook = "/opt/pgha/venv/bin/python /srv/c/conf/pgha-node-hook.py /srv/c/conf/hook-node1.json"
+    assert cfg["before_stop"] == f"{hook} before_stop"
+    assert cfg["callbacks"] == {"on_role_change": hook}
+    hook_cfg = json.loads(files[2].text)
+    assert hook_cfg["node"] == "node1" and [p["port"] for p in hook_cfg["poolers"]] == [5437]
+    # A real machine reaches no HAProxy admin socket: the health checks find the new primary.
+    assert hook_cfg["haproxy_sockets"] == []
+    assert hook_cfg["resume_within_s"] == 30  # ttl + a margin: never paused for ever
+    # The shipped script is pgha's own, and imports nothing of pgha.
+    assert files[1].text == (Path(node_hook.__file__)).read_text()
+    assert "from pgha" not in files[1].text and "import pgha" not in files[1].text
+
+
+def test_the_lab_profile_has_no_hooks() -> None:
+    files, _ = render_component(_site("postgresql0", profile="seed"))
+    assert [f.path.name for f in files] == ["patroni-postgresql0.yml"]
+    assert "before_stop" not in yaml.safe_load(files[0].text)["postgresql"]

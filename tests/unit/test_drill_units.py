@@ -24,6 +24,15 @@ def test_a_rejected_write_failed_but_a_dropped_connection_is_indeterminate() -> 
     assert classify_error(psycopg.OperationalError("server closed the connection"), connected=True) == "info"
 
 
+def test_a_write_the_pooler_sent_to_no_server_failed() -> None:
+    # PgBouncer answers after the login, with a generic SQLSTATE: its words say it never sent it.
+    error = psycopg.OperationalError("server login has been failing, try again later (server_login_retry)")
+    assert classify_error(error, connected=True) == "fail"
+    assert classify_error(psycopg.OperationalError("query_wait_timeout"), connected=True) == "fail"
+    # A server connection lost mid-transaction behind the pooler may have committed.
+    assert classify_error(psycopg.OperationalError("server conn crashed?"), connected=True) == "info"
+
+
 @pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("90s", 90), ("10m", 600), ("1h", 3600)])
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds

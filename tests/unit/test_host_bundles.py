@@ -42,13 +42,17 @@ def test_one_bundle_per_host_with_what_it_runs(tmp_path: Path) -> None:
     out, result = _render(tmp_path, INVENTORY)
     assert result.returncode == 0, result.stderr
     db1 = sorted(str(p.relative_to(out / "db1")) for p in (out / "db1").rglob("*") if p.is_file())
-    assert db1 == ["conf/dcs-0.conf", "conf/patroni-node0.yml", "conf/secure-etcd.sh", "conf/tls/ca.crt",
+    assert db1 == ["conf/dcs-0.conf", "conf/hook-node0.json", "conf/patroni-node0.yml", "conf/pgha-node-hook.py",
+                   "conf/secure-etcd.sh", "conf/tls/ca.crt",
                    "conf/tls/dcs0.crt", "conf/tls/dcs0.key", "conf/tls/node0-dcs.crt", "conf/tls/node0-dcs.key",
                    "conf/tls/node0.crt", "conf/tls/node0.key", "install.sh",
                    "units/pgha-prod-etcd-dcs0.service", "units/pgha-prod-patroni-node0.service"]
     lb2 = sorted(str(p.relative_to(out / "lb2")) for p in (out / "lb2").rglob("*") if p.is_file())
-    assert lb2 == ["conf/haproxy.cfg", "conf/tls/ca.crt", "conf/tls/haproxy1.crt", "conf/tls/haproxy1.key",
-                   "conf/tls/haproxy1.pem", "install.sh", "units/pgha-prod-haproxy1.service"]
+    # The pooler runs beside every HAProxy.
+    assert lb2 == ["conf/haproxy.cfg", "conf/pgbouncer-users.txt", "conf/pgbouncer.ini", "conf/tls/ca.crt",
+                   "conf/tls/haproxy1.crt", "conf/tls/haproxy1.key", "conf/tls/haproxy1.pem", "conf/tls/pooler1.crt",
+                   "conf/tls/pooler1.key", "install.sh", "units/pgha-prod-haproxy1.service",
+                   "units/pgha-prod-pooler1.service"]
     # The CA's key stays beside the bundles, in no host's directory.
     assert (out / "pki" / "ca.key").is_file()
     assert not [p for host in ("db1", "db2", "db3", "lb1", "lb2") for p in (out / host).rglob("ca.key")]
@@ -89,7 +93,8 @@ def test_passwords_stay_in_owner_only_configs(tmp_path: Path) -> None:
         text = path.read_text()
         if any(pw in text for pw in passwords):
             assert path.stat().st_mode & 0o077 == 0, f"{path} holds a password but is readable by others"
-            assert path.suffix in (".yml", ".cfg") or path.name == "secure-etcd.sh", path
+            assert path.suffix in (".yml", ".cfg", ".json") or path.name in ("secure-etcd.sh", "pgbouncer-users.txt"), \
+                path
         if path.suffix in (".key", ".pem"):
             assert path.stat().st_mode & 0o077 == 0, f"{path} is a private key readable by others"
     # A second render keeps the passwords.

@@ -77,11 +77,13 @@ def test_netns_hands_haproxy_its_loopback_entrypoints(tmp_path: Path, spawned: l
     backend._spawn("haproxy")
     (call,) = spawned
     entry = tmp_path / "hosts" / "haproxy" / "conf" / "host-entry.cfg"
-    assert bound == [("127.0.0.1", 9432), ("127.0.0.1", 9433)]
+    assert bound == [("127.0.0.1", 9432), ("127.0.0.1", 9433), ("127.0.0.1", 9437)]
     assert call["argv"][-4:] == ["-f", str(tmp_path / "hosts" / "haproxy" / "conf" / "haproxy.cfg"), "-f", str(entry)]
-    assert len(call["pass_fds"]) == 2
+    assert len(call["pass_fds"]) == 3
     text = entry.read_text()
     assert "frontend host_primary\n" in text and "frontend host_replicas\n" in text
+    # The pooler's host-facing port goes to PgBouncer beside HAProxy, in the same namespace.
+    assert "frontend host_pooler\n" in text and "server pooler 198.18.0.30:6432" in text
 
 
 def test_each_launcher_checks_the_ports_it_would_take(tmp_path: Path) -> None:
@@ -94,4 +96,4 @@ def test_each_launcher_checks_the_ports_it_would_take(tmp_path: Path) -> None:
                          Layout(tmp_path), SECRETS, RunAs(None))
     assert netns.launcher.ports(netns.topo, netns.topo.place("node0")) == []
     assert netns.launcher.ports(netns.topo, netns.topo.place("haproxy1")) == [
-        ("127.0.0.1", 9435, "entrypoint primary of haproxy1")]
+        ("127.0.0.1", 9435, "entrypoint primary of haproxy1"), ("127.0.0.1", 9438, "entrypoint pooler of haproxy1")]

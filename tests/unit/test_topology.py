@@ -35,8 +35,10 @@ def test_local_topology_is_the_specs_port_block() -> None:
 def test_netns_topology_gives_every_component_a_host_of_its_own() -> None:
     spec = build_spec("default", overrides={"backend": "netns", "base_port": 9432, "name": "x"})
     topo = topology(spec)
-    addresses = [p.address for p in topo.places]
+    addresses = [p.address for p in topo.hosts]
     assert len(set(addresses)) == len(addresses) == 3 + 3 + 2  # nodes, etcd members, two HAProxies
+    # A pooler beside each HAProxy: its host, its namespace.
+    assert [(p.address, p.netns) for p in topo.poolers] == [(h.address, h.netns) for h in topo.haproxies]
     net = ipaddress.ip_network(spec.network)
     assert all(ipaddress.ip_address(a) in net for a in addresses)
     assert {p.postgres for p in topo.node_ports} == {5432} and {p.rest for p in topo.node_ports} == {8008}

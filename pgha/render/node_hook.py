@@ -1,0 +1,63 @@
+"""Spec -> the configuration of Patroni's hooks on one node (pgha/node_hook.py): the poolers to
+pause when the primary stops, the nodes and entrypoints that tell when writes may go on, and
+the HAProxy admin sockets the node can reach to push routing (pure)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pgha.layout import Layout
+from pgha.render.haproxy import RW_PROXY
+from pgha.secrets import APP_DATABASE, APP_USER, POOLER_ADMIN, Secrets
+from pgha.topology import Topology
+
+HOOK_SCRIPT = "pgha-node-hook.py"
+# The watcher resumes the poolers after this long even if no node has taken over: clients then
+# fail as they would without the pause, instead of waiting for ever.
+RESUME_WITHIN_MARGIN_S = 10
+
+
+def hook_script_path(layout: Layout) -> Path:
+    return layout.conf / HOOK_SCRIPT
+
+
+def hook_config_path(layout: Layout, node: str) -> Path:
+    return layout.conf / f"hook-{node}.json"
+
+
+def hooks_wanted(topo: Topology, haproxy_sockets: tuple[str, ...]) -> bool:
+    """Hooks only where they have work: poolers to pause, or HAProxies this host can reach."""
+    return bool(topo.poolers) or (topo.spec.haproxy.push_routing and bool(haproxy_sockets))
+
+
+def render_hook_config(topo: Topology, layout: Layout, secrets: Secrets, node: str, *, tls: bool,
+                       haproxy_sockets: tuple[str, ...]) -> str:
+    spec = topo.spec
+    config: dict[str, Any] = {
+        "node": node,
+        "nodes": [{"name": p.name, "host": p.address, "port": ports.postgres}
+                  for p, ports in zip(topo.nodes, topo.node_ports, strict=True)],
+        "entrypoints": [{"host": h.address, "port": ports.rw}
+                        for h, ports in zip(topo.haproxies, topo.haproxy_ports, strict=True)],
+        "poolers": [{"name": p.name, "host": p.address, "port": port}
+                    for p, port in zip(topo.poolers, topo.pooler_ports, strict=True)],
+        "haproxy_sockets": list(haproxy_sockets) if spec.haproxy.push_routing else [],
+        "rw_proxy": RW_PROXY,
+        "app_user": APP_USER,
+        "app_password": secrets.app_password,
+        "dbname": APP_DATABASE,
+        "pooler_user": POOLER_ADMIN,
+        "pooler_password": secrets.pooler_admin_password,
+        "pause_timeout_s": spec.pooler.pause_timeout_s,
+        "resume_within_s": spec.patroni.ttl + RESUME_WITHIN_MARGIN_S,
+        "ca": str(layout.tls_ca) if tls else None,
+    }
+    return json.dumps(config, indent=2) + "\n"
+
+
+def patroni_hooks(python: str, layout: Layout, node: str) -> dict[str, Any]:
+    """The postgresql section's hooks: Patroni appends (action, role, scope) to a callback."""
+    command = f"{python} {hook_script_path(layout)} {hook_config_path(layout, node)}"
+    return {"before_stop": f"{command} before_stop", "callbacks": {"on_role_change": command}}

@@ -1,0 +1,28 @@
+"""Pushed routing: every HAProxy told through its admin socket which node takes writes, at once,
+instead of after its next health checks (which go on, and confirm it)."""
+
+from __future__ import annotations
+
+from pgha.probe import haproxy_command
+from pgha.reach import Reach
+from pgha.render.haproxy import RW_PROXY
+
+TIMEOUT_S = 2.0
+
+
+def route_writes_to(reach: Reach, primary: str) -> list[str]:
+    """`primary` up in every HAProxy's read-write proxy, every other node down; the problems,
+    one per HAProxy that did not take it."""
+    problems = []
+    for name, path in reach.haproxy_sockets.items():
+        for node in reach.spec.node_names:
+            state = "up" if node == primary else "down"
+            try:
+                answer = haproxy_command(path, f"set server {RW_PROXY}/{node} health {state}", TIMEOUT_S).strip()
+            except OSError as e:
+                problems.append(f"{name}: {e}")
+                break
+            if answer:
+                problems.append(f"{name}: {answer[:200]}")
+                break
+    return problems
