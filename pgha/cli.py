@@ -152,6 +152,26 @@ def switchover(name: NameOpt = "default",
 
 
 @app.command()
+def restart(name: NameOpt = "default",
+            rolling: Annotated[bool, typer.Option("--rolling", help="Replicas first, then a planned hand-over "
+                                                                   "(poolers paused), then the old primary: the "
+                                                                   "primary is never down.")] = False,
+            timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds to wait for each node to be "
+                                                                         "back and the cluster healthy.")] = 180.0,
+            ) -> None:
+    """Restart PostgreSQL on every node (e.g. after a setting that needs a restart)."""
+    cluster = _cluster(name)
+    with out.status(f"restarting cluster {name!r}") as status:
+        def progress(msg: str) -> None:
+            status.update(msg)
+            out.log(msg)
+
+        result = cluster.restart(rolling, progress, timeout)
+    how = f"; the primary moved from {result.hand_over[0]} to {result.hand_over[1]}" if result.hand_over else ""
+    out.print(f"restarted {', '.join(result.order)} in {result.seconds:.1f} s{how}")
+
+
+@app.command()
 def resume(name: NameOpt = "default") -> None:
     """RESUME every pooler (after a hand-over that was interrupted while they were paused)."""
     done = _cluster(name).resume_poolers()

@@ -42,7 +42,7 @@ from pgha.routing import route_writes_to
 from pgha.secrets import APP_DATABASE, APP_USER, SUPERUSER, Secrets
 from pgha.service_user import service_account
 from pgha.spec import Spec, SpecError
-from pgha.switchover import request_switchover
+from pgha.switchover import request_restart, request_switchover
 from pgha.topology import SERVER_SQL, server_names, topology
 from pgha.waiting import wait_until
 
@@ -91,6 +91,13 @@ class SwitchoverResult:
     new: str
     writable_s: float  # request -> a write through the read-write entrypoint commits on `new`
     healthy_s: float  # request -> healthy again (the old primary streams from the new one)
+
+
+@dataclass(frozen=True)
+class RestartResult:
+    order: list[str]  # the nodes, in the order they restarted
+    hand_over: tuple[str, str] | None  # (old, new) primary of a rolling restart
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -389,6 +396,37 @@ class Cluster:
         if problems:
             raise ClusterError(f"pooler did not resume: {problems[0]}")
         return [p.name for p in self.reach.topology.poolers]
+
+    def restart(self, rolling: bool, progress: Progress, timeout: float = HEALTHY_TIMEOUT) -> RestartResult:
+        """PostgreSQL restarted on every node (e.g. after a setting that needs it). Rolling: the
+        replicas one by one, then a planned hand-over (the poolers paused around it), then the old
+        primary, so the primary is never down. Otherwise the primary restarts in place, last."""
+        start = time.monotonic()
+        old = self.wait_healthy(timeout=10).leader
+        if old is None:
+            raise ClusterError("no primary: restart needs a healthy cluster")
+        replicas = [n for n in self.spec.node_names if n != old.name]
+        order: list[str] = []
+        hand_over: tuple[str, str] | None = None
+        try:
+            for node in replicas:
+                progress(f"restarting replica {node}")
+                request_restart(self.reach, self.secrets.rest_password, node)
+                order.append(node)
+                self.wait_healthy(timeout=timeout)
+            if rolling and replicas:
+                new, _ = self.hand_over(old.name, None, progress, timeout)
+                hand_over = (old.name, new)
+                self.wait_healthy(timeout=timeout)
+                progress(f"restarting {old.name}, a replica now")
+            else:
+                progress(f"restarting the primary {old.name} in place")
+            request_restart(self.reach, self.secrets.rest_password, old.name)
+            order.append(old.name)
+        except BackendError as e:
+            raise ClusterError(str(e)) from None
+        self.wait_healthy(timeout=timeout)
+        return RestartResult(order, hand_over, time.monotonic() - start)
 
     def rotate_certs(self, progress: Progress) -> list[str]:
         """Every host's certificate renewed while the cluster runs (no restart); the components

@@ -111,6 +111,8 @@ class Nemesis:
     # A planned hand-over from a leader as pgha does it (the poolers paused around Patroni's
     # switchover); without one, the switchover request alone.
     hand_over: Callable[[str], object] | None = None
+    # A rolling restart as pgha does it (replicas, a hand-over, the old primary); None: not offered.
+    rolling_restart: Callable[[], object] | None = None
 
     def inject(self, fault: str, target: str) -> float:
         """Inject `fault` on a resolved target; returns the time it landed (the moment of the
@@ -180,6 +182,12 @@ def _switchover(n: Nemesis, leader: str) -> None:
         request_switchover(n.backend.reach, n.rest_password, leader)
 
 
+def _rolling_restart(n: Nemesis, leader: str) -> None:
+    if n.rolling_restart is None:
+        raise BackendError("rolling-restart needs the cluster's own restart (run by pgha drill)")
+    n.rolling_restart()
+
+
 def _stop_dcs(n: Nemesis, target: str) -> None:
     for member in n.dcs_members(target):
         n.backend.stop_dcs_member(member)
@@ -230,6 +238,8 @@ FAULTS: dict[str, Fault] = _table([
           "the primary (node-loss)", NODES, _stall_then_kill, _start_node),
     Fault("switchover", "planned switchover through Patroni's REST API, with the poolers paused around it",
           NODES, _switchover, held=False),
+    Fault("rolling-restart", "restart PostgreSQL everywhere: replicas, a planned hand-over, the old primary "
+          "(pgha restart --rolling)", NODES, _rolling_restart, held=False),
     Fault("haproxy-kill", "SIGKILL one HAProxy host; restarted at heal", HAPROXIES,
           lambda n, t: n.backend.kill_component(t), lambda n, t: n.backend.start_component(t)),
     Fault("isolate", "cut the host off from every other host; reconnected at heal", ANY_HOST,

@@ -170,7 +170,8 @@ class Session:
         # A planned switchover is pgha's: the poolers are paused around it.
         self.nemesis = Nemesis(cluster.backend(), tuple(p.name for p in topology(spec).dcs),
                                cluster.secrets.rest_password,
-                               hand_over=lambda leader: cluster.hand_over(leader, None, lambda _: None))
+                               hand_over=lambda leader: cluster.hand_over(leader, None, lambda _: None),
+                               rolling_restart=lambda: cluster.restart(True, lambda _: None))
         _prepare_table(cluster)
         via = options.via
         app = cluster.app

@@ -61,6 +61,38 @@ def test_drill_on_the_primary(drill_cluster: Path, fault: str, via: str) -> None
     assert run_pgha("check", "--name", NAME).returncode == 0
 
 
+@pytest.mark.parametrize("fault", ["switchover", "stop"])
+def test_a_planned_hand_over_or_a_graceful_stop_fails_no_write_through_the_pooler(drill_cluster: Path,
+                                                                                   fault: str) -> None:
+    # switchover: pgha pauses the poolers around Patroni's switchover; stop (SIGTERM to the
+    # primary's Patroni): Patroni's before_stop hook pauses them and its watcher resumes them.
+    rc, run = _drill("--fault", fault, "--via", "pooler")
+    results = _by_name(run)
+    assert rc == 0, results
+    outage = results["outage"]["metrics"]
+    assert outage["client_failed"] == 0 and outage["client_indeterminate"] == 0, results["outage"]
+    # They waited instead: some write took longer than a stall, none longer than the bound.
+    assert 0.5 < outage["latency_max_s"] < OUTAGE_BOUND_S
+    assert results["lost_writes"]["metrics"]["lost"] == 0
+    meta = json.loads((Path(str(run["run"])) / "meta.json").read_text())
+    assert meta["new_primary"] != meta["old_primary"]
+    # Resumed: the pooler takes writes again, and on the new primary.
+    cluster = Cluster(NAME)
+    with psycopg.connect(cluster.pooler_dsn(), autocommit=True) as conn:
+        assert conn.execute("SELECT NOT pg_is_in_recovery()").fetchone() == (True,)
+    assert run_pgha("check", "--name", NAME).returncode == 0
+
+
+def test_a_killed_primary_through_the_pooler_loses_no_write(drill_cluster: Path) -> None:
+    rc, run = _drill("--fault", "kill", "--via", "pooler")
+    results = _by_name(run)
+    assert rc == 0, results
+    assert results["lost_writes"]["metrics"]["lost"] == 0
+    assert results["split_brain"]["passed"]
+    outage = results["outage"]["metrics"]
+    assert outage["outage_s"] is not None and outage["outage_s"] < OUTAGE_BOUND_S
+
+
 def test_drills_write_as_the_application_role(drill_cluster: Path) -> None:
     cluster = Cluster(NAME)
     with psycopg.connect(cluster.entrypoint_dsn(), dbname="app", autocommit=True) as conn:

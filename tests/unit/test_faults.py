@@ -104,7 +104,7 @@ def test_each_fault_injects_and_heals_what_it_says(name: str) -> None:
 
 
 def test_every_fault_in_the_table_is_exercised_here() -> None:
-    assert set(EXPECTED) | {"switchover"} == set(FAULTS)
+    assert set(EXPECTED) | {"switchover", "rolling-restart"} == set(FAULTS)
 
 
 def test_a_fault_lands_when_its_harmful_action_starts() -> None:
@@ -148,6 +148,19 @@ def test_switchover_posts_to_the_leaders_rest_api(monkeypatch: pytest.MonkeyPatc
     assert posted[0][4].startswith("Basic ")
     with pytest.raises(BackendError, match="Patroni refused the switchover from node9: HTTP 503 no candidates"):
         nemesis(backend).inject("switchover", "node9")
+
+
+def test_planned_faults_go_through_the_clusters_own_operations() -> None:
+    done: list[str] = []
+    backend = Recorder()
+    n = Nemesis(backend, DCS, "rest-pw", sleep=backend.sleep, clock=backend.clock,
+                hand_over=lambda leader: done.append(f"hand over from {leader}"),
+                rolling_restart=lambda: done.append("rolling restart"))
+    n.inject("switchover", "node1")
+    n.inject("rolling-restart", "node1")
+    assert done == ["hand over from node1", "rolling restart"] and backend.calls == []
+    with pytest.raises(BackendError, match="rolling-restart needs the cluster's own restart"):
+        nemesis(Recorder()).inject("rolling-restart", "node1")
 
 
 HOSTS = Hosts(leader="node1", replicas=("node2", "node0"), nodes=("node0", "node1", "node2"),
