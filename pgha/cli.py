@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -58,6 +60,17 @@ def _cluster(name: str) -> Cluster:
     return Cluster(name)
 
 
+@contextlib.contextmanager
+def _progress(title: str) -> Iterator[Callable[[str], None]]:
+    """A spinner titled `title`; each step it is told is shown there and logged."""
+    with out.status(title) as status:
+        def progress(msg: str) -> None:
+            status.update(msg)
+            out.log(msg)
+
+        yield progress
+
+
 @app.command()
 def up(
     name: NameOpt = "default",
@@ -94,11 +107,7 @@ def up(
         if pooler is not None:
             overrides["pooler"] = {**(file_settings.get("pooler") or {}), "enabled": pooler}
         requested = build_spec(profile, file_settings, overrides)
-    with out.status(f"bringing up cluster {name!r}") as status:
-        def progress(msg: str) -> None:
-            status.update(msg)
-            out.log(msg)
-
+    with _progress(f"bringing up cluster {name!r}") as progress:
         result = cluster.up(requested, progress, timeout=timeout)
     if not result.changed:
         out.print(f"cluster {name!r} is already up and healthy; nothing changed")
@@ -141,11 +150,7 @@ def switchover(name: NameOpt = "default",
                ) -> None:
     """Hand the primary role over, planned, and wait until writes reach the new primary."""
     cluster = _cluster(name)
-    with out.status(f"switching over cluster {name!r}") as status:
-        def progress(msg: str) -> None:
-            status.update(msg)
-            out.log(msg)
-
+    with _progress(f"switching over cluster {name!r}") as progress:
         result = cluster.switchover(to, progress, timeout)
     out.print(f"switched over from {result.old} to {result.new}: writes through the entrypoint reached "
               f"{result.new} after {result.writable_s:.2f} s; healthy again after {result.healthy_s:.1f} s")
@@ -161,11 +166,7 @@ def restart(name: NameOpt = "default",
             ) -> None:
     """Restart PostgreSQL on every node (e.g. after a setting that needs a restart)."""
     cluster = _cluster(name)
-    with out.status(f"restarting cluster {name!r}") as status:
-        def progress(msg: str) -> None:
-            status.update(msg)
-            out.log(msg)
-
+    with _progress(f"restarting cluster {name!r}") as progress:
         result = cluster.restart(rolling, progress, timeout)
     how = f"; the primary moved from {result.hand_over[0]} to {result.hand_over[1]}" if result.hand_over else ""
     out.print(f"restarted {', '.join(result.order)} in {result.seconds:.1f} s{how}")
@@ -182,11 +183,7 @@ def resume(name: NameOpt = "default") -> None:
 def rotate_certs(name: NameOpt = "default") -> None:
     """Renew every host's certificate from the cluster's CA while it runs (no restart)."""
     cluster = _cluster(name)
-    with out.status(f"renewing the certificates of cluster {name!r}") as status:
-        def progress(msg: str) -> None:
-            status.update(msg)
-            out.log(msg)
-
+    with _progress(f"renewing the certificates of cluster {name!r}") as progress:
         done = cluster.rotate_certs(progress)
     expiry = cluster.certificates_expire()
     until = f"; the first expires on {expiry[1]:%Y-%m-%d}" if expiry else ""
