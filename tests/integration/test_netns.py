@@ -77,7 +77,8 @@ def _served(cluster: Cluster) -> dict[str, int]:
     ports = {"postgres node0": (replace(reach.postgres("node0"), tls=reach.tls), True),
              "REST node1": (reach.rest("node1"), False),
              "etcd dcs2": (reach.dcs_client(2), False),
-             "stats haproxy1": (replace(reach.haproxy_stats(1), tls=reach.tls), False)}
+             "stats haproxy1": (replace(reach.haproxy_stats(1), tls=reach.tls), False),
+             "pooler pooler1": (replace(reach.pooler(1), tls=reach.tls), True)}
     return {what: tls_probe.served_certificate(ep, postgres=pg).serial_number for what, (ep, pg) in ports.items()}
 
 
@@ -94,7 +95,8 @@ def test_tls_on_every_hop(netns_cluster: Path) -> None:
     store = pki.load(cluster.layout.pki)
     served = _served(cluster)
     assert served == {"postgres node0": store.leaf("node0").serial, "REST node1": store.leaf("node1").serial,
-                      "etcd dcs2": store.leaf("dcs2").serial, "stats haproxy1": store.leaf("haproxy1").serial}
+                      "etcd dcs2": store.leaf("dcs2").serial, "stats haproxy1": store.leaf("haproxy1").serial,
+                      "pooler pooler1": store.leaf("pooler1").serial}
 
 
 def test_an_attack_from_another_host_is_refused(netns_cluster: Path) -> None:

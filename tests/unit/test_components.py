@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pgha import node_hook
+from pgha import node_hook, pki
 from pgha.backends.local import LocalBackend, patroni_bin
 from pgha.backends.netns import NetnsBackend
 from pgha.components.base import Programs, Site
@@ -203,3 +203,29 @@ def test_the_lab_profile_has_no_hooks() -> None:
     files, _ = render_component(_site("postgresql0", profile="seed"))
     assert [f.path.name for f in files] == ["patroni-postgresql0.yml"]
     assert "before_stop" not in yaml.safe_load(files[0].text)["postgresql"]
+
+
+def test_on_this_machine_a_new_primary_pushes_routing_to_haproxys_socket(tmp_path: Path) -> None:
+    backend = LocalBackend(build_spec("default", overrides={"base_port": 9432}), Layout(tmp_path), SECRETS,
+                           RunAs(None))
+    files = {f.path.name: f for f in backend.launcher.render(backend.site("node0"))}
+    hook = json.loads(files["hook-node0.json"].text)
+    assert hook["haproxy_sockets"] == [str(tmp_path / "run" / "haproxy.sock")]
+    assert hook["entrypoints"] == [{"host": "127.0.0.1", "port": 9432}]
+    assert hook["poolers"] == [{"name": "pooler", "host": "127.0.0.1", "port": 9437}]
+
+
+def test_the_pooler_speaks_tls_both_ways_in_a_tls_cluster(tmp_path: Path) -> None:
+    spec = build_spec("default", overrides={"backend": "netns", "name": "c", "base_port": 9432})
+    topo = topology(spec)
+    store = pki.ensure(tmp_path / "pki", topo)
+    site = Site(topo, topo.place("pooler"), Layout(ROOT), SECRETS, Programs("patroni"), store)
+    files = {f.path.name: f for f in POOLER.files(site)}
+    ini = files["pgbouncer.ini"].text
+    assert "client_tls_sslmode = require" in ini
+    assert "client_tls_cert_file = /srv/c/conf/tls/pooler.crt" in ini
+    # Through HAProxy the server's name is not the address dialled: the CA is checked, not the name.
+    assert "server_tls_sslmode = verify-ca" in ini and "server_tls_ca_file = /srv/c/conf/tls/ca.crt" in ini
+    assert {"pooler.crt", "pooler.key", "ca.crt"} <= set(files)
+    # Its certificate names the address clients on this machine dial too.
+    assert spec.host in pki.plan(topo)["pooler"].ips

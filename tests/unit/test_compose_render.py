@@ -69,6 +69,25 @@ def test_docker_compose_accepts_the_rendered_file(profile: str, tmp_path: Path) 
     assert len(images) == 1 and images.pop().startswith("localhost/pgha-default:")
 
 
+def test_the_pooler_is_a_container_beside_haproxy_and_its_passwords_come_from_env(tmp_path: Path) -> None:
+    spec = build_spec("default", overrides={"base_port": 30000})
+    config = _docker_compose_config(_render(spec, tmp_path))
+    pooler = config["services"]["pooler"]
+    assert pooler["labels"]["io.pgha.kind"] == "pooler" and pooler["depends_on"].keys() == {"haproxy"}
+    assert [(p["host_ip"], p["published"], p["target"]) for p in pooler["ports"]] == [("127.0.0.1", "30005", 6432)]
+    assert pooler["environment"] == {"PGHA_APP_PASSWORD": SECRETS.app_password,
+                                     "PGHA_POOLER_ADMIN_PASSWORD": SECRETS.pooler_admin_password}
+    # The users file is written in the container from its environment: compose must not expand
+    # the variables into the command line (where `podman inspect` would show the passwords), so
+    # the "$" stays escaped for compose.
+    script = pooler["command"][-1]
+    assert '"$$PGHA_APP_PASSWORD"' in script and SECRETS.app_password not in script
+    assert script.endswith("exec pgbouncer /etc/pgha/pgbouncer.ini")
+    ini = (tmp_path / "config" / "pgbouncer.ini").read_text()
+    assert "* = host=198.18.0.30 port=5432" in ini and "listen_addr = 198.18.0.40" in ini
+    assert "pgbouncer" in (tmp_path / "Containerfile").read_text()
+
+
 def test_compose_without_env_is_refused(tmp_path: Path) -> None:
     _render(build_spec("default"), tmp_path)
     (tmp_path / ".env").unlink()
@@ -82,7 +101,8 @@ def test_compose_without_env_is_refused(tmp_path: Path) -> None:
 def test_no_password_outside_env(profile: str, tmp_path: Path) -> None:
     out = _render(build_spec(profile), tmp_path)
     passwords = [SECRETS.superuser_password, SECRETS.replication_password, SECRETS.rest_password,
-                 SECRETS.stats_password, SECRETS.dcs_password]
+                 SECRETS.stats_password, SECRETS.dcs_password, SECRETS.app_password,
+                 SECRETS.pooler_admin_password]
     # The lab's plain-text passwords must not come back either.
     lab = ["rep-pass", "password: postgres"]
     for path in out.rglob("*"):
