@@ -119,11 +119,13 @@ def haproxy_command(path: str, command: str) -> str:
 
 def route_writes_to(cfg: dict[str, Any], primary: str) -> None:
     """Every reachable HAProxy: `primary` up in the read-write proxy, every other node down."""
+    # The new primary up first: never a moment with no server for writes.
+    order = [primary, *(n["name"] for n in cfg["nodes"] if n["name"] != primary)]
     for path in cfg["haproxy_sockets"]:
-        for node in cfg["nodes"]:
-            state = "up" if node["name"] == primary else "down"
+        for node in order:
+            state = "up" if node == primary else "down"
             try:
-                answer = haproxy_command(path, f"set server {cfg['rw_proxy']}/{node['name']} health {state}")
+                answer = haproxy_command(path, f"set server {cfg['rw_proxy']}/{node} health {state}")
             except OSError as e:
                 log(f"HAProxy at {path} did not answer: {e}")
                 break

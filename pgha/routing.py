@@ -14,8 +14,10 @@ def route_writes_to(reach: Reach, primary: str) -> list[str]:
     """`primary` up in every HAProxy's read-write proxy, every other node down; the problems,
     one per HAProxy that did not take it."""
     problems = []
+    # The new primary up first: never a moment with no server for writes.
+    order = [primary, *(n for n in reach.spec.node_names if n != primary)]
     for name, path in reach.haproxy_sockets.items():
-        for node in reach.spec.node_names:
+        for node in order:
             state = "up" if node == primary else "down"
             try:
                 answer = haproxy_command(path, f"set server {RW_PROXY}/{node} health {state}", TIMEOUT_S).strip()
