@@ -65,7 +65,8 @@ def test_default_profile_on_etcd(cluster_factory, pgha_home: Path) -> None:  # t
 
     rc, results = _check("etcd3")
     assert rc == 0, results
-    assert [r["status"] for r in results] == ["PASS"] * 7  # 7: the DCS refuses anonymous writes
+    # 7: the DCS refuses anonymous writes; 8: the pooler's transactions land on the primary
+    assert [r["status"] for r in results] == ["PASS"] * 8
 
     status = run_pgha("status", "--name", "etcd3", "--json", check=True)
     state = json.loads(status.stdout)
@@ -261,13 +262,19 @@ def test_clients_connect_as_the_application_role(cluster_factory) -> None:  # ty
     cluster = cluster_factory("approle", "--nodes", "2", "--dcs-members", "1", "--base-port", "14532")
     out = run_pgha("connect", "--name", "approle", check=True).stdout
     lines = [ln for ln in out.splitlines() if ln.startswith("PGPASSFILE=")]
-    assert len(lines) == 2 and all("user=app" in ln or "postgresql://app@" in ln for ln in lines), out
-    assert "target_session_attrs=read-write" in lines[1]
+    # HAProxy, the pooler, the multi-host URI
+    assert len(lines) == 3 and all("user=app" in ln or "postgresql://app@" in ln for ln in lines), out
+    assert f"port={cluster.spec.ports.pooler[0]} " in lines[1]
+    assert "target_session_attrs=read-write" in lines[2]
     ro = run_pgha("connect", "--name", "approle", "--ro", check=True).stdout
     assert "target_session_attrs=prefer-standby" in ro and "read-write" not in ro
     # What connect prints works as printed, with the pgpass file it names.
     env = {**os.environ, "PGPASSFILE": str(cluster.client_pgpass), "PGCONNECT_TIMEOUT": "5"}
-    uri = lines[1].split("psql ", 1)[1].strip("'")
+    # The pooler's line works as printed too (the pgpass file has its port).
+    pooled = subprocess.run(["psql", "-XAtq", lines[1].split("psql ", 1)[1].strip("'"), "-c", "SELECT current_user"],
+                            capture_output=True, text=True, env=env, check=False)
+    assert pooled.stdout.strip() == "app", pooled.stderr
+    uri = lines[2].split("psql ", 1)[1].strip("'")
     psql = ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", uri]
     who = subprocess.run([*psql, "-c", "SELECT current_user, current_database(), rolsuper FROM pg_roles "
                                        "WHERE rolname = current_user"], capture_output=True, text=True, env=env,

@@ -83,6 +83,24 @@ def test_a_planned_hand_over_or_a_graceful_stop_fails_no_write_through_the_poole
     assert run_pgha("check", "--name", NAME).returncode == 0
 
 
+def test_a_hand_over_that_cannot_pause_the_pooler_changes_nothing(drill_cluster: Path) -> None:
+    cluster = Cluster(NAME)
+    before = _roles()
+    with psycopg.connect(cluster.pooler_dsn()) as busy:
+        # A transaction that runs on: PAUSE waits for it, longer than pooler.pause_timeout_s.
+        busy.execute("CREATE TABLE IF NOT EXISTS long_running (x int)")
+        busy.commit()
+        busy.execute("INSERT INTO long_running VALUES (1)")
+        refused = run_pgha("switchover", "--name", NAME, timeout=120)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "did not pause" in refused.stderr and "nothing was changed" in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        busy.commit()  # it was never cut off
+    assert _roles() == before
+    with psycopg.connect(cluster.pooler_dsn(), autocommit=True) as conn:  # resumed
+        assert conn.execute("SELECT count(*) >= 1 FROM long_running").fetchone() == (True,)
+
+
 def test_a_killed_primary_through_the_pooler_loses_no_write(drill_cluster: Path) -> None:
     rc, run = _drill("--fault", "kill", "--via", "pooler")
     results = _by_name(run)
