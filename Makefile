@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PGHA := $(VENV)/bin/pgha
-APT_PACKAGES := postgresql-15 postgresql-client-15 haproxy zookeeper etcd-server etcd-client \
+APT_PACKAGES := postgresql-15 postgresql-client-15 haproxy pgbouncer zookeeper etcd-server etcd-client \
 	default-jre-headless python3-venv iproute2 procps nftables util-linux
 # Integration tests bring clusters up in parallel-safe port ranges; keep CI under 25 minutes.
 PYTEST_ARGS ?=
