@@ -82,6 +82,8 @@ def operators_readme(topo: Topology, places: list[tuple[str, str]], root: Path) 
         f"- {spec.dcs.kind}: {dcs_component(spec).open_ports} on every DCS host.",
         "- HAProxy 5432 (read-write)" + (", 5433 (read-only)" if spec.haproxy.readonly_port else "")
         + " for clients, 7000 (stats, password in secrets.yml) for operators.",
+        *(["- PgBouncer 6432 on every HAProxy host: for clients, and for the nodes, whose Patroni hooks pause it "
+           "when the primary stops and resume it once another node takes writes."] if topo.poolers else []),
         "",
         "## Clients",
         "",
@@ -89,9 +91,13 @@ def operators_readme(topo: Topology, places: list[tuple[str, str]], root: Path) 
         "",
         f"    postgresql://postgres@{uri_hosts}/postgres?target_session_attrs=read-write",
         "",
+        *([f"or, for transactions that should wait out a planned hand-over instead of failing, the pooler "
+           f"beside any HAProxy, as the application role: `postgresql://app@{topo.poolers[0].address}:6432/app`.",
+           ""] if topo.poolers else []),
         "## Secrets",
         "",
-        "The Patroni and HAProxy configs hold the cluster's passwords (files of mode 0600); `secrets.yml` "
+        "The Patroni, HAProxy and PgBouncer configs and the nodes' hook configs hold the cluster's passwords "
+        "(files of mode 0600); `secrets.yml` "
         "beside this README keeps them for a re-render. Treat this directory as a secret.",
         "",
         *_security_section(topo, root),
@@ -124,8 +130,8 @@ def _security_section(topo: Topology, root: Path) -> list[str]:
             "certificate and key (`conf/tls/`). Keep `pki/` off the hosts. Copy each host's directory to it "
             "over a channel you trust, run `install.sh`, and delete the copy. Certificates last a year: "
             "`pgha render hosts --renew-certs` into this directory issues new ones; copy `conf/tls/` to "
-            "each host, then `systemctl reload` the Patroni units (etcd reads its files at every handshake; HAProxy "
-            "takes its stats certificate on reload).",
+            "each host, then `systemctl reload` the Patroni and PgBouncer units (etcd reads its files at every "
+            "handshake; HAProxy takes its stats certificate on reload).",
             "",
         ]
     return lines
