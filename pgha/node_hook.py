@@ -11,7 +11,9 @@ instead of failing; a detached watcher resumes them once another node accepts wr
 HAProxy sends writes there (or after `resume_within_s`, whatever happened).
 
 on_role_change to primary: every HAProxy this host can reach through its admin socket is told at
-once that this node is the one server for writes; the health checks confirm it afterwards.
+once that this node is the one server for writes (the health checks confirm it afterwards), and once
+writes through every HAProxy land here the poolers are resumed: should the watcher have died, a
+promotion still ends the pause.
 
 CONFIG is a JSON file (0600, it holds passwords) that pgha renders for the node.
 """
@@ -31,6 +33,9 @@ from psycopg.conninfo import make_conninfo
 
 CONNECT_TIMEOUT_S = 2
 POLL_S = 0.05
+# A new primary waits this long at most for the health checks to route writes to it (where it
+# cannot push routing itself) before it resumes the poolers.
+ROUTED_WITHIN_S = 10.0
 
 
 def log(message: str) -> None:
@@ -183,6 +188,11 @@ def main(argv: list[str]) -> int:
         role = argv[3] if len(argv) > 3 else ""
         if role in ("primary", "master"):
             route_writes_to(cfg, cfg["node"])
+            if cfg["poolers"]:
+                deadline = time.monotonic() + ROUTED_WITHIN_S
+                while not routed_to(cfg, cfg["node"]) and time.monotonic() < deadline:
+                    time.sleep(POLL_S)
+                resume(cfg)
     return 0
 
 
