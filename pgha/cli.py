@@ -226,7 +226,8 @@ def _print_state(cluster: Cluster, state: ClusterState) -> None:
         for col in ("pooler", "port", "state"):
             pools.add_column(col)
         for k, p in enumerate(state.poolers):
-            what = f"answering ({p.version})" if p.answered else f"not answering: {p.error}"
+            what = (f"answering ({p.version}); {p.waiting} client(s) waiting for a server" if p.answered
+                    else f"not answering: {p.error}")
             pools.add_row(p.name, str(spec.ports.pooler[k]) if k < len(spec.ports.pooler) else "", what,
                           style="green" if p.answered else "red")
         out.print(pools)

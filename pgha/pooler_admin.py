@@ -31,6 +31,9 @@ class PoolerState:
     answered: bool
     version: str = ""
     error: str = ""
+    # Clients waiting for a server connection (a pause left behind shows here; PgBouncer 1.18's
+    # maxwait stays 0 for clients held by a pause, so only the count is told).
+    waiting: int = 0
 
 
 def admin_target(reach: Reach, password: str, k: int) -> PgTarget:
@@ -53,11 +56,19 @@ def states(reach: Reach, password: str) -> list[PoolerState]:
         try:
             with _console(reach, password, k) as conn:
                 version = conn.execute("SHOW VERSION").fetchone()
+                cur = conn.execute("SHOW POOLS")
+                names = [c.name for c in cur.description or []]
+                pools = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
         except psycopg.Error as e:
             out.append(PoolerState(place.name, False, error=str(e).strip().splitlines()[0] if str(e) else "error"))
             continue
-        out.append(PoolerState(place.name, True, str(version[0]) if version else ""))
+        waiting = sum(_count(p.get("cl_waiting")) for p in pools)
+        out.append(PoolerState(place.name, True, str(version[0]) if version else "", waiting=waiting))
     return out
+
+
+def _count(value: object) -> int:
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
 
 
 def resume(reach: Reach, password: str) -> list[str]:

@@ -80,6 +80,8 @@ def test_a_planned_hand_over_or_a_graceful_stop_fails_no_write_through_the_poole
     cluster = Cluster(NAME)
     with psycopg.connect(cluster.pooler_dsn(), autocommit=True) as conn:
         assert conn.execute("SELECT NOT pg_is_in_recovery()").fetchone() == (True,)
+    status = json.loads(run_pgha("status", "--name", NAME, "--json").stdout)
+    assert [(p["answered"], p["waiting"]) for p in status["poolers"]] == [(True, 0)], status["poolers"]
     assert run_pgha("check", "--name", NAME).returncode == 0
 
 
