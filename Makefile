@@ -8,7 +8,7 @@ APT_PACKAGES := postgresql-15 postgresql-client-15 haproxy pgbouncer zookeeper e
 # Integration tests bring clusters up in parallel-safe port ranges; keep CI under 25 minutes.
 PYTEST_ARGS ?=
 
-.PHONY: setup system venv demo test test-containers containers lint soak bench clean
+.PHONY: setup system venv demo test test-containers containers lint imports soak bench clean
 
 setup: system venv
 
@@ -65,9 +65,13 @@ bench: setup
 	$(PY) bench/entrypoint.py
 	$(PY) bench/failover.py
 
-lint: venv
+lint: imports
 	$(VENV)/bin/ruff check pgha tests bench
 	$(VENV)/bin/mypy
+
+# The import contracts in pyproject.toml: every package imports only from the layers below it.
+imports: setup
+	$(VENV)/bin/lint-imports
 
 clean:
 	-$(PGHA) down --purge

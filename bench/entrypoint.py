@@ -47,10 +47,10 @@ import psycopg
 import yaml
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pgha import procs
 from pgha.cluster import Cluster, ClusterError
-from pgha.service_user import service_account
-from pgha.spec import Spec, SpecError, build_spec, load_spec_file, plan_ports
+from pgha.model.spec import Spec, SpecError, build_spec, load_spec_file, plan_ports
+from pgha.security.service_user import service_account
+from pgha.state import procs
 
 NAME = "bench-entry"
 HOME = Path("/tmp/pgha-bench-entry")
@@ -221,7 +221,7 @@ def start_cluster(cluster: Cluster, spec: Spec) -> None:
     if cluster.layout.root.exists():
         log(f"removing a leftover cluster {NAME!r}")
         teardown(cluster)
-    cluster.up(spec, log)
+    cluster.up(spec)
 
 
 def teardown(cluster: Cluster) -> None:

@@ -45,7 +45,8 @@ from typing import Any
 
 from pgha.cluster import Cluster
 from pgha.drill.run import DrillOptions, DrillOutcome, run_drill
-from pgha.spec import Spec, build_spec
+from pgha.model.spec import Spec, build_spec
+from pgha.report import build_report
 
 RESULTS = Path(__file__).parent / "results" / "failover.md"
 ALL_FAULTS = "stop,kill,node-loss,freeze,crash-postgres,stall-then-kill,switchover"
@@ -171,14 +172,15 @@ def run_profile(profile: str, faults: list[str], vias: list[str], repeat: int, p
         cluster.down(purge=True)
     rows = []
     try:
-        cluster.up(spec, progress=lambda _m: None)
+        cluster.up(spec)
         for fault in faults:
             for via in vias:
                 if via == "pooler" and not spec.pooler.enabled:
                     continue  # the lab's profile has none
                 samples = []
                 for i in range(repeat):
-                    outcome = run_drill(cluster, options_for(spec, fault, via), say=lambda _m: None)
+                    outcome = run_drill(cluster, options_for(spec, fault, via))
+                    build_report(outcome.run_dir)
                     s = sample(outcome)
                     samples.append(s)
                     print(f"  {profile} {fault} via {via} #{i + 1}: outage {s.outage_s} s, lost {s.lost}/"

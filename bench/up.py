@@ -16,6 +16,7 @@ processes inside the containers (the engine's conmon processes are not counted).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import tempfile
@@ -27,7 +28,8 @@ from pathlib import Path
 import psutil
 
 from pgha.cluster import Cluster
-from pgha.spec import build_spec
+from pgha.model.spec import build_spec
+from pgha.state.journal import shown_by
 
 RESULTS = Path(__file__).parent / "results" / "up.md"
 
@@ -68,15 +70,17 @@ def one_run(profile: str, backend: str, run: int, port_shift: int, tls: str = "d
     spec = build_spec(profile, overrides=overrides)
     marks: dict[str, float] = {}
 
-    def progress(msg: str) -> None:
-        # The compose backend says when it starts and ends building the image.
-        for word in ("building image", "starting containers"):
-            if msg.startswith(word):
-                marks[word] = time.monotonic()
+    class Marks(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            # The compose backend says (logs) when it starts and ends building the image.
+            for word in ("building image", "starting containers"):
+                if record.getMessage().startswith(word):
+                    marks[word] = time.monotonic()
 
     try:
         start = time.monotonic()
-        cluster.up(spec, progress=progress)
+        with shown_by(Marks()):
+            cluster.up(spec)
         total = time.monotonic() - start
         build = marks["starting containers"] - marks["building image"] if "building image" in marks else 0.0
         time.sleep(2)  # let the replicas settle before reading memory

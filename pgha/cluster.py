@@ -7,27 +7,37 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
+import logging
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from pgha import pki, procs
-from pgha import secrets as secrets_store
-from pgha.app_role import ensure_app_role
-from pgha.backends import make_backend
-from pgha.backends.base import Backend, Progress
-from pgha.components.dcs import ensure_authentication
-from pgha.dial import PgTarget
+from pgha.backends.base import Backend
+from pgha.backends.factory import make_backend
 from pgha.errors import BackendError, PghaError, tail
-from pgha.files import write_file
-from pgha.layout import Layout, default_home
-from pgha.ownership import (
+from pgha.model.spec import Spec, SpecError
+from pgha.model.topology import multihost_hosts, topology
+from pgha.net.dial import PgTarget
+from pgha.net.probe import ClusterState, health_problem, observe
+from pgha.net.reach import Reach
+from pgha.security import pki
+from pgha.security.app_role import ensure_app_role
+from pgha.security.dcs_auth import ensure_authentication
+from pgha.security.service_user import service_account
+from pgha.state import procs
+from pgha.state import secrets as secrets_store
+from pgha.state.files import write_file
+from pgha.state.journal import journal
+from pgha.state.layout import Layout, default_home
+from pgha.state.ownership import (
     NotOursError,
     cluster_dir,
     create_cluster_dir,
@@ -35,16 +45,10 @@ from pgha.ownership import (
     owned_cluster_dir,
     remove_cluster_dir,
 )
-from pgha.pooler_admin import PoolerError, paused, resume
-from pgha.probe import ClusterState, health_problem, observe
-from pgha.reach import Reach
-from pgha.routing import route_writes_to
-from pgha.secrets import APP_DATABASE, APP_USER, SUPERUSER, Secrets
-from pgha.service_user import service_account
-from pgha.spec import Spec, SpecError
-from pgha.switchover import request_restart, request_switchover
-from pgha.topology import SERVER_SQL, server_names, topology
+from pgha.state.secrets import APP_DATABASE, APP_USER, SUPERUSER, Secrets
 from pgha.waiting import wait_until
+
+log = logging.getLogger(__name__)
 
 HEALTHY_TIMEOUT = 180.0
 
@@ -74,6 +78,27 @@ def _interrupt_as_flag() -> Iterator[threading.Event]:
             signal.signal(s, h)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def journaled(method: Callable[Concatenate[Cluster, P], R]) -> Callable[Concatenate[Cluster, P], R]:
+    """Run an operation with its decisions going to the cluster's pgha.log, ending with why it
+    gave up when it did."""
+    @functools.wraps(method)
+    def run(self: Cluster, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.journal():
+            try:
+                return method(self, *args, **kwargs)
+            except PghaError as e:
+                log.error(f"{method.__name__} gave up: {str(e).splitlines()[0] if str(e) else e.__class__.__name__}")
+                raise
+            except KeyboardInterrupt:
+                log.error(f"{method.__name__} interrupted")
+                raise
+    return run
+
+
 class ClusterError(PghaError):
     """One line for the user, and optionally the tail of the log that explains it."""
 
@@ -82,21 +107,6 @@ class ClusterError(PghaError):
 class UpResult:
     changed: bool
     state: ClusterState
-    seconds: float
-
-
-@dataclass(frozen=True)
-class SwitchoverResult:
-    old: str
-    new: str
-    writable_s: float  # request -> a write through the read-write entrypoint commits on `new`
-    healthy_s: float  # request -> healthy again (the old primary streams from the new one)
-
-
-@dataclass(frozen=True)
-class RestartResult:
-    order: list[str]  # the nodes, in the order they restarted
-    hand_over: tuple[str, str] | None  # (old, new) primary of a rolling restart
     seconds: float
 
 
@@ -121,7 +131,9 @@ class Cluster:
             raise ClusterError(str(e)) from None
         self._spec: Spec | None = None
         self._backend: Backend | None = None
-        self._cancelled: Callable[[], bool] = _never
+        # The primary this handle saw last: a change of it is a decision worth a line.
+        self._known_leader: str | None = None
+        self.cancelled: Callable[[], bool] = _never
 
     # --- stored state ----------------------------------------------------------------------------
 
@@ -177,8 +189,12 @@ class Cluster:
     def running_components(self) -> list[str]:
         return [c.name for c in self.backend().components() if c.running]
 
-    def up(self, requested: Spec | None, progress: Progress,
-           timeout: float = HEALTHY_TIMEOUT) -> UpResult:
+    def journal(self) -> contextlib.AbstractContextManager[None]:
+        """pgha's decisions about this cluster go to its pgha.log while the block runs."""
+        return journal(self.layout.journal, lambda: is_ours(self.home, self.name))
+
+    @journaled
+    def up(self, requested: Spec | None, timeout: float = HEALTHY_TIMEOUT) -> UpResult:
         start = time.monotonic()
         if self.exists:
             if requested is not None and requested != self.spec:
@@ -198,6 +214,7 @@ class Cluster:
                 # Not the DCS's authentication: the running Patroni may have been started without
                 # credentials (an older pgha); `pgha check` says so, and down + up turns it on.
                 self._ensure_app_role()
+                log.info("every component runs and the cluster is healthy: nothing to change")
                 return UpResult(False, state, time.monotonic() - start)
         fresh = not self.exists
         if fresh:
@@ -208,21 +225,25 @@ class Cluster:
                 raise ClusterError(str(e)) from None
             self._save_spec(spec)
             secrets_store.load_or_create(self.layout.secrets_file)
+            log.info(f"new cluster {self.name!r}: profile {spec.profile}, backend {spec.backend}, {spec.nodes} "
+                     f"node(s), {spec.dcs.members} {spec.dcs.kind} member(s), TLS {'on' if spec.tls else 'off'}; "
+                     f"its spec and passwords are written to {self.layout.root}")
         backend = self.backend()
         # What ran before this call is not this call's to stop, whatever happens below.
         running_before = {c.name for c in backend.components() if c.running}
         with _interrupt_as_flag() as interrupted:
             backend.cancelled = interrupted.is_set
-            self._cancelled = interrupted.is_set
+            self.cancelled = interrupted.is_set
             try:
                 backend.preflight()
-                backend.start(progress)
+                backend.start()
                 self._write_client_pgpass()
-                progress("waiting for one leader, streaming replicas and HAProxy routing")
+                log.info("waiting for one leader, streaming replicas and HAProxy routing")
                 state = self.wait_healthy(timeout)
+                log.info(f"healthy after {time.monotonic() - start:.1f} s: {_routing_sentence(state)}")
                 if interrupted.is_set():
                     raise KeyboardInterrupt
-                self._ensure_dcs_authentication(progress)
+                self._ensure_dcs_authentication()
                 self._ensure_app_role()
             except KeyboardInterrupt:
                 self._undo_start(backend, running_before)
@@ -237,12 +258,13 @@ class Cluster:
                                        f"(`pgha status --name {self.name}` shows more)", e.log_tail) from None
                 raise
             finally:
-                self._cancelled = _never
+                self.cancelled = _never
                 backend.cancelled = _never
         return UpResult(True, state, time.monotonic() - start)
 
     def _undo_start(self, backend: Backend, running_before: set[str]) -> list[str]:
         """Stop what this call started, and nothing else; returns what was stopped."""
+        log.warning("stopping what this call started, and nothing that ran before it")
         if not running_before:
             backend.stop()  # all of it was this call's, the netns network included
             return [c.name for c in backend.components()]
@@ -260,12 +282,12 @@ class Cluster:
                 backend.stop_dcs_member(place.index)
         return sorted(started)
 
-    def _ensure_dcs_authentication(self, progress: Progress) -> None:
+    def _ensure_dcs_authentication(self) -> None:
         """Backends that start Patroni themselves secure the DCS before it starts; this covers
         the others (compose starts everything at once; Patroni, which has its credentials from
         the start, logs in once authentication is on)."""
         try:
-            ensure_authentication(self.spec, self.reach.dcs_client(0), self.secrets, progress)
+            ensure_authentication(self.spec, self.reach.dcs_client(0), self.secrets)
         except OSError as e:
             raise ClusterError(f"the DCS did not answer while pgha secured it: {e}") from None
 
@@ -289,14 +311,17 @@ class Cluster:
                 c = dead[0]
                 raise ClusterError(f"{c.name} is not running (see {c.log})", tail(c.log))
             state = self.state()
+            if state.leader is not None and state.leader.name != self._known_leader:
+                self._known_leader = state.leader.name
+                log.info(f"{self._known_leader} holds the leader key: it is the primary")
             problem = check(state) or ""
             return None if problem else state
 
-        state = wait_until(healthy, timeout, every=0.25, cancelled=self._cancelled)
+        state = wait_until(healthy, timeout, every=0.25, cancelled=self.cancelled)
         if state is not None:
             return state
-        log = self._log_for(problem)
-        raise ClusterError(f"cluster not healthy after {timeout:.0f} s: {problem} (see {log})", tail(log))
+        log_file = self._log_for(problem)
+        raise ClusterError(f"cluster not healthy after {timeout:.0f} s: {problem} (see {log_file})", tail(log_file))
 
     def _log_for(self, problem: str) -> Path:
         for c in self.backend().components():
@@ -306,138 +331,10 @@ class Cluster:
             return self.layout.log("haproxy")
         return self.layout.log(self.spec.node_names[0])
 
-    def switchover(self, to: str | None, progress: Progress, timeout: float = HEALTHY_TIMEOUT) -> SwitchoverResult:
-        """A planned hand-over of the primary role (to `to`, or to the replica Patroni picks),
-        waited out until writes through every entrypoint reach the new primary and the cluster
-        is healthy again."""
-        if to is not None:
-            self.spec.node_index(to)  # one line naming the nodes when there is no such node
-        old = self.wait_healthy(timeout=10).leader
-        if old is None:
-            raise ClusterError("no primary to switch over from")
-        if to == old.name:
-            raise ClusterError(f"{to} is the primary already")
-        start = time.monotonic()
-        new, writable = self.hand_over(old.name, to, progress, timeout)
-        progress(f"{new} takes writes; waiting for {old.name} to follow it")
-        self.wait_healthy(timeout=timeout)
-        return SwitchoverResult(old.name, new, writable, time.monotonic() - start)
-
-    def hand_over(self, leader: str, to: str | None, progress: Progress,
-                  timeout: float = HEALTHY_TIMEOUT) -> tuple[str, float]:
-        """Patroni's switchover from `leader`, with every pooler paused around it: transactions
-        in flight finish first, new ones wait, and go on once every HAProxy sends writes to the
-        new primary and it accepts them. Returns (new primary, seconds until then)."""
-        names = server_names(topology(self.spec))
-        start = time.monotonic()
-        if self.spec.pooler.enabled:
-            progress("pausing the poolers (transactions in flight finish, new ones wait)")
-        try:
-            with paused(self.reach, self.secrets.pooler_admin_password, self.spec.pooler.pause_timeout_s):
-                progress(f"asking {leader} to hand over" + (f" to {to}" if to else ""))
-                request_switchover(self.reach, self.secrets.rest_password, leader, to)
-                promoted = wait_until(lambda: self._writable_node(exclude=leader), timeout, every=0.02,
-                                      cancelled=self._cancelled)
-                if promoted is None:
-                    raise ClusterError(f"no node took writes within {timeout:.0f} s of the switchover")
-                # Told now rather than found by the next health checks.
-                route_writes_to(self.reach, promoted)
-                new = wait_until(lambda: self._writes_reach_one_new_primary(names, leader), timeout, every=0.02,
-                                 cancelled=self._cancelled)
-                if new is None:
-                    raise ClusterError(f"writes did not reach a new primary within {timeout:.0f} s of the switchover")
-                if self.spec.pooler.enabled:
-                    progress(f"{new} takes writes through every HAProxy; resuming the poolers")
-        except (PoolerError, BackendError) as e:
-            raise ClusterError(str(e)) from None
-        if to is not None and new != to:
-            raise ClusterError(f"Patroni handed over to {new}, not {to}")
-        return new, time.monotonic() - start
-
-    def _writable_node(self, exclude: str) -> str | None:
-        """A node other than `exclude` that accepts writes, asked directly."""
-        for node in self.spec.node_names:
-            if node == exclude:
-                continue
-            try:
-                with self.node_target(node, login=self.app).connect(connect_timeout=1, autocommit=True) as conn:
-                    row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
-            except psycopg.Error:
-                continue
-            if row is not None and not row[0]:
-                return node
-        return None
-
-    def _writes_reach_one_new_primary(self, names: dict[tuple[str, int], str], old: str) -> str | None:
-        """The node every read-write entrypoint reaches, when it is one, not `old`, and writable."""
-        seen = set()
-        for port in self.rw_entrypoint_ports:
-            try:
-                with PgTarget(self.dsn(port, login=self.app)).connect(connect_timeout=2, autocommit=True) as conn:
-                    row = conn.execute(f"SELECT {SERVER_SQL}, pg_is_in_recovery()").fetchone()
-            except psycopg.Error:
-                return None
-            if row is None or row[2]:
-                return None
-            seen.add(names.get((row[0], row[1])))
-        (node,) = seen if len(seen) == 1 else (None,)
-        return node if node not in (None, old) else None
-
     @property
     def rw_entrypoint_ports(self) -> list[int]:
         """Every HAProxy host's read-write entrypoint on spec.host."""
         return [self.spec.ports.entrypoint_rw, *self.spec.ports.entrypoint_rw_more]
-
-    def resume_poolers(self) -> list[str]:
-        """RESUME every pooler (after a hand-over that pgha could not finish); the poolers."""
-        if not self.spec.pooler.enabled:
-            raise ClusterError(f"cluster {self.name!r} runs without a pooler")
-        problems = resume(self.reach, self.secrets.pooler_admin_password)
-        if problems:
-            raise ClusterError(f"pooler did not resume: {problems[0]}")
-        return [p.name for p in self.reach.topology.poolers]
-
-    def restart(self, rolling: bool, progress: Progress, timeout: float = HEALTHY_TIMEOUT) -> RestartResult:
-        """PostgreSQL restarted on every node (e.g. after a setting that needs it). Rolling: the
-        replicas one by one, then a planned hand-over (the poolers paused around it), then the old
-        primary, so the primary is never down. Otherwise the primary restarts in place, last."""
-        start = time.monotonic()
-        old = self.wait_healthy(timeout=10).leader
-        if old is None:
-            raise ClusterError("no primary: restart needs a healthy cluster")
-        replicas = [n for n in self.spec.node_names if n != old.name]
-        order: list[str] = []
-        hand_over: tuple[str, str] | None = None
-        try:
-            for node in replicas:
-                progress(f"restarting replica {node}")
-                request_restart(self.reach, self.secrets.rest_password, node)
-                order.append(node)
-                self.wait_healthy(timeout=timeout)
-            if rolling and replicas:
-                new, _ = self.hand_over(old.name, None, progress, timeout)
-                hand_over = (old.name, new)
-                self.wait_healthy(timeout=timeout)
-                progress(f"restarting {old.name}, a replica now")
-            else:
-                progress(f"restarting the primary {old.name} in place")
-            request_restart(self.reach, self.secrets.rest_password, old.name)
-            order.append(old.name)
-        except BackendError as e:
-            raise ClusterError(str(e)) from None
-        self.wait_healthy(timeout=timeout)
-        return RestartResult(order, hand_over, time.monotonic() - start)
-
-    def rotate_certs(self, progress: Progress) -> list[str]:
-        """Every host's certificate renewed while the cluster runs (no restart); the components
-        that took the new ones up. The cluster must be healthy before and is again after."""
-        if not self.spec.tls:
-            raise ClusterError(f"cluster {self.name!r} runs without TLS (spec.tls is off): no certificates to renew")
-        self.wait_healthy(timeout=10)
-        done = self.backend().renew_certificates(progress)
-        progress("checking that the cluster stays healthy")
-        self.wait_healthy(timeout=60)
-        return done
 
     def certificates_expire(self) -> tuple[str, datetime.datetime] | None:
         """(which, when) of the cluster's certificate that expires first; None without TLS."""
@@ -445,9 +342,10 @@ class Cluster:
             return None
         return pki.load(self.layout.pki).earliest_expiry
 
+    @journaled
     def down(self, purge: bool = False) -> list[str]:
         """Stop everything; returns what was running. With purge, delete the cluster's directory,
-        and only a directory pgha created (pgha.ownership)."""
+        and only a directory pgha created (pgha.state.ownership)."""
         if purge:
             try:
                 remove = self._purgeable()
@@ -556,9 +454,7 @@ class Cluster:
     def multihost_hosts(self, readonly: bool = False) -> list[tuple[str, int]]:
         """What a multi-host URI lists (the backend's registry entry knows: the nodes where
         clients reach them directly, otherwise every HAProxy host's entrypoint)."""
-        from pgha.backends import backend_kind
-
-        return backend_kind(self.spec.backend).multihost_hosts(self.spec, readonly)
+        return multihost_hosts(self.spec, readonly)
 
     def multihost_uri(self, with_password: bool = False, readonly: bool = False, login: Login | None = None) -> str:
         """A libpq multi-host URI: to the primary, or for reads to a standby while there is one
@@ -576,3 +472,12 @@ class Cluster:
             return []
         return sorted(p.name for p in home.iterdir()
                       if (p / "spec.json").is_file() and is_ours(home, p.name))
+
+
+def _routing_sentence(state: ClusterState) -> str:
+    """What a healthy state says about who takes writes (health_problem found nothing wrong)."""
+    if state.leader is None:
+        return "no primary"
+    replicas = [m.name for m in state.members if m.name != state.leader.name]
+    streaming = f"{', '.join(replicas)} stream from it" if replicas else "no replicas"
+    return f"{state.leader.name} is the primary, {streaming}, and every HAProxy routes writes to it"

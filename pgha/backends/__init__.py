@@ -1,8 +1,2 @@
-"""Backends: where a cluster's processes run. The registry (pgha.backends.registry) maps a
-spec's backend name to one; nothing else tells backends apart by name."""
-
-from __future__ import annotations
-
-from pgha.backends.registry import BackendKind, UnknownBackendError, backend_kind, make_backend
-
-__all__ = ["BackendKind", "UnknownBackendError", "backend_kind", "make_backend"]
+"""Backends: where a cluster's processes run. `factory.make_backend` builds the one a spec names;
+what pgha must know about a backend without building it is `pgha.model.backend_kinds`."""

@@ -11,10 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from pgha.layout import Layout
-from pgha.reach import Reach
-
-Progress = Callable[[str], None]
+from pgha.net.reach import Reach
+from pgha.state.layout import Layout
 
 
 @dataclass(frozen=True)
@@ -44,13 +42,13 @@ class Backend(Protocol):
     def preflight(self) -> None:
         """Raise BackendError if a binary is missing or a port is taken (before starting anything)."""
 
-    def start(self, progress: Progress) -> None:
+    def start(self) -> None:
         """Start every component that is not running yet."""
 
     def stop(self) -> None:
         """Stop every component; nothing of this cluster is left running afterwards."""
 
-    def renew_certificates(self, progress: Progress) -> list[str]:
+    def renew_certificates(self) -> list[str]:
         """Issue every host's certificate anew and have the running components take them up
         without a restart; the components that did. BackendError where the cluster has no TLS."""
 

@@ -6,7 +6,7 @@ containers. Faults act on containers the way an operator (or a crash) would: `po
 SIGKILL to a container's init with the restart policy bringing it back, `podman kill` (no
 restart), `podman pause`; only the WAL-sender stall reaches into a container's processes.
 
-Every container has a fixed address on the compose network (pgha.topology). pgha reaches nodes
+Every container has a fixed address on the compose network (pgha.model.topology). pgha reaches nodes
 and DCS members there: the network's bridge lives in this machine's namespace (rootful Podman),
 and unlike a container's network namespace, which is new after every restart, the address stays
 the same, so a monitor keeps reaching a node that the restart policy brought back.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import os
 import re
 import shutil
@@ -29,34 +30,37 @@ from pathlib import Path
 
 import psutil
 
-from pgha import pki, procs
-from pgha.backends.base import ComponentState, Progress
+from pgha.backends.base import ComponentState
 from pgha.backends.postmaster import PostmasterFaults
 from pgha.components.dcs import dcs_component
-from pgha.deployment import hand_tls_to_containers, write_files
-from pgha.dial import Endpoint
-from pgha.errors import BackendError, tail
-from pgha.layout import Layout
-from pgha.names import IMAGE_REFERENCE
-from pgha.pki import Pki, controller_tls
-from pgha.probe import leader as probe_leader
-from pgha.procs import RunAs
-from pgha.reach import Reach
-from pgha.render import RenderedFile, to_yaml
-from pgha.render.compose import (
+from pgha.components.patroni import patroni_config
+from pgha.deploy.compose_files import hand_tls_to_containers, write_files
+from pgha.deploy.compose_project import (
     CONTAINER_LAYOUT,
     image_name,
     project_name,
     render_compose,
     services,
 )
-from pgha.render.compose import container_name as _container_name
-from pgha.render.patroni import render_patroni
-from pgha.secrets import Secrets
-from pgha.spec import Spec
-from pgha.topology import Place, Topology, topology
-from pgha.topology import dcs_member_name as member_name
+from pgha.deploy.compose_project import container_name as _container_name
+from pgha.errors import BackendError, tail
+from pgha.model.names import IMAGE_REFERENCE
+from pgha.model.spec import Spec
+from pgha.model.topology import Place, Topology, topology
+from pgha.model.topology import dcs_member_name as member_name
+from pgha.net.dial import Endpoint
+from pgha.net.probe import leader as probe_leader
+from pgha.net.reach import Reach
+from pgha.render import RenderedFile, to_yaml
+from pgha.security import pki
+from pgha.security.pki import Pki, controller_tls
+from pgha.state import procs
+from pgha.state.layout import Layout
+from pgha.state.procs import RunAs
+from pgha.state.secrets import Secrets
 from pgha.waiting import wait_until
+
+log = logging.getLogger(__name__)
 
 # Built by scripts/container-engine.sh; PGHA_BASE_IMAGE names another.
 LOCAL_BASE_IMAGE = "localhost/pgha-base:bookworm"
@@ -293,7 +297,7 @@ class ComposeBackend(PostmasterFaults):
             for node in self.spec.node_names])
 
     def _ctl_config(self, node: str) -> dict[str, object]:
-        cfg = render_patroni(self.topo, CONTAINER_LAYOUT, self.secrets, node, self.spec.tls)
+        cfg = patroni_config(self.topo, CONTAINER_LAYOUT, self.secrets, node, self.spec.tls)
         if self.spec.tls:
             ours = controller_tls(self.layout.pki)
             cfg["ctl"] = {**cfg["ctl"], "cacert": ours.ca, "certfile": ours.cert, "keyfile": ours.key}
@@ -303,16 +307,16 @@ class ComposeBackend(PostmasterFaults):
                     dcs[key] = path
         return cfg
 
-    def start(self, progress: Progress) -> None:
+    def start(self) -> None:
         self.materialize()
         if self.cancelled():
             raise KeyboardInterrupt
         if not self._image_exists():
-            progress(f"building image {image_name(self.spec)} (once; `up` reuses it)")
+            log.info(f"building image {image_name(self.spec)} (once; `up` reuses it)")
             self._compose("build", log=self.layout.log("build"), timeout=BUILD_TIMEOUT)
         if self.cancelled():
             raise KeyboardInterrupt
-        progress("starting containers (podman-compose up -d)")
+        log.info("starting containers (podman-compose up -d)")
         self._compose("up", "-d", "--no-build", log=self.layout.log("compose"), timeout=UP_TIMEOUT)
         def down() -> list[str]:
             return [name for name in self._service if not self._running(name)]
@@ -342,7 +346,7 @@ class ComposeBackend(PostmasterFaults):
                 self._stop([leader])
         self._compose("down", log=self.layout.log("compose"), timeout=UP_TIMEOUT)
 
-    def renew_certificates(self, progress: Progress) -> list[str]:
+    def renew_certificates(self) -> list[str]:
         if not self.spec.tls:
             raise BackendError(f"cluster {self.spec.name!r} runs without TLS: it has no certificates to renew")
         raise BackendError("pgha rotate-certs does not renew a compose cluster's certificates yet; "

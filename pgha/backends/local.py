@@ -6,19 +6,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from pgha import procs
 from pgha.backends.process import ProcessBackend
 from pgha.components.base import Programs, Site, Unit
 from pgha.components.kinds import component_for
 from pgha.components.render import render_component
-from pgha.dial import Endpoint
-from pgha.layout import Layout
-from pgha.procs import RunAs
-from pgha.reach import same_host
+from pgha.model.spec import Spec
+from pgha.model.topology import Place, Topology
+from pgha.net.dial import Endpoint
+from pgha.net.reach import same_host
 from pgha.render import RenderedFile
-from pgha.secrets import Secrets
-from pgha.spec import Spec
-from pgha.topology import Place, Topology
+from pgha.state import procs
+from pgha.state.layout import Layout
+from pgha.state.procs import RunAs
+from pgha.state.secrets import Secrets
 
 
 def patroni_bin() -> Path:

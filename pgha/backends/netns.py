@@ -20,22 +20,23 @@ import socket
 from contextlib import ExitStack
 from pathlib import Path
 
-from pgha import procs
+from pgha.backends import netns_network as network
 from pgha.backends.local import patroni_bin
 from pgha.backends.process import ProcessBackend
 from pgha.components.base import Programs, Site, Unit
-from pgha.dial import Endpoint
+from pgha.deploy.host_bundle import HostBundle, render_bundle
 from pgha.errors import BackendError
-from pgha.layout import Layout
-from pgha.netns import network, rules
-from pgha.procs import RunAs
-from pgha.reach import own_namespace
+from pgha.model.spec import Spec
+from pgha.model.topology import Place, Topology, topology
+from pgha.net.dial import Endpoint
+from pgha.net.reach import own_namespace
 from pgha.render import RenderedFile
-from pgha.render.haproxy import POOLER_PROXY, RO_PROXY, RW_PROXY
-from pgha.render.hosts import HostBundle, render_bundle
-from pgha.secrets import Secrets
-from pgha.spec import Spec
-from pgha.topology import Place, Topology, topology
+from pgha.render import netns_rules as rules
+from pgha.render.haproxy import host_entrypoints, render_host_entry
+from pgha.state import procs
+from pgha.state.layout import Layout
+from pgha.state.procs import RunAs
+from pgha.state.secrets import Secrets
 
 HOST_ENTRY_CONFIG = "host-entry.cfg"
 
@@ -72,23 +73,10 @@ class NamespaceLauncher:
             if shutil.which(tool) is None:
                 raise BackendError(f"{tool} not found: install it with `apt-get install {package}`")
 
-    def host_entrypoints(self, topo: Topology, place: Place) -> list[tuple[str, int]]:
-        """(proxy, loopback port) an HAProxy host serves this machine's clients on (none for others)."""
-        if place not in topo.haproxies:
-            return []
-        p, k = self.spec.ports, place.index
-        pooled = [(POOLER_PROXY, p.pooler[k])] if p.pooler else []
-        if k > 0:
-            return [(RW_PROXY, p.entrypoint_rw_more[k - 1]), *pooled]
-        out = [(RW_PROXY, p.entrypoint_rw)]
-        if p.entrypoint_ro is not None:
-            out.append((RO_PROXY, p.entrypoint_ro))
-        return [*out, *pooled]
-
     def ports(self, topo: Topology, place: Place) -> list[tuple[str, int, str]]:
         # Everything else listens inside its own namespace, where nothing else runs.
         return [(self.spec.host, port, f"entrypoint {proxy} of {place.name}")
-                for proxy, port in self.host_entrypoints(topo, place)]
+                for proxy, port in host_entrypoints(topo, place)]
 
     def prepare(self, topo: Topology) -> None:
         network.create(topo)
@@ -101,7 +89,7 @@ class NamespaceLauncher:
         with ExitStack() as stack:
             fds: list[int] = []
             frontends = []
-            for proxy, port in self.host_entrypoints(self.topo, place):
+            for proxy, port in host_entrypoints(self.topo, place):
                 sock = stack.enter_context(socket.create_server((self.spec.host, port), backlog=512))
                 fds.append(sock.fileno())
                 frontends.append((proxy, sock.fileno()))
@@ -150,18 +138,3 @@ class NetnsBackend(ProcessBackend):
 
     def heal_network(self) -> None:
         network.heal(self.topo)
-
-    def isolated_hosts(self) -> list[str]:
-        return [p.name for p in self.topo.hosts if p.netns and network.has_rules(p.netns)]
-
-
-def render_host_entry(frontends: list[tuple[str, int]], pooler: str | None = None) -> str:
-    """The frontends that serve this machine's clients from sockets pgha passed in (netns only;
-    a real machine's HAProxy and PgBouncer bind their own address, as their configs say). The
-    pooler's socket is HAProxy's too, forwarded to PgBouncer beside it (`pooler`: its address)."""
-    lines = []
-    for proxy, fd in frontends:
-        lines += [f"frontend host_{proxy}", f"    bind fd@{fd}", f"    default_backend {proxy}", ""]
-    if pooler is not None and any(proxy == POOLER_PROXY for proxy, _ in frontends):
-        lines += [f"backend {POOLER_PROXY}", f"    server {POOLER_PROXY} {pooler}", ""]
-    return "\n".join(lines)

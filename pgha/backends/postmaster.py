@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import psutil
 
-from pgha import procs
+from pgha.state import procs
 
 
 class PostmasterFaults:

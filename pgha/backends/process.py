@@ -9,6 +9,7 @@ is started. The start order, the stop order and the signals for faults are the s
 from __future__ import annotations
 
 import functools
+import logging
 import signal
 import time
 from collections.abc import Callable
@@ -17,28 +18,32 @@ from typing import Protocol
 
 import psutil
 
-from pgha import pki, procs
-from pgha.backends.base import ComponentState, Progress
+from pgha.backends.base import ComponentState
 from pgha.backends.postmaster import PostmasterFaults
 from pgha.components.base import Component, Programs, Site, Unit
-from pgha.components.dcs import DcsMember, ensure_authentication
+from pgha.components.dcs import DcsMember
 from pgha.components.kinds import component_for, components
 from pgha.components.render import render_component
-from pgha.dial import Endpoint
 from pgha.errors import BackendError, tail
-from pgha.files import replace_file, write_file
-from pgha.layout import Layout
-from pgha.pki import Pki, controller_tls
-from pgha.probe import dcs_members, haproxy_command, node_rest
-from pgha.probe import leader as probe_leader
-from pgha.procs import RunAs
-from pgha.reach import Reach
+from pgha.model.spec import Spec
+from pgha.model.topology import Place, Topology, topology
+from pgha.model.topology import dcs_member_name as member_name
+from pgha.net.dial import Endpoint
+from pgha.net.probe import dcs_members, haproxy_command, node_rest
+from pgha.net.probe import leader as probe_leader
+from pgha.net.reach import Reach
 from pgha.render import RenderedFile
-from pgha.secrets import Secrets
-from pgha.spec import Spec
-from pgha.topology import Place, Topology, topology
-from pgha.topology import dcs_member_name as member_name
+from pgha.security import pki
+from pgha.security.dcs_auth import ensure_authentication
+from pgha.security.pki import Pki, controller_tls
+from pgha.state import procs
+from pgha.state.files import replace_file, write_file
+from pgha.state.layout import Layout
+from pgha.state.procs import RunAs
+from pgha.state.secrets import Secrets
 from pgha.waiting import wait_until
+
+log = logging.getLogger(__name__)
 
 DCS_START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
@@ -48,7 +53,7 @@ LEADER_START_TIMEOUT = 60.0
 class Launcher(Protocol):
     """Where a process backend's components live and how one unit's process starts."""
 
-    # The backend's name (pgha.backends.registry).
+    # The backend's name (pgha.model.backend_kinds).
     kind: str
     # Where the units' programs are (Programs.on_this_machine, or a real machine's units').
     programs: Programs
@@ -213,49 +218,49 @@ class ProcessBackend(PostmasterFaults):
         if self.cancelled():
             raise KeyboardInterrupt
         if self._main_proc(name) is None:
-            log = self.layout.log(name)
-            raise BackendError(f"{name} exited right after start (see {log})", tail(log))
+            log_file = self.layout.log(name)
+            raise BackendError(f"{name} exited right after start (see {log_file})", tail(log_file))
 
-    def start(self, progress: Progress) -> None:
+    def start(self) -> None:
         self.launcher.prepare(self.topo)
         self.materialize()
         dcs_started = False
         for name in self._dcs_names():
             if self._main_proc(name) is None:
-                progress(f"starting DCS member {name} ({self.spec.dcs.kind})")
+                log.info(f"starting DCS member {name} ({self.spec.dcs.kind})")
                 self._spawn(name)
                 dcs_started = True
         if dcs_started:
-            self._wait_dcs(progress)
+            self._wait_dcs()
         # Before any Patroni starts: no moment in which the cluster's keys are open to anyone.
         try:
-            ensure_authentication(self.spec, self.reach.dcs_client(0), self.secrets, progress)
+            ensure_authentication(self.spec, self.reach.dcs_client(0), self.secrets)
         except OSError as e:
             raise BackendError(f"the DCS did not answer while pgha secured it: {e}") from None
         first = self._restart_leader()
         if first is not None and self._main_proc(first) is None:
             # On a restart the last primary goes first, so that a replica with less WAL cannot
             # win the leader race while the primary is still starting.
-            progress(f"starting Patroni node {first} (the last primary) first")
+            log.info(f"starting Patroni node {first} (the last primary) first")
             self._spawn(first)
-            self._wait_role(first, "primary", progress)
+            self._wait_role(first, "primary")
         for node in self.spec.node_names:
             if self._main_proc(node) is None:
-                progress(f"starting Patroni node {node}")
+                log.info(f"starting Patroni node {node}")
                 self._spawn(node)
         for name in self._haproxy_names():
             if self._main_proc(name) is None:
-                progress(f"starting HAProxy {name}" if name != "haproxy" else "starting HAProxy")
+                log.info(f"starting HAProxy {name}" if name != "haproxy" else "starting HAProxy")
                 self._spawn(name)
         for name in self._pooler_names():
             if self._main_proc(name) is None:
-                progress(f"starting PgBouncer {name}")
+                log.info(f"starting PgBouncer {name}")
                 self._spawn(name)
         time.sleep(0.3)
         for place in self.topo.places:
             self._check_started(place.name)
 
-    def renew_certificates(self, progress: Progress) -> list[str]:
+    def renew_certificates(self) -> list[str]:
         """Every host's certificate issued anew by the cluster's CA and taken up by the running
         components: etcd reads its files at every handshake; Patroni on SIGHUP re-creates its
         REST listener when the certificate changed and reloads PostgreSQL, which re-reads its
@@ -264,7 +269,7 @@ class ProcessBackend(PostmasterFaults):
         back in the quorum before the next. What each component did, one phrase each."""
         if not self.spec.tls:
             raise BackendError(f"cluster {self.spec.name!r} runs without TLS: it has no certificates to renew")
-        progress("issuing new certificates from the cluster's CA")
+        log.info("issuing new certificates from the cluster's CA")
         self.__dict__["pki"] = pki.renew(self.layout.pki, self.topo)
         tls_dirs = {self.host_layout(p.name).tls for p in self.topo.places}
         for f in self.rendered():
@@ -279,21 +284,21 @@ class ProcessBackend(PostmasterFaults):
             if dcs.reloads_certificates:
                 done.append(f"{name} (reads it at every handshake)")
                 continue
-            progress(f"restarting {name}: {dcs.name} reads its certificate only at start")
+            log.info(f"restarting {name}: {dcs.name} reads its certificate only at start")
             self._terminate(name)
             self._spawn(name)
-            self._wait_dcs(progress)
+            self._wait_dcs()
             done.append(f"{name} (restarted, back in the quorum)")
         for node in self.spec.node_names:
             patroni = self._main_proc(node)
             if patroni is not None:
-                progress(f"reloading {node} (Patroni's REST API and PostgreSQL take the new certificate)")
+                log.info(f"reloading {node} (Patroni's REST API and PostgreSQL take the new certificate)")
                 procs.send([patroni], signal.SIGHUP)
                 done.append(f"{node} (reloaded)")
         for name in self._haproxy_names():
             if self._main_proc(name) is None:
                 continue
-            progress(f"handing {name} its new certificate through its runtime API")
+            log.info(f"handing {name} its new certificate through its runtime API")
             pem = self.host_layout(name).tls_pem(name)
             socket_path = self.host_layout(name).haproxy_socket
             try:
@@ -308,7 +313,7 @@ class ProcessBackend(PostmasterFaults):
             pooler = self._main_proc(name)
             if pooler is not None:
                 # RELOAD (SIGHUP) makes PgBouncer build its TLS contexts from the files again.
-                progress(f"reloading {name} (PgBouncer re-reads its certificate)")
+                log.info(f"reloading {name} (PgBouncer re-reads its certificate)")
                 procs.send([pooler], signal.SIGHUP)
                 done.append(f"{name} (reloaded)")
         return done
@@ -322,17 +327,19 @@ class ProcessBackend(PostmasterFaults):
             return node
         return None
 
-    def _wait_role(self, node: str, role: str, progress: Progress) -> None:
+    def _wait_role(self, node: str, role: str) -> None:
         def has_role() -> bool:
             self._check_started(node)
             _, body = node_rest(self.reach, node)
             return isinstance(body, dict) and body.get("role") == role
 
-        if not wait_until(has_role, LEADER_START_TIMEOUT, cancelled=self.cancelled):
-            progress(f"{node} did not become {role} in {LEADER_START_TIMEOUT:.0f} s; starting the others")
+        if wait_until(has_role, LEADER_START_TIMEOUT, cancelled=self.cancelled):
+            log.info(f"{node} runs as {role}")
+        else:
+            log.warning(f"{node} did not become {role} in {LEADER_START_TIMEOUT:.0f} s; starting the others")
 
-    def _wait_dcs(self, progress: Progress) -> None:
-        progress("waiting for the DCS to form a quorum")
+    def _wait_dcs(self) -> None:
+        log.info("waiting for the DCS to form a quorum")
 
         def quorate() -> bool:
             for name in self._dcs_names():
@@ -340,6 +347,7 @@ class ProcessBackend(PostmasterFaults):
             return all(m.healthy for m in dcs_members(self.reach))
 
         if wait_until(quorate, DCS_START_TIMEOUT, cancelled=self.cancelled):
+            log.info(f"the DCS has a quorum: {len(self._dcs_names())} of {len(self._dcs_names())} members healthy")
             return
         bad = next((m for m in dcs_members(self.reach) if not m.healthy), None)
         name = bad.name if bad else self._dcs_names()[0]
@@ -347,6 +355,7 @@ class ProcessBackend(PostmasterFaults):
                            tail(self.layout.log(name)))
 
     def stop(self) -> None:
+        log.info("stopping the entrypoints first (PgBouncer, HAProxy): no client reaches a node that is going down")
         for name in [*self._pooler_names(), *self._haproxy_names()]:
             self._terminate(name)
         # Replicas first, then the primary: stopped together, a replica may take over while the
@@ -354,9 +363,11 @@ class ProcessBackend(PostmasterFaults):
         leader = probe_leader(self.reach, self.spec.node_names)
         if leader is not None:
             self.layout.last_leader_file.write_text(leader)
+            log.info(f"stopping the replicas before the primary {leader}, which starts first next time")
         self._stop_nodes([n for n in self.spec.node_names if n != leader])
         if leader is not None:
             self._stop_nodes([leader])
+        log.info("stopping the DCS members one at a time")
         for name in self._dcs_names():
             # One at a time: stopped together, etcd members wait seconds for a leader transfer
             # that cannot happen.

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from pgha.layout import Layout
-from pgha.pki import Pki
+from pgha.model.spec import Spec
+from pgha.model.topology import Kind, Place, Topology
 from pgha.render import RenderedFile
-from pgha.secrets import Secrets
-from pgha.spec import Spec
-from pgha.topology import Kind, Place, Topology
+from pgha.render.patroni import PG_BIN_DIR
+from pgha.security.pki import Pki
+from pgha.state.layout import Layout
+from pgha.state.secrets import Secrets
 
-PG_BIN_DIR = "/usr/lib/postgresql/15/bin"
 # Debian's paths: what a unit on a real machine names, and what a machine without the program on
 # its PATH is told to install.
 HAPROXY_BIN = "/usr/sbin/haproxy"

@@ -4,23 +4,20 @@ pgha asks a member whether it is healthy, and which ports an operator opens for 
 
 from __future__ import annotations
 
-import contextlib
 import shlex
 from abc import abstractmethod
-from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pgha import dcs_auth, zk_acl
 from pgha.components.base import Component, Needed, Programs, Site
-from pgha.dial import Endpoint, http_request, tcp_connect
-from pgha.layout import Layout
-from pgha.pki import dcs_client_name
+from pgha.model.spec import Spec
+from pgha.model.topology import Kind, Place, Topology
 from pgha.render import RenderedFile, to_yaml
 from pgha.render.dcs import ZOOKEEPER_JARS, render_etcd, render_zookeeper, zookeeper_argv, zookeeper_myid
-from pgha.secrets import Secrets
-from pgha.spec import Spec
-from pgha.topology import Kind, Place, Topology
+from pgha.security import dcs_auth
+from pgha.security.pki import dcs_client_name
+from pgha.state.layout import Layout
+from pgha.state.secrets import Secrets
 
 ZOOKEEPER_LOG4J = """\
 log4j.rootLogger=INFO, CONSOLE
@@ -61,21 +58,12 @@ class DcsMember(Component):
     def config_text(self, topo: Topology, layout: Layout, index: int, tls: bool) -> str:
         """The member's main config file (the compose image holds it without certificates)."""
 
-    @abstractmethod
-    def health(self, ep: Endpoint, timeout: float) -> tuple[bool, str]:
-        """(healthy, one-line detail) of the member at ep; raises OSError/ValueError when it does
-        not answer."""
-
     # --- authentication: only Patroni, with its own password, may write the cluster's keys ----
 
-    # Whether pgha turns authentication on itself, after the members form a quorum (`secure`);
-    # otherwise Patroni protects what it creates (ZooKeeper's ACLs).
-    secured_by_pgha: ClassVar[bool] = False
-
-    def authenticates(self, spec: Spec) -> bool:
-        """Whether a cluster of this spec can have only Patroni write its keys (what
-        spec.dcs.authentication asks for)."""
-        return False
+    @property
+    def secured_by_pgha(self) -> bool:
+        """pgha turns authentication on itself (pgha.security.dcs_auth.secured_by_pgha)."""
+        return dcs_auth.secured_by_pgha(self.name)
 
     def patroni_credentials(self, topo: Topology, secrets: Secrets) -> dict[str, object]:
         """What Patroni's section for this DCS needs to log in (empty: nothing)."""
@@ -89,14 +77,6 @@ class DcsMember(Component):
         """The same login as PATRONI_* variables (containers: the password stays in .env)."""
         return {}
 
-    def secure(self, ep: Endpoint, scope: str, secrets: Secrets) -> None:
-        """Turn authentication on (idempotent); raises BackendError when the DCS refuses."""
-
-    def anonymous_write_refused(self, ep: Endpoint, scope: str) -> tuple[bool, str]:
-        """(refused, evidence): does the member refuse a write from a client without credentials?
-        Never writes, whatever the answer."""
-        return False, f"pgha does not set up authentication for {self.name} yet: anyone who reaches {ep} " \
-                      "can write the cluster's keys"
 
 
 class Etcd(DcsMember):
@@ -139,22 +119,12 @@ class Etcd(DcsMember):
     def install_lines(self, dcs_extra: str) -> list[str]:
         return ["systemctl disable --now etcd 2>/dev/null || true"]
 
-    def health(self, ep: Endpoint, timeout: float) -> tuple[bool, str]:
-        _, data = http_request(ep, "health", timeout)
-        healthy = str(data.get("health")) == "true"
-        return healthy, "healthy" if healthy else f"unhealthy: {data.get('reason') or 'no quorum'}"
-
-    secured_by_pgha: ClassVar[bool] = True
-
-    def authenticates(self, spec: Spec) -> bool:
-        return True
-
     def patroni_credentials(self, topo: Topology, secrets: Secrets) -> dict[str, object]:
         return {"username": dcs_auth.patroni_user(topo.spec.patroni_scope), "password": secrets.dcs_password}
 
     def patroni_tls(self, layout: Layout, node: str) -> dict[str, object]:
         # Its own client certificate, with an empty subject: etcd's gateway refuses any with a
-        # CommonName once authentication is on (pgha.pki).
+        # CommonName once authentication is on (pgha.security.pki).
         client = dcs_client_name(node)
         return {"protocol": "https", "cacert": str(layout.tls_ca),
                 "cert": str(layout.tls_cert(client)), "key": str(layout.tls_key(client))}
@@ -166,11 +136,6 @@ class Etcd(DcsMember):
         return {"PATRONI_ETCD3_PROTOCOL": "https" if tls else "http",
                 "PATRONI_ETCD3_USERNAME": dcs_auth.patroni_user(scope), "PATRONI_ETCD3_PASSWORD": password}
 
-    def secure(self, ep: Endpoint, scope: str, secrets: Secrets) -> None:
-        dcs_auth.secure_etcd(ep, scope, secrets.dcs_root_password, secrets.dcs_password)
-
-    def anonymous_write_refused(self, ep: Endpoint, scope: str) -> tuple[bool, str]:
-        return dcs_auth.anonymous_write_refused(ep, scope)
 
 
 class ZooKeeper(DcsMember):
@@ -191,12 +156,6 @@ class ZooKeeper(DcsMember):
             *site.tls_files(pem=True),
         ]
 
-    # Patroni's only way to protect its znodes is an ACL of x509 identities (its `set_acls`
-    # always uses that scheme; digest credentials alone protect nothing, since anyone may add
-    # some): so authentication needs TLS with client certificates.
-    def authenticates(self, spec: Spec) -> bool:
-        return spec.tls
-
     def patroni_credentials(self, topo: Topology, secrets: Secrets) -> dict[str, object]:
         if not topo.spec.tls:
             return {}
@@ -206,11 +165,6 @@ class ZooKeeper(DcsMember):
     def patroni_tls(self, layout: Layout, node: str) -> dict[str, object]:
         return {"use_ssl": True, "verify": True, "cacert": str(layout.tls_ca),
                 "cert": str(layout.tls_cert(node)), "key": str(layout.tls_key(node))}
-
-    def anonymous_write_refused(self, ep: Endpoint, scope: str) -> tuple[bool, str]:
-        if ep.tls is None:
-            return super().anonymous_write_refused(ep, scope)
-        return zk_acl.write_refused(ep, f"{dcs_auth.NAMESPACE}{scope}")
 
     @staticmethod
     def shared_files(conf_dir: Path) -> list[RenderedFile]:
@@ -234,24 +188,15 @@ class ZooKeeper(DcsMember):
         java = shlex.join(self.command(programs, config, conf_dir))
         return ["sh", "-c", f"mkdir -p {data} && echo {i + 1} > {data}/myid && exec {java}"]
 
-    def health(self, ep: Endpoint, timeout: float) -> tuple[bool, str]:
-        reply = _four_letter(ep, "srvr", timeout)
-        mode = next((ln.split(":", 1)[1].strip() for ln in reply.splitlines() if ln.startswith("Mode:")), "")
-        healthy = mode in ("leader", "follower", "standalone")
-        return healthy, mode if healthy else (reply.strip().splitlines() or ["no answer"])[0]
-
-
-def _four_letter(ep: Endpoint, word: str, timeout: float) -> str:
-    with contextlib.ExitStack() as stack:
-        s = stack.enter_context(tcp_connect(ep, timeout))
-        if ep.tls is not None:
-            # The secure client port: TLS first, with a certificate of the cluster's CA.
-            s = stack.enter_context(ep.tls.context().wrap_socket(s, server_hostname=ep.host))
-        s.sendall(word.encode())
-        chunks = []
-        while chunk := s.recv(4096):
-            chunks.append(chunk)
-    return b"".join(chunks).decode(errors="replace")
+def patroni_dcs_section(topo: Topology, secrets: Secrets, layout: Layout | None = None,
+                        node: str = "") -> dict[str, Any]:
+    """Patroni's DCS section; with a layout (TLS) it connects over TLS with the node's
+    certificates."""
+    hosts = [f"{place.address}:{ports.client}" for place, ports in zip(topo.dcs, topo.dcs_ports, strict=True)]
+    dcs = dcs_component(topo.spec)
+    login = dcs.patroni_credentials(topo, secrets) if topo.spec.dcs.authentication else {}
+    tls = dcs.patroni_tls(layout, node) if layout is not None else {}
+    return {dcs.patroni_key: {"hosts": hosts, **tls, **login}}
 
 
 DCS_KINDS: dict[str, DcsMember] = {"etcd": Etcd(), "zookeeper": ZooKeeper()}
@@ -260,16 +205,3 @@ DCS_KINDS: dict[str, DcsMember] = {"etcd": Etcd(), "zookeeper": ZooKeeper()}
 def dcs_component(spec: Spec) -> DcsMember:
     """The DCS kind the spec names."""
     return DCS_KINDS[spec.dcs.kind]
-
-
-def ensure_authentication(spec: Spec, ep: Endpoint, secrets: Secrets, say: Callable[[str], None]) -> None:
-    """Turn the DCS's authentication on when the spec asks for it, pgha is the one to do it for
-    this kind and the member at ep still takes anonymous writes (one probe that never writes);
-    idempotent."""
-    dcs = dcs_component(spec)
-    if not (spec.dcs.authentication and dcs.secured_by_pgha and dcs.authenticates(spec)):
-        return
-    refused, _ = dcs.anonymous_write_refused(ep, spec.patroni_scope)
-    if not refused:
-        say(f"turning on {dcs.name}'s authentication: only Patroni may write the cluster's keys")
-        dcs.secure(ep, spec.patroni_scope, secrets)

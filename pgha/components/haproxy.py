@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import ClassVar
 
 from pgha.components.base import Component, Needed, Programs, Site
-from pgha.layout import Layout
+from pgha.model.spec import Spec
+from pgha.model.topology import Kind, Place, Topology
 from pgha.render import RenderedFile
 from pgha.render.haproxy import render_haproxy
-from pgha.spec import Spec
-from pgha.topology import Kind, Place, Topology
+from pgha.state.layout import Layout
 
 ENV_STATS = "PGHA_STATS_PASSWORD"
 

@@ -8,8 +8,8 @@ from pgha.components.dcs import dcs_component
 from pgha.components.haproxy import HAProxy
 from pgha.components.patroni import PatroniNode
 from pgha.components.pooler import Pooler
-from pgha.spec import Spec
-from pgha.topology import Place
+from pgha.model.spec import Spec
+from pgha.model.topology import Place
 
 PATRONI = PatroniNode()
 HAPROXY = HAProxy()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib.metadata
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pgha.components.base import PG_BIN_DIR, Component, Needed, Programs, Site
-from pgha.components.dcs import dcs_component
-from pgha.layout import Layout
-from pgha.pki import dcs_client_name
+from pgha.components.base import Component, Needed, Programs, Site
+from pgha.components.dcs import dcs_component, patroni_dcs_section
+from pgha.model.spec import Spec
+from pgha.model.topology import Kind, Place, Topology
 from pgha.render import RenderedFile, to_yaml
 from pgha.render.node_hook import (
     hook_config_path,
@@ -18,20 +18,20 @@ from pgha.render.node_hook import (
     patroni_hooks,
     render_hook_config,
 )
-from pgha.render.patroni import render_patroni
-from pgha.secrets import REPLICATION_USER, REST_USER, SUPERUSER
-from pgha.spec import Spec
-from pgha.topology import Kind, Place, Topology
+from pgha.render.patroni import PG_BIN_DIR, render_patroni
+from pgha.security.pki import dcs_client_name
+from pgha.state.layout import Layout
+from pgha.state.secrets import REPLICATION_USER, REST_USER, SUPERUSER, Secrets
 
 # The version pgha itself is tested with, installed on real machines.
 PATRONI_VERSION = importlib.metadata.version("patroni")
-# compose.yaml's references to .env (the variable names are pgha.render.compose's).
+# compose.yaml's references to .env (the variable names are pgha.deploy.compose_project's).
 ENV_SUPERUSER = "PGHA_SUPERUSER_PASSWORD"
 ENV_REPLICATION = "PGHA_REPLICATION_PASSWORD"
 ENV_REST = "PGHA_REST_PASSWORD"
 ENV_DCS = "PGHA_DCS_PASSWORD"
 # Patroni's hooks as one file a node host gets (it imports nothing of pgha's).
-HOOK_SOURCE = (Path(__file__).resolve().parent.parent / "node_hook.py").read_text(encoding="utf-8")
+HOOK_SOURCE = (Path(__file__).resolve().parent.parent / "ops" / "node_hook.py").read_text(encoding="utf-8")
 
 
 def _from_env(var: str) -> str:
@@ -47,7 +47,7 @@ class PatroniNode(Component):
     stop_settings: ClassVar[tuple[tuple[str, str], ...]] = (("stop_grace_period", "30s"),)
 
     def files(self, site: Site) -> list[RenderedFile]:
-        cfg = render_patroni(site.topo, site.layout, site.secrets, site.name, site.tls)
+        cfg = patroni_config(site.topo, site.layout, site.secrets, site.name, site.tls)
         hooks: list[RenderedFile] = []
         if hooks_wanted(site.topo, site.haproxy_sockets):
             python = str(Path(site.programs.patroni).parent / "python")
@@ -117,3 +117,9 @@ class PatroniNode(Component):
             "PATRONI_CTL_USERNAME": REST_USER,
             "PATRONI_CTL_PASSWORD": _from_env(ENV_REST),
         }
+
+
+def patroni_config(topo: Topology, layout: Layout, secrets: Secrets, node: str, tls: bool = False) -> dict[str, Any]:
+    """One node's whole Patroni configuration, its DCS section from the DCS kind."""
+    dcs = patroni_dcs_section(topo, secrets, layout if tls else None, node)
+    return render_patroni(topo, layout, secrets, node, dcs, tls)

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from pgha.components.base import Component, Needed, Programs, Site
-from pgha.layout import Layout
+from pgha.model.spec import Spec
+from pgha.model.topology import Kind, Place, Topology
 from pgha.render import RenderedFile
 from pgha.render.pooler import render_pooler, render_pooler_users
-from pgha.secrets import APP_USER, POOLER_ADMIN
-from pgha.spec import Spec
-from pgha.topology import Kind, Place, Topology
+from pgha.state.layout import Layout
+from pgha.state.secrets import APP_USER, POOLER_ADMIN
 
 # compose: the passwords come from .env, and the users file is written at the container's start.
 ENV_APP = "PGHA_APP_PASSWORD"

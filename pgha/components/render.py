@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pgha.components.base import Site, Unit
 from pgha.components.kinds import component_for
-from pgha.layout import SERVICE_USER
 from pgha.render import RenderedFile
+from pgha.state.layout import SERVICE_USER
 
 
 def render_component(site: Site, user: str = SERVICE_USER) -> tuple[list[RenderedFile], Unit]:

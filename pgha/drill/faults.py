@@ -18,7 +18,7 @@ from pgha.backends.base import Backend, NetworkFaults
 from pgha.drill import checkers
 from pgha.drill.history import CheckerResult, Event
 from pgha.errors import BackendError, PghaError
-from pgha.switchover import request_switchover
+from pgha.ops.patroni_api import request_switchover
 
 STALL_SECONDS = 3.0
 SETTLE_MARGIN_S = 5.0

@@ -6,6 +6,7 @@ Everything observed goes into one history; the verdict comes from the pure check
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -23,16 +24,18 @@ from pgha.drill.faults import SETTLE_MARGIN_S, Hosts, Nemesis, fault_named
 from pgha.drill.history import CheckerResult, Event, FinalState, History, RunInfo, sorted_events
 from pgha.drill.workload import TABLE, Workload
 from pgha.errors import PghaError
-from pgha.secrets import APP_DATABASE
-from pgha.topology import topology
+from pgha.model.topology import topology
+from pgha.ops import handover
+from pgha.state.secrets import APP_DATABASE
 from pgha.waiting import wait_until
+
+log = logging.getLogger(__name__)
 
 STEADY_SECONDS = 3.0
 AFTER_RECOVERY_SECONDS = 2.0
 REJOIN_DEADLINE = 120.0
 CATCH_UP_DEADLINE = 30.0
 
-Say = Callable[[str], None]
 
 
 class DrillError(PghaError):
@@ -121,9 +124,14 @@ def _final_state(cluster: Cluster) -> FinalState:
     return FinalState(primary=leader, rows=rows, caught_up=caught_up, timelines=timelines)
 
 
+def _drill_logs(cluster: Cluster) -> dict[str, Path]:
+    """Every component's log, and pgha's own decisions beside them."""
+    return {**cluster.backend().log_files(), "pgha": cluster.layout.journal}
+
+
 def _copy_logs(cluster: Cluster, offsets: dict[str, int], into: Path) -> None:
     into.mkdir(parents=True, exist_ok=True)
-    for name, path in cluster.backend().log_files().items():
+    for name, path in _drill_logs(cluster).items():
         try:
             with open(path, "rb") as f:
                 f.seek(offsets.get(name, 0))
@@ -134,7 +142,7 @@ def _copy_logs(cluster: Cluster, offsets: dict[str, int], into: Path) -> None:
 
 def _log_offsets(cluster: Cluster) -> dict[str, int]:
     out = {}
-    for name, path in cluster.backend().log_files().items():
+    for name, path in _drill_logs(cluster).items():
         try:
             out[name] = path.stat().st_size
         except FileNotFoundError:
@@ -153,12 +161,11 @@ def _validate(options: DrillOptions) -> None:
 class Session:
     """One continuous write load with a history, during which faults come and go."""
 
-    def __init__(self, cluster: Cluster, options: DrillOptions, label: str, say: Say) -> None:
+    def __init__(self, cluster: Cluster, options: DrillOptions, label: str) -> None:
         self.cluster = cluster
         self.options = options
-        self.say = say
         spec = cluster.spec
-        say("waiting for a healthy cluster")
+        log.info("waiting for a healthy cluster")
         cluster.wait_healthy(60)
         state = cluster.state()
         self.old_primary = state.leader.name if state.leader else None
@@ -170,8 +177,8 @@ class Session:
         # A planned switchover is pgha's: the poolers are paused around it.
         self.nemesis = Nemesis(cluster.backend(), tuple(p.name for p in topology(spec).dcs),
                                cluster.secrets.rest_password,
-                               hand_over=lambda leader: cluster.hand_over(leader, None, lambda _: None),
-                               rolling_restart=lambda: cluster.restart(True, lambda _: None))
+                               hand_over=lambda leader: handover.hand_over(cluster, leader, None),
+                               rolling_restart=lambda: handover.restart(cluster, True))
         _prepare_table(cluster)
         via = options.via
         app = cluster.app
@@ -191,13 +198,13 @@ class Session:
 
     def __enter__(self) -> Session:
         self.workload.start()
-        self.say(f"steady load at {self.options.rate:g} writes/s via {self.options.via}")
+        log.info(f"steady load at {self.options.rate:g} writes/s via {self.options.via}")
         time.sleep(STEADY_SECONDS)
         self.phase("steady")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.say("stopping the load")
+        log.info("stopping the load")
         self.workload.stop_writes()
         self.workload.stop_monitor()
         self.phase("done")
@@ -208,7 +215,7 @@ class Session:
         fault = fault_named(fault_name)
         spec = self.cluster.spec
         target, _ = _resolve_target(self.cluster, replace(self.options, fault=fault_name, target=target_spec))
-        self.say(f"fault: {fault_name} on {target}")
+        log.info(f"fault: {fault_name} on {target}")
         healed = False
         try:
             # The fault's time is when it landed, not when its action began (stall-then-kill
@@ -217,7 +224,7 @@ class Session:
             self.cycles.append((landed, fault_name, target))
             self.history.append(Event(landed, "nemesis", "info", "fault", {"fault": fault_name, "target": target}))
             self.phase("fault")
-            self.say("waiting for writes to recover")
+            log.info("waiting for writes to recover")
             deadline = landed + (self.options.recovery_deadline or (3 * spec.patroni.ttl + 30))
             settled = landed + (spec.patroni.ttl + SETTLE_MARGIN_S if fault.settles else 0.0)
             recovered = wait_until(lambda: time.time() >= settled and _recovered(
@@ -225,7 +232,7 @@ class Session:
             self.phase("recovered" if recovered else "deadline")
             if fault.held and self.options.hold:
                 time.sleep(self.options.hold)
-            self.say(f"heal: {fault_name} on {target}")
+            log.info(f"heal: {fault_name} on {target}")
             self.history.append(Event(time.time(), "nemesis", "info", "heal", {"fault": fault_name, "target": target}))
             self.nemesis.heal(fault_name, target)
             healed = True
@@ -235,21 +242,21 @@ class Session:
                 self.history.append(Event(time.time(), "nemesis", "info", "heal",
                                           {"fault": fault_name, "target": target}))
                 self.nemesis.heal(fault_name, target)
-        self.say("waiting for the faulted node to rejoin")
+        log.info("waiting for the faulted node to rejoin")
         try:
             self.cluster.wait_healthy(REJOIN_DEADLINE)
             self.phase("rejoined")
         except ClusterError as e:
-            self.say(f"not healthy after heal: {e}")
+            log.info(f"not healthy after heal: {e}")
         time.sleep(AFTER_RECOVERY_SECONDS)
 
     def finish(self, results_for: Callable[[list[Event], FinalState], list[CheckerResult]]) -> DrillOutcome:
-        self.say("reading the final state")
+        log.info("reading the final state")
         try:
             final = _final_state(self.cluster)
         except (ClusterError, psycopg.Error) as e:
             final = FinalState(primary=None, rows={}, caught_up={})
-            self.say(f"could not read the final state: {e}")
+            log.info(f"could not read the final state: {e}")
         results = results_for(self.history.events, final)
         spec = self.cluster.spec
         first_fault, first_target = (self.cycles[0][1], self.cycles[0][2]) if self.cycles else ("none", "none")
@@ -264,7 +271,6 @@ class Session:
         _write_json(self.run_dir / "final.json", asdict(final))
         _write_json(self.run_dir / "results.json", [asdict(r) for r in results])
         _copy_logs(self.cluster, self.offsets, self.run_dir / "logs")
-        build_report_files(self.run_dir, self.say)
         return DrillOutcome(self.run_dir, info, results)
 
     def node_target(self, target: str) -> str:
@@ -272,10 +278,15 @@ class Session:
         return target if target in spec.node_names else (self.old_primary or spec.node_names[0])
 
 
-def run_drill(cluster: Cluster, options: DrillOptions, say: Say) -> DrillOutcome:
+def run_drill(cluster: Cluster, options: DrillOptions) -> DrillOutcome:
+    with cluster.journal():
+        return _run_drill(cluster, options)
+
+
+def _run_drill(cluster: Cluster, options: DrillOptions) -> DrillOutcome:
     _validate(options)
     _resolve_target(cluster, options)  # refuse a bad target before any load starts
-    session = Session(cluster, options, f"{options.fault}-{options.target}", say)
+    session = Session(cluster, options, f"{options.fault}-{options.target}")
     with session:
         session.cycle(options.fault, options.target)
     fault_time, fault, target = session.cycles[0]
@@ -311,28 +322,24 @@ def soak_results(events: list[Event], final: FinalState, cycles: list[tuple[floa
     return results
 
 
-def run_soak(cluster: Cluster, options: DrillOptions, faults: list[str], duration: float, say: Say,
+def run_soak(cluster: Cluster, options: DrillOptions, faults: list[str], duration: float,
              seed: int | None = None) -> DrillOutcome:
     """Random faults one after another under one continuous load, with one verdict."""
+    with cluster.journal():
+        return _run_soak(cluster, options, faults, duration, seed)
+
+
+def _run_soak(cluster: Cluster, options: DrillOptions, faults: list[str], duration: float,
+              seed: int | None) -> DrillOutcome:
     for f in faults:
         _validate(replace(options, fault=f))
     rng = random.Random(seed)
-    session = Session(cluster, options, "soak", say)
+    session = Session(cluster, options, "soak")
     end = time.monotonic() + duration
     with session:
         while time.monotonic() < end:
             session.cycle(rng.choice(faults), options.target)
     return session.finish(lambda events, final: soak_results(events, final, session.cycles, session.node_target))
-
-
-def build_report_files(run_dir: Path, say: Say) -> None:
-    try:
-        from pgha.report import build_report
-    except ImportError:  # the report package is optional for a drill's verdict
-        say("report: not available")
-        return
-    _md, html = build_report(run_dir)
-    say(f"report: {html}")
 
 
 def _write_json(path: Path, data: Any) -> None:

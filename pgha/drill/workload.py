@@ -20,11 +20,11 @@ from typing import Any
 
 import psycopg
 
-from pgha.dial import PgTarget
 from pgha.drill.history import Event, History, RoleSample
-from pgha.probe import node_rest
-from pgha.reach import Reach
-from pgha.topology import SERVER_SQL, server_names
+from pgha.model.topology import SERVER_SQL, server_names
+from pgha.net.dial import PgTarget
+from pgha.net.probe import node_rest
+from pgha.net.reach import Reach
 
 TABLE = "pgha_drill"
 CONNECT_TIMEOUT = 2

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pgha.layout import Layout
-from pgha.topology import Topology
+from pgha.model.topology import Topology
+from pgha.state.layout import Layout
 
 # netty-codec and netty-resolver: the Netty connection factory (TLS) needs them, and Debian's
 # zookeeper.jar does not list them in its manifest's class path.
@@ -61,7 +61,7 @@ def render_etcd(topo: Topology, layout: Layout, i: int, tls: bool = False) -> di
         # Both ports want a certificate from the cluster's CA (a client without one does not get
         # past the handshake); etcd reads the files at every handshake, so renewing them needs
         # no restart. Patroni's and pgha's client certificates have an empty subject: etcd's
-        # gateway refuses any with a CommonName once authentication is on (pgha.pki).
+        # gateway refuses any with a CommonName once authentication is on (pgha.security.pki).
         security = {"cert-file": str(layout.tls_cert(me.name)), "key-file": str(layout.tls_key(me.name)),
                     "client-cert-auth": True, "trusted-ca-file": str(layout.tls_ca)}
         config["client-transport-security"] = dict(security)

@@ -6,15 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgha.layout import Layout
-from pgha.secrets import STATS_USER, Secrets
-from pgha.spec import Spec
-from pgha.topology import Place, Topology
-
-RW_PROXY = "primary"
-RO_PROXY = "replicas"
-# Only where pgha hands HAProxy a host-facing socket for the pooler beside it (netns).
-POOLER_PROXY = "pooler"
+from pgha.model.spec import Spec
+from pgha.model.topology import POOLER_PROXY, RO_PROXY, RW_PROXY, Place, Topology
+from pgha.state.layout import Layout
+from pgha.state.secrets import STATS_USER, Secrets
 
 
 def _default_server(spec: Spec) -> str:
@@ -115,3 +110,30 @@ def render_haproxy(topo: Topology, layout: Layout, secrets: Secrets, k: int = 0,
         "",
     ]
     return "\n".join(out)
+
+
+def host_entrypoints(topo: Topology, place: Place) -> list[tuple[str, int]]:
+    """(proxy, loopback port) an HAProxy host serves this machine's clients on (none for others;
+    netns only)."""
+    if place not in topo.haproxies:
+        return []
+    p, k = topo.spec.ports, place.index
+    pooled = [(POOLER_PROXY, p.pooler[k])] if p.pooler else []
+    if k > 0:
+        return [(RW_PROXY, p.entrypoint_rw_more[k - 1]), *pooled]
+    out = [(RW_PROXY, p.entrypoint_rw)]
+    if p.entrypoint_ro is not None:
+        out.append((RO_PROXY, p.entrypoint_ro))
+    return [*out, *pooled]
+
+
+def render_host_entry(frontends: list[tuple[str, int]], pooler: str | None = None) -> str:
+    """The frontends that serve this machine's clients from sockets pgha passed in (netns only;
+    a real machine's HAProxy and PgBouncer bind their own address, as their configs say). The
+    pooler's socket is HAProxy's too, forwarded to PgBouncer beside it (`pooler`: its address)."""
+    lines = []
+    for proxy, fd in frontends:
+        lines += [f"frontend host_{proxy}", f"    bind fd@{fd}", f"    default_backend {proxy}", ""]
+    if pooler is not None and any(proxy == POOLER_PROXY for proxy, _ in frontends):
+        lines += [f"backend {POOLER_PROXY}", f"    server {POOLER_PROXY} {pooler}", ""]
+    return "\n".join(lines)

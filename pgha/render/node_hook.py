@@ -1,4 +1,4 @@
-"""Spec -> the configuration of Patroni's hooks on one node (pgha/node_hook.py): the poolers to
+"""Spec -> the configuration of Patroni's hooks on one node (pgha/ops/node_hook.py): the poolers to
 pause when the primary stops, the nodes and entrypoints that tell when writes may go on, and
 the HAProxy admin sockets the node can reach to push routing (pure)."""
 
@@ -8,10 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pgha.layout import Layout
-from pgha.render.haproxy import RW_PROXY
-from pgha.secrets import APP_DATABASE, APP_USER, POOLER_ADMIN, Secrets
-from pgha.topology import Topology
+from pgha.model.topology import RW_PROXY, Topology
+from pgha.state.layout import Layout
+from pgha.state.secrets import APP_DATABASE, APP_USER, POOLER_ADMIN, Secrets
 
 HOOK_SCRIPT = "pgha-node-hook.py"
 # The watcher resumes the poolers after this long even if no node has taken over: clients then

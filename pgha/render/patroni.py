@@ -5,24 +5,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from pgha.components.base import PG_BIN_DIR
-from pgha.components.dcs import dcs_component
-from pgha.layout import Layout
-from pgha.secrets import REPLICATION_USER, REST_USER, SUPERUSER, Secrets
-from pgha.spec import Spec
-from pgha.topology import Topology
+from pgha.model.spec import Spec
+from pgha.model.topology import Topology
+from pgha.state.layout import Layout
+from pgha.state.secrets import REPLICATION_USER, REST_USER, SUPERUSER, Secrets
 
 LOG_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
-
-
-def dcs_section(topo: Topology, secrets: Secrets, layout: Layout | None = None, node: str = "") -> dict[str, Any]:
-    """Patroni's DCS section; with a layout (TLS) it connects over TLS with the node's
-    certificates."""
-    hosts = [f"{place.address}:{ports.client}" for place, ports in zip(topo.dcs, topo.dcs_ports, strict=True)]
-    dcs = dcs_component(topo.spec)
-    login = dcs.patroni_credentials(topo, secrets) if topo.spec.dcs.authentication else {}
-    tls = dcs.patroni_tls(layout, node) if layout is not None else {}
-    return {dcs.patroni_key: {"hosts": hosts, **tls, **login}}
+PG_BIN_DIR = "/usr/lib/postgresql/15/bin"
 
 
 def pg_hba(topo: Topology, tls: bool = False) -> list[str]:
@@ -94,7 +83,9 @@ def local_parameters(spec: Spec, layout: Layout, node: str) -> dict[str, Any]:
     return params
 
 
-def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str, tls: bool = False) -> dict[str, Any]:
+def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str, dcs: dict[str, Any],
+                   tls: bool = False) -> dict[str, Any]:
+    """One node's configuration; `dcs` is Patroni's section for the DCS (the DCS kind renders it)."""
     spec = topo.spec
     place, ports = topo.node(node)
     host = place.address
@@ -122,7 +113,7 @@ def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str, 
             **rest_tls,
         },
         "ctl": {"authentication": dict(rest_auth), **ctl_tls},
-        **dcs_section(topo, secrets, layout if tls else None, node),
+        **dcs,
         "bootstrap": {
             "dcs": dynamic_settings(spec),
             "initdb": [{"encoding": "UTF8"}, {"locale": "C.UTF-8"}, "data-checksums",

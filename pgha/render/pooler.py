@@ -3,9 +3,9 @@ entrypoint, SCRAM for clients, TLS on both sides when the cluster has it (pure).
 
 from __future__ import annotations
 
-from pgha.layout import Layout
-from pgha.secrets import APP_USER, POOLER_ADMIN, Secrets
-from pgha.topology import Topology
+from pgha.model.topology import Topology
+from pgha.state.layout import Layout
+from pgha.state.secrets import APP_USER, POOLER_ADMIN, Secrets
 
 # Startup parameters some drivers send (JDBC, npgsql) that PgBouncer would otherwise refuse.
 IGNORED_STARTUP_PARAMETERS = "extra_float_digits"

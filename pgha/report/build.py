@@ -20,10 +20,10 @@ from typing import Any
 
 from pgha.drill.checkers import run_all
 from pgha.drill.history import CheckerResult, Event, FinalState, LogLine, RunInfo, read_history
-from pgha.drill.timeline import merge, node_of, parse_log
 from pgha.report.narrative import explain
 from pgha.report.plot import plot_run
 from pgha.report.render import render_html, render_markdown
+from pgha.report.timeline import merge, node_of, parse_log
 
 WINDOW_MARGIN_S = 5.0  # log lines this long before the start and after the end still explain the run
 PLOT_NAME = "plot.png"

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from helpers import run_pgha
 
-from pgha.dcs_auth import SECURE_SCRIPT, patroni_user
+from pgha.security.dcs_auth import SECURE_SCRIPT, patroni_user
 
 pytestmark = pytest.mark.integration
 ADDRESS = "127.0.2.1"  # a loopback address no other test uses; the bundle gets etcd's standard ports

@@ -15,7 +15,7 @@ import pytest
 from helpers import run_pgha
 
 from pgha.cluster import Cluster
-from pgha.dcs_auth import patroni_user
+from pgha.security.dcs_auth import patroni_user
 
 pytestmark = pytest.mark.integration
 NAME = "attack"

@@ -21,9 +21,10 @@ import psycopg
 import pytest
 from helpers import processes_under, run_pgha
 
-from pgha import pki, tls_probe
+from pgha.checks import tls as tls_probe
 from pgha.cluster import Cluster
-from pgha.components.dcs import dcs_component
+from pgha.security import pki
+from pgha.security.dcs_auth import anonymous_write_refused
 
 pytestmark = pytest.mark.integration
 NAME = "hosts"
@@ -116,7 +117,7 @@ def test_an_attack_from_another_host_is_refused(netns_cluster: Path) -> None:
                                  *etcdctl], capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode != 0 and "OK" not in result.stdout, (key, scheme, result.stdout, result.stderr)
     # With a certificate of the cluster's CA but no password (pgha's own): etcd's auth refuses.
-    refused, evidence = dcs_component(cluster.spec).anonymous_write_refused(dcs0, scope)
+    refused, evidence = anonymous_write_refused(cluster.spec, dcs0)
     assert refused, evidence
     time.sleep(5)
     after = cluster.wait_healthy(60).leader

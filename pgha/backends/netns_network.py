@@ -1,0 +1,133 @@
+"""The private network of a netns cluster, built with iproute2 and cut with nftables.
+
+One namespace holds a bridge (the switch); every component's namespace has one veth link into
+it, named eth0 on the component's side. Nothing is created in the machine's own namespace, so
+nothing of a cluster is reachable from or routed to the outside, and removing the namespaces
+removes every link and the bridge with them.
+
+Faults are nftables rules in a table of pgha's own inside a component's namespace, on eth0 only:
+loopback traffic inside a namespace (which is how pgha observes a component) is never cut.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from pgha.errors import BackendError
+from pgha.model.topology import Place, Topology
+from pgha.render import netns_rules as rules
+from pgha.render.netns_rules import LINK
+
+NETNS_DIR = Path("/run/netns")
+BRIDGE = "br0"
+
+
+def _run(argv: Sequence[str], check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(argv), capture_output=True, text=True, input=stdin, check=False)
+    if check and result.returncode != 0:
+        reason = (result.stderr or result.stdout).strip().splitlines()
+        raise BackendError(f"{' '.join(argv[:6])}: {reason[-1] if reason else f'exit {result.returncode}'}")
+    return result
+
+
+def exists(ns: str) -> bool:
+    return (NETNS_DIR / ns).exists()
+
+
+def switch_port(place: Place) -> str:
+    # Interface names are at most 15 characters; component names may be longer.
+    return f"v{place.kind[0]}{place.index}"
+
+
+def create(topo: Topology) -> None:
+    """Create every namespace, link and address that is missing (idempotent)."""
+    sw = topo.switch_netns
+    assert sw is not None
+    _ensure(sw, BRIDGE, ["type", "bridge", "stp_state", "0", "forward_delay", "0"])
+    for place in topo.hosts:
+        _attach(topo, place, sw)
+
+
+def _ensure(ns: str, link: str, how: list[str]) -> bool:
+    """The namespace exists with loopback up; creates `link` unless present. True if created."""
+    if not exists(ns):
+        _run(["ip", "netns", "add", ns])
+    _run(["ip", "-n", ns, "link", "set", "lo", "up"])
+    created = _run(["ip", "-n", ns, "link", "show", link], check=False).returncode != 0
+    if created:
+        _run(["ip", "-n", ns, "link", "add", link, *how])
+    _run(["ip", "-n", ns, "link", "set", link, "up"])
+    return created
+
+
+def _attach(topo: Topology, place: Place, sw: str) -> None:
+    ns = place.netns
+    assert ns is not None
+    # Both ends are created inside their namespaces: nothing touches the machine's own.
+    if _ensure(ns, LINK, ["type", "veth", "peer", "name", switch_port(place), "netns", sw]):
+        _run(["ip", "-n", ns, "addr", "add", f"{place.address}/{topo.prefix_len}", "dev", LINK])
+    _run(["ip", "-n", sw, "link", "set", switch_port(place), "master", BRIDGE, "up"])
+
+
+def destroy(topo: Topology) -> list[str]:
+    """Delete the cluster's namespaces (links and bridge go with them); returns what was deleted."""
+    names = [p.netns for p in topo.hosts if p.netns] + ([topo.switch_netns] if topo.switch_netns else [])
+    deleted = []
+    for ns in names:
+        if exists(ns):
+            _run(["ip", "netns", "del", ns])
+            deleted.append(ns)
+    return deleted
+
+
+def existing(topo: Topology) -> list[str]:
+    names = [p.netns for p in topo.hosts if p.netns] + ([topo.switch_netns] if topo.switch_netns else [])
+    return [ns for ns in names if exists(ns)]
+
+
+# --- faults ---------------------------------------------------------------------------------------
+# The rule text is pgha.render.netns_rules' (pure, tested); here it is applied inside a namespace.
+
+def _in(ns: str, argv: Sequence[str], check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return _run(["ip", "netns", "exec", ns, *argv], check=check, stdin=stdin)
+
+
+def _replace(ns: str, script: str) -> None:
+    heal_one(ns)
+    _in(ns, ["nft", "-f", "-"], stdin=script)
+
+
+def cut_all(ns: str) -> None:
+    """The namespace's link carries nothing: the host is cut off from every other host."""
+    _replace(ns, rules.cut_all())
+
+
+def cut_from(ns: str, addresses: Sequence[str]) -> None:
+    """Nothing passes between this namespace and `addresses`, either way."""
+    _replace(ns, rules.cut_from(addresses))
+
+
+def lose(ns: str, percent: int) -> None:
+    """Drop this share of the packets on the link, at random, both ways."""
+    _replace(ns, rules.lose(percent))
+
+
+def delay(ns: str, ms: int) -> None:
+    """Delay every packet leaving the link (tc netem)."""
+    if _in(ns, rules.lag(ms), check=False).returncode != 0:
+        raise BackendError("lag needs tc netem, which this kernel does not offer "
+                           "(sch_netem missing: 'Specified qdisc kind is unknown')")
+
+
+def heal_one(ns: str) -> None:
+    if exists(ns):
+        _in(ns, rules.delete_table(), check=False)
+        _in(ns, rules.delete_qdisc(), check=False)
+
+
+def heal(topo: Topology) -> None:
+    for place in topo.hosts:
+        if place.netns:
+            heal_one(place.netns)

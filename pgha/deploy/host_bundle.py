@@ -1,0 +1,99 @@
+"""One bundle per host: the component configs, systemd units and an install script.
+
+A bundle lives under one root directory on its host (a cluster directory, laid out by Layout).
+`pgha render hosts` writes bundles for real machines (root /var/lib/pgha/<cluster>); the netns
+backend renders the very same bundles with its per-host directories as roots and starts each
+unit's ExecStart, as the unit's User, with the unit's Environment. So what operators copy to
+machines is what the tests run. What each component needs is its kind's (pgha.components).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgha.components.base import Programs, Site, Unit
+from pgha.components.dcs import dcs_component
+from pgha.components.kinds import HAPROXY, PATRONI, POOLER, component_for, components
+from pgha.components.render import render_component
+from pgha.model.topology import Place, Topology
+from pgha.render import RenderedFile
+from pgha.security.pki import Pki
+from pgha.state.layout import SERVICE_USER, Layout
+from pgha.state.secrets import Secrets
+
+REAL_PATRONI_BIN = "/opt/pgha/venv/bin/patroni"
+# A real machine's programs: Debian's paths and the venv install.sh makes.
+REAL_MACHINE = Programs(REAL_PATRONI_BIN)
+
+
+@dataclass(frozen=True)
+class HostBundle:
+    host: str
+    places: tuple[Place, ...]
+    root: Path  # where the bundle lives on its host
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.root)
+
+    def site(self, topo: Topology, place: Place, secrets: Secrets, programs: Programs,
+             pki: Pki | None = None, haproxy_sockets: tuple[str, ...] = ()) -> Site:
+        return Site(topo, place, self.layout, secrets, programs, pki, haproxy_sockets)
+
+
+def units_dir(root: Path) -> Path:
+    return root / "units"
+
+
+def render_bundle(topo: Topology, bundle: HostBundle, secrets: Secrets, programs: Programs,
+                  pki: Pki | None = None, haproxy_sockets: tuple[str, ...] = ()) -> list[RenderedFile]:
+    """A host's files; with the cluster's certificates (pki) it gets its own and the CA's
+    certificate, never the CA's key. `haproxy_sockets`: those its processes can open (netns:
+    every host is on this machine)."""
+    files: list[RenderedFile] = []
+    units: list[Unit] = []
+    for place in bundle.places:
+        new, unit = render_component(bundle.site(topo, place, secrets, programs, pki, haproxy_sockets))
+        new.append(RenderedFile(units_dir(bundle.root) / unit.name, unit.text(), 0o644))
+        files += [f for f in new if f not in files]
+        units.append(unit)
+    files.append(RenderedFile(bundle.root / "install.sh", install_script(topo, bundle, units), 0o700))
+    return files
+
+
+def install_script(topo: Topology, bundle: HostBundle, units: list[Unit]) -> str:
+    """Debian/Ubuntu: packages, the service account, the venv, the files, the units."""
+    present = [component_for(topo.spec, p) for p in bundle.places]
+    dcs = dcs_component(topo.spec)
+    packages = ["iproute2", *(pkg for c in components(topo.spec) if c in present for pkg in c.packages)]
+    root = bundle.root
+    lines = [
+        "#!/bin/sh",
+        f"# pgha bundle for host {bundle.host} of cluster {topo.spec.name}: "
+        f"{', '.join(p.name for p in bundle.places)}.",
+        "# Run as root from this directory on the host itself.",
+        "set -eu",
+        'here="$(cd "$(dirname "$0")" && pwd)"',
+        "export DEBIAN_FRONTEND=noninteractive",
+        f"apt-get install -y --no-install-recommends {' '.join(packages)}",
+        f"id -u {SERVICE_USER} >/dev/null 2>&1 || useradd --system --home-dir {root} --shell /usr/sbin/nologin "
+        f"{SERVICE_USER}",
+    ]
+    # The node's setup first (its venv), then the distribution's own services are switched off.
+    for c in (PATRONI, dcs, HAPROXY, POOLER):
+        if c in present:
+            lines += c.install_lines(dcs.patroni_key)
+    lines += [
+        f"mkdir -p {root}",
+        f'cp -a "$here"/. {root}/',
+        f"rm -f {root}/install.sh",
+        f"for d in conf data logs run; do mkdir -p {root}/$d; done",
+        f"chown -R {SERVICE_USER}:{SERVICE_USER} {root}",
+        f"chmod 700 {root}/data",
+        f"cp {units_dir(root)}/*.service /etc/systemd/system/",
+        "systemctl daemon-reload",
+        *(f"systemctl enable --now {u.name}" for u in units),
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""An inventory of real machines (hosts.yaml) -> a spec and a topology for their bundles.
+
+    cluster: {name: prod, profile: default}      # any pgha.yaml settings
+    clients: [10.0.1.0/24]                       # who may connect besides the cluster's hosts
+    hosts:
+      - {name: db1, address: 10.0.0.11, runs: [node, dcs]}
+      - {name: lb1, address: 10.0.0.21, runs: [haproxy]}
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pgha.deploy.host_bundle import HostBundle
+from pgha.model.spec import Spec, SpecError, build_spec, format_validation_error, load_spec_file
+from pgha.model.topology import (
+    POOLER_PORT,
+    DcsPorts,
+    HAProxyPorts,
+    NodePorts,
+    Place,
+    Topology,
+    dcs_member_name,
+    haproxy_name,
+    netns_topology_ports,
+    pooler_name,
+)
+
+
+class InventoryHost(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
+    address: str
+    runs: list[Literal["node", "dcs", "haproxy"]] = Field(min_length=1)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        try:
+            ipaddress.IPv4Address(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IPv4 address") from None
+        return v
+
+
+class Inventory(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    cluster: dict[str, Any] = Field(default_factory=dict)
+    clients: list[str] = Field(default_factory=list)
+    hosts: list[InventoryHost] = Field(min_length=1)
+
+    @field_validator("clients")
+    @classmethod
+    def _clients(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.IPv4Network(net)
+            except ValueError:
+                raise ValueError(f"{net!r} is not a network such as 10.0.1.0/24") from None
+        return v
+
+    @model_validator(mode="after")
+    def _unique(self) -> Inventory:
+        for what in ("name", "address"):
+            seen = [getattr(h, what) for h in self.hosts]
+            dup = next((x for x in seen if seen.count(x) > 1), None)
+            if dup is not None:
+                raise ValueError(f"hosts: {what} {dup} appears twice")
+        for role in ("node", "dcs", "haproxy"):
+            if not any(role in h.runs for h in self.hosts):
+                raise ValueError(f"hosts: no host runs {role}")
+        return self
+
+    def hosts_running(self, role: str) -> list[InventoryHost]:
+        return [h for h in self.hosts if role in h.runs]
+
+
+def load_inventory(path: Path) -> Inventory:
+    data = load_spec_file(path)
+    try:
+        return Inventory.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(f"inventory: {format_validation_error(e)}") from None
+
+
+def inventory_spec(inv: Inventory) -> Spec:
+    settings = dict(inv.cluster)
+    dcs = {**settings.get("dcs", {}), "members": len(inv.hosts_running("dcs"))}
+    settings.update(nodes=len(inv.hosts_running("node")), dcs=dcs, backend="local")
+    if "tls" not in settings:
+        # Real machines talk over a network: TLS unless the lab's profile is asked for.
+        settings["tls"] = settings.get("profile", "default") == "default"
+    return build_spec(None, settings)
+
+
+def inventory_topology(spec: Spec, inv: Inventory) -> Topology:
+    def places(role: Literal["node", "dcs", "haproxy"]) -> tuple[Place, ...]:
+        hosts = inv.hosts_running(role)
+        names = {"node": lambda i: spec.node_names[i], "dcs": dcs_member_name, "haproxy": haproxy_name}[role]
+        return tuple(Place(names(i), role, i, h.address, None) for i, h in enumerate(hosts))
+
+    node_ports, dcs_ports, haproxy_ports = netns_topology_ports(spec, len(inv.hosts_running("haproxy")))
+    nets = sorted({f"{h.address}/32" for h in inv.hosts} | set(inv.clients))
+    haproxies = places("haproxy")
+    # The pooler runs on every HAProxy host, beside it.
+    poolers = tuple(Place(pooler_name(h.index), "pooler", h.index, h.address, None)
+                    for h in haproxies) if spec.pooler.enabled else ()
+    return Topology(spec=spec, nodes=places("node"), dcs=places("dcs"), haproxies=haproxies,
+                    node_ports=node_ports, dcs_ports=dcs_ports, haproxy_ports=haproxy_ports,
+                    poolers=poolers, pooler_ports=(POOLER_PORT,) * len(poolers),
+                    client_networks=tuple(nets), switch_netns=None)
+
+
+def host_bundles(topo: Topology, inv: Inventory, root: Path) -> list[HostBundle]:
+    by_address: dict[str, list[Place]] = {}
+    for place in topo.places:
+        by_address.setdefault(place.address, []).append(place)
+    return [HostBundle(h.name, tuple(by_address.get(h.address, [])), root) for h in inv.hosts]
+
+
+__all__ = ["DcsPorts", "HAProxyPorts", "Inventory", "NodePorts", "host_bundles", "inventory_spec",
+           "inventory_topology", "load_inventory"]

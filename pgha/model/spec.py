@@ -1,0 +1,554 @@
+"""The cluster spec: what one cluster is, validated once and immutable afterwards.
+
+A spec is built from three layers, later ones winning: a built-in profile, an optional YAML file
+(`pgha.yaml`) and CLI flags. Ports are planned from `base_port` unless the file names them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pgha.errors import PghaError
+from pgha.model import names
+from pgha.model.backend_kinds import backend_kind
+from pgha.model.backend_kinds import find as find_backend
+
+PROFILES = ("default", "seed")
+# Whether a DCS kind's members need a third port, for leader election (ZooKeeper's 3888). The
+# spec plans ports below the component classes (pgha.components.dcs), so it keeps this one fact.
+HAS_ELECTION_PORT = {"etcd": False, "zookeeper": True}
+LAB_BASE_PORT = 5432
+MAX_NODES = 9
+
+
+class SpecError(PghaError, ValueError):
+    """A spec that cannot be used; the message is one line naming the field and the rule."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PatroniSettings(_Frozen):
+    # Patroni silently raises a smaller ttl to 20; refusing it keeps the spec honest.
+    ttl: int = Field(default=30, ge=20)
+    loop_wait: int = Field(default=10, ge=1)
+    retry_timeout: int = Field(default=10, ge=3)
+    maximum_lag_on_failover: int = Field(default=10 * 1024 * 1024, ge=0)
+    primary_start_timeout: int = Field(default=300, ge=0)
+    synchronous_mode: bool = True
+    synchronous_mode_strict: bool = False
+    failsafe_mode: bool = False
+    use_pg_rewind: bool = True
+    use_slots: bool = True
+    parameters: dict[str, str | int | bool] = Field(default_factory=dict)
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters(cls, v: dict[str, str | int | bool]) -> dict[str, str | int | bool]:
+        # Each lands on a line of postgresql.conf (through Patroni): one setting, one line.
+        for key, value in v.items():
+            if not names.POSTGRES_PARAMETER.fullmatch(key):
+                raise ValueError(f"{key!r} is not a PostgreSQL parameter name")
+            if isinstance(value, str) and names.has_control_characters(value):
+                raise ValueError(f"{key}: the value must not contain newlines or control characters")
+        return v
+
+    @model_validator(mode="after")
+    def _timings(self) -> PatroniSettings:
+        if self.loop_wait + 2 * self.retry_timeout > self.ttl:
+            raise ValueError(
+                f"loop_wait + 2*retry_timeout must be <= ttl "
+                f"({self.loop_wait} + 2*{self.retry_timeout} > {self.ttl})"
+            )
+        return self
+
+
+class HAProxySettings(_Frozen):
+    # "lab": plain `option httpchk` (GET /, 200 on the primary only), as the lab had it.
+    # "role": Patroni's /primary and /replica endpoints, which also allow a read-only port.
+    check: Literal["lab", "role"] = "role"
+    inter_ms: int = Field(default=1000, ge=100)
+    fastinter_ms: int | None = Field(default=None, ge=100)
+    downinter_ms: int | None = Field(default=None, ge=100)
+    fall: int = Field(default=2, ge=1)
+    rise: int = Field(default=1, ge=1)
+    shutdown_sessions: bool = True
+    readonly_port: bool = True
+    threads: int | None = Field(default=None, ge=1, le=64)
+    maxconn: int = Field(default=1000, ge=10)
+    timeout_connect_ms: int = Field(default=2000, ge=100)
+    timeout_check_ms: int = Field(default=1000, ge=100)
+    timeout_client: str = "30m"
+    timeout_server: str = "30m"
+    # HAProxy hosts in front of the cluster; more than one needs hosts of their own (netns).
+    hosts: int = Field(default=1, ge=1, le=3)
+    # A new primary tells every HAProxy it can reach (its admin socket on the same machine) at
+    # once, through Patroni's on_role_change; the health checks stay, and confirm it.
+    push_routing: bool = False
+
+    @field_validator("timeout_client", "timeout_server")
+    @classmethod
+    def _time(cls, v: str) -> str:
+        if not names.HAPROXY_TIME.fullmatch(v):
+            raise ValueError("must be a number with an optional unit (us, ms, s, m, h, d), e.g. 30m")
+        return v
+
+    @model_validator(mode="after")
+    def _ro_needs_roles(self) -> HAProxySettings:
+        if self.readonly_port and self.check != "role":
+            raise ValueError("readonly_port needs check: role (the lab check cannot tell replicas apart)")
+        return self
+
+
+class PoolerSettings(_Frozen):
+    """PgBouncer on every HAProxy host, in front of the read-write path (pgha.components.pooler).
+    Off in a spec an older pgha saved; the default profile turns it on."""
+
+    enabled: bool = False
+    # transaction: a server connection per transaction, so a pause waits only for transactions.
+    pool_mode: Literal["transaction", "session"] = "transaction"
+    pool_size: int = Field(default=20, ge=1, le=1000)
+    max_client_conn: int = Field(default=2000, ge=10, le=50000)
+    # How long a client waits for a server connection (a primary) before it is told no.
+    query_wait_timeout_s: int = Field(default=60, ge=1, le=3600)
+    # Planned hand-overs: how long PAUSE may wait for the transactions in flight to finish.
+    pause_timeout_s: float = Field(default=5.0, gt=0, le=300)
+
+
+class DCSSettings(_Frozen):
+    kind: Literal["etcd", "zookeeper"] = "etcd"
+    members: int = 3
+    # Only Patroni may write the cluster's keys: without it any local user can switch over, demote
+    # every node or run commands through the DCS. etcd: its own user and password (pgha/security/dcs_auth.py);
+    # ZooKeeper: an ACL of the nodes' certificates, so it needs TLS (spec.tls, on by default for it).
+    authentication: bool = True
+
+    @field_validator("members")
+    @classmethod
+    def _members(cls, v: int) -> int:
+        if v not in (1, 3, 5):
+            raise ValueError("must be 1, 3 or 5")
+        return v
+
+
+class Ports(_Frozen):
+    entrypoint_rw: int
+    entrypoint_ro: int | None
+    stats: int
+    postgres: tuple[int, ...]
+    rest: tuple[int, ...]
+    dcs_client: tuple[int, ...]
+    dcs_peer: tuple[int, ...]
+    dcs_election: tuple[int, ...] = ()
+    # Host-facing read-write ports of the second and later HAProxy hosts (netns backend).
+    entrypoint_rw_more: tuple[int, ...] = ()
+    # The pooler's port on each HAProxy host (none without the pooler).
+    pooler: tuple[int, ...] = ()
+
+    def all(self) -> list[tuple[str, int]]:
+        """Every port with a name saying what listens there."""
+        named: list[tuple[str, int]] = [("entrypoint_rw", self.entrypoint_rw), ("stats", self.stats)]
+        if self.entrypoint_ro is not None:
+            named.append(("entrypoint_ro", self.entrypoint_ro))
+        for field in ("postgres", "rest", "dcs_client", "dcs_peer", "dcs_election", "entrypoint_rw_more",
+                      "pooler"):
+            named += [(f"{field}[{i}]", p) for i, p in enumerate(getattr(self, field))]
+        return named
+
+
+# RFC 2544's benchmarking range: never routed, so a netns cluster can never reach a real host.
+NETNS_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
+
+
+class Spec(_Frozen):
+    name: str = "default"
+    profile: Literal["default", "seed"] = "default"
+    # Where the processes run: this machine's loopback, a network namespace per host, containers.
+    backend: Literal["local", "netns", "compose"] = "local"
+    # The private network of a netns cluster (inside its namespaces only).
+    network: str = "198.18.0.0/24"
+    nodes: int = 3
+    node_prefix: str = "node"
+    scope: str = ""
+    # Clients reach HAProxy on `host`; nodes and DCS members bind `node_host`, another loopback
+    # address, because Patroni's validator rejects 127.0.0.1 as a connect address.
+    host: str = "127.0.0.1"
+    node_host: str = "127.0.1.1"
+    base_port: int = LAB_BASE_PORT
+    # TLS on every connection between hosts (pgha.security.pki: a CA of the cluster's own): PostgreSQL
+    # (hostssl only, replication verify-full), Patroni's REST API, etcd's client and peer ports
+    # and HAProxy's checks and stats. On by default where hosts talk over a network (netns).
+    tls: bool = False
+    dcs: DCSSettings = DCSSettings()
+    patroni: PatroniSettings = PatroniSettings()
+    haproxy: HAProxySettings = HAProxySettings()
+    pooler: PoolerSettings = PoolerSettings()
+    ports: Ports
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, v: str) -> str:
+        try:
+            net = ipaddress.ip_network(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not a network such as 198.18.0.0/24") from None
+        if str(net) != v:
+            raise ValueError(f"{v!r}: write the network itself, e.g. {net}")
+        if not (isinstance(net, ipaddress.IPv4Network) and net.subnet_of(NETNS_RANGE)):
+            raise ValueError(f"must lie inside {NETNS_RANGE} (a range never routed)")
+        if net.prefixlen > 26:
+            raise ValueError("must have room for 64 hosts (a prefix of /26 or shorter)")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not names.is_cluster_name(v):
+            raise ValueError(names.CLUSTER_NAME_RULE)
+        return v
+
+    @field_validator("node_prefix")
+    @classmethod
+    def _node_prefix(cls, v: str) -> str:
+        if not names.NODE_PREFIX.fullmatch(v):
+            raise ValueError("must be lowercase letters and digits, starting with a letter, <= 16 chars")
+        if names.RESERVED_NODE_PREFIX.fullmatch(v):
+            raise ValueError(f"{v!r} is taken by another component's names")
+        return v
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, v: str) -> str:
+        if v and not names.SCOPE.fullmatch(v):
+            raise ValueError("must be letters, digits, '_', '.' and '-', <= 64 chars")
+        return v
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes(cls, v: int) -> int:
+        if not 1 <= v <= MAX_NODES:
+            raise ValueError(f"must be between 1 and {MAX_NODES}")
+        return v
+
+    @field_validator("host", "node_host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        try:
+            address = ipaddress.IPv4Address(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IPv4 address") from None
+        if not address.is_loopback:
+            raise ValueError("clients and local components bind loopback only (127.0.0.0/8)")
+        return v
+
+    @field_validator("base_port")
+    @classmethod
+    def _base_port(cls, v: int) -> int:
+        if not 1024 <= v <= 65000:
+            raise ValueError("must be between 1024 and 65000")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Spec:
+        p = self.ports
+        if len(p.postgres) != self.nodes or len(p.rest) != self.nodes:
+            raise ValueError("ports: need one postgres and one rest port per node")
+        if len(p.dcs_client) != self.dcs.members or len(p.dcs_peer) != self.dcs.members:
+            raise ValueError("ports: need one dcs_client and one dcs_peer port per DCS member")
+        if HAS_ELECTION_PORT[self.dcs.kind] and len(p.dcs_election) != self.dcs.members:
+            raise ValueError(f"ports: {self.dcs.kind} needs one dcs_election port per member")
+        if self.haproxy.hosts > 1 and not backend_kind(self.backend).hosts_of_their_own:
+            raise ValueError("haproxy.hosts: more than one HAProxy needs hosts of their own (backend netns)")
+        if len(p.entrypoint_rw_more) != self.haproxy.hosts - 1:
+            raise ValueError("ports.entrypoint_rw_more: need one port per HAProxy host after the first")
+        if len(p.pooler) != (self.haproxy.hosts if self.pooler.enabled else 0):
+            raise ValueError("ports.pooler: need one port per HAProxy host with the pooler, none without it")
+        if self.haproxy.readonly_port and p.entrypoint_ro is None:
+            raise ValueError("ports.entrypoint_ro: required when haproxy.readonly_port is on")
+        seen: dict[int, str] = {}
+        for what, port in p.all():
+            if not 1024 <= port <= 65535:
+                raise ValueError(f"ports.{what}: {port} is outside 1024-65535")
+            if port in seen:
+                raise ValueError(f"ports.{what}: {port} is also used by {seen[port]}")
+            seen[port] = what
+        return self
+
+    # Derived names, so every module spells them the same way.
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(f"{self.node_prefix}{i}" for i in range(self.nodes))
+
+    @property
+    def patroni_scope(self) -> str:
+        return self.scope or self.name
+
+    def node_index(self, name: str) -> int:
+        try:
+            return self.node_names.index(name)
+        except ValueError:
+            raise SpecError(f"node: no node named {name!r} (nodes: {', '.join(self.node_names)})") from None
+
+
+# --- profiles -----------------------------------------------------------------------------------
+
+_LAB_POSTGRES_PARAMETERS: dict[str, str | int | bool] = {
+    "wal_level": "replica",
+    "hot_standby": "on",
+    "max_wal_senders": 10,
+    "max_replication_slots": 10,
+    "wal_log_hints": "on",
+    # The lab's wal_keep_segments: 8 (of 16 MiB each), renamed on PostgreSQL 13+.
+    "wal_keep_size": "128MB",
+    "archive_mode": "always",
+}
+
+
+def _profile_defaults(profile: str) -> dict[str, Any]:
+    if profile == "seed":
+        return {
+            "profile": "seed",
+            "nodes": 2,
+            "node_prefix": "postgresql",
+            "scope": "my_cluster",
+            # The lab as published: an open DCS.
+            "dcs": {"kind": "zookeeper", "members": 1, "authentication": False},
+            "patroni": {
+                "ttl": 30,
+                "loop_wait": 10,
+                "retry_timeout": 10,
+                "maximum_lag_on_failover": 10 * 1024 * 1024,
+                "primary_start_timeout": 300,
+                "synchronous_mode": True,
+                "synchronous_mode_strict": False,
+                "failsafe_mode": False,
+                "use_pg_rewind": True,
+                "use_slots": True,
+                "parameters": dict(_LAB_POSTGRES_PARAMETERS),
+            },
+            "haproxy": {
+                "check": "lab",
+                "inter_ms": 3000,
+                "fastinter_ms": None,
+                "downinter_ms": None,
+                "fall": 3,
+                "rise": 2,
+                "shutdown_sessions": True,
+                "readonly_port": False,
+                "maxconn": 100,
+                "timeout_connect_ms": 4000,
+                "timeout_check_ms": 5000,
+                "timeout_client": "30m",
+                "timeout_server": "30m",
+            },
+            "pooler": {"enabled": False},
+        }
+    if profile == "default":
+        return {
+            "profile": "default",
+            "nodes": 3,
+            "node_prefix": "node",
+            "dcs": {"kind": "etcd", "members": 3},
+            "patroni": {
+                # The fastest timings Patroni accepts that stayed stable under load here
+                # (bench/up.py and bench/failover.py measure them).
+                "ttl": 20,
+                "loop_wait": 1,
+                "retry_timeout": 5,
+                "maximum_lag_on_failover": 1024 * 1024,
+                "primary_start_timeout": 30,
+                "synchronous_mode": True,
+                "synchronous_mode_strict": False,
+                "failsafe_mode": True,
+                "use_pg_rewind": True,
+                "use_slots": True,
+                # The lab's replication settings, without its WAL archive that nothing restores from.
+                "parameters": {k: v for k, v in _LAB_POSTGRES_PARAMETERS.items() if k != "archive_mode"},
+            },
+            "haproxy": {
+                "check": "role",
+                "inter_ms": 1000,
+                "fastinter_ms": 500,
+                # A DOWN server is checked twice a second, so a new primary is found sooner.
+                "downinter_ms": 500,
+                "fall": 2,
+                "rise": 1,
+                "shutdown_sessions": True,
+                "readonly_port": True,
+                "maxconn": 1000,
+                "timeout_connect_ms": 2000,
+                "timeout_check_ms": 1000,
+                "push_routing": True,
+            },
+            # Planned hand-overs pause it, so clients wait instead of failing.
+            "pooler": {"enabled": True},
+        }
+    raise SpecError(f"profile: unknown profile {profile!r} (choose from {', '.join(PROFILES)})")
+
+
+def plan_ports(profile: str, base_port: int, nodes: int, dcs_kind: str, dcs_members: int,
+               readonly_port: bool, haproxy_hosts: int = 1, pooler: bool = False) -> dict[str, Any]:
+    """Every port of a cluster as a function of its base port.
+
+    The seed profile keeps the lab's ports (5432, 5433+, 8008+, 7000, 2181) shifted by
+    base_port - 5432; the default profile packs a cluster into [base_port, base_port + 60),
+    so clusters whose base ports differ by 100 never collide.
+    """
+    n, m = range(nodes), range(dcs_members)
+    if profile == "seed":
+        off = base_port - LAB_BASE_PORT
+        return {
+            "entrypoint_rw": base_port,
+            "entrypoint_ro": (base_port + 20) if readonly_port else None,
+            "stats": 7000 + off,
+            "postgres": [5433 + off + i for i in n],
+            "rest": [8008 + off + i for i in n],
+            "dcs_client": [2181 + off + i for i in m],
+            "dcs_peer": [2888 + off + i for i in m],
+            "dcs_election": [3888 + off + i for i in m] if HAS_ELECTION_PORT.get(dcs_kind, False) else [],
+            "entrypoint_rw_more": [base_port + 40 + k for k in range(haproxy_hosts - 1)],
+            # PgBouncer's customary port, shifted like the others.
+            "pooler": [6432 + off + k for k in range(haproxy_hosts)] if pooler else [],
+        }
+    b = base_port
+    return {
+        "entrypoint_rw": b,
+        "entrypoint_ro": b + 1 if readonly_port else None,
+        "stats": b + 2,
+        "postgres": [b + 10 + i for i in n],
+        "rest": [b + 20 + i for i in n],
+        "dcs_client": [b + 30 + i for i in m],
+        "dcs_peer": [b + 40 + i for i in m],
+        "dcs_election": [b + 50 + i for i in m] if HAS_ELECTION_PORT.get(dcs_kind, False) else [],
+        "entrypoint_rw_more": [b + 3 + k for k in range(haproxy_hosts - 1)],
+        "pooler": [b + 5 + k for k in range(haproxy_hosts)] if pooler else [],
+    }
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "ports":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """The first problem as one line: `field.path: rule`."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    error_type, ctx = first["type"], first.get("ctx") or {}
+    if error_type == "greater_than_equal":
+        msg = f"must be >= {ctx['ge']}"
+    elif error_type == "less_than_equal":
+        msg = f"must be <= {ctx['le']}"
+    elif error_type == "extra_forbidden":
+        msg = "unknown setting"
+    elif error_type == "value_error":
+        msg = str(ctx.get("error", first["msg"]))
+    else:
+        msg = first["msg"][0].lower() + first["msg"][1:]
+    return f"{loc}: {msg}" if loc else msg
+
+
+def load_spec_file(path: Path) -> dict[str, Any]:
+    """The settings in a YAML file, or a one-line SpecError for anything that is not one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
+    except FileNotFoundError:
+        raise SpecError(f"config: {path} does not exist") from None
+    except IsADirectoryError:
+        raise SpecError(f"config: {path} is a directory, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"config: {path} is not a text file (not UTF-8)") from None
+    except OSError as e:
+        raise SpecError(f"config: cannot read {path}: {e.strerror or e.__class__.__name__}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"config: {path} is not valid YAML{where}") from None
+    except RecursionError:
+        raise SpecError(f"config: {path} nests too deeply") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SpecError(f"config: {path} must be a mapping of settings")
+    return data
+
+
+# Sections of a spec that hold settings of their own: each must be a mapping.
+_SECTIONS = ("dcs", "patroni", "haproxy", "pooler", "ports")
+
+
+def _check_sections(settings: dict[str, Any]) -> None:
+    for key in settings:
+        if not isinstance(key, str):
+            raise SpecError(f"{key!r}: setting names must be strings")
+    for section in _SECTIONS:
+        value = settings.get(section)
+        if value is not None and not isinstance(value, dict):
+            raise SpecError(f"{section}: must be a mapping of settings, not {type(value).__name__}")
+
+
+def build_spec(profile: str | None = None, file_settings: dict[str, Any] | None = None,
+               overrides: dict[str, Any] | None = None) -> Spec:
+    """Profile, then file, then flags; ports planned unless given. Raises SpecError."""
+    file_settings = dict(file_settings or {})
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    _check_sections(file_settings)
+    _check_sections(overrides)
+    chosen = overrides.get("profile") or file_settings.get("profile") or profile or "default"
+    if not isinstance(chosen, str):
+        raise SpecError("profile: must be a string")
+    merged = _merge(_merge(_profile_defaults(chosen), file_settings), overrides)
+    merged["profile"] = chosen
+    given_hap = {**(file_settings.get("haproxy") or {}), **(overrides.get("haproxy") or {})}
+    backend = find_backend(merged.get("backend"))
+    if backend is not None and backend.default_haproxy_hosts > 1 and chosen == "default" \
+            and "hosts" not in given_hap:
+        # Hosts of their own allow what one machine cannot: no single HAProxy to lose.
+        merged["haproxy"] = {**merged.get("haproxy", {}), "hosts": backend.default_haproxy_hosts}
+    if "tls" not in merged:
+        # The lab as published has no TLS; the default profile has it wherever hosts talk over
+        # a network, and with ZooKeeper everywhere (its ACLs need client certificates), and a
+        # user may still ask for it (or not).
+        dcs_given = merged.get("dcs", {})
+        zk_auth = dcs_given.get("kind") == "zookeeper" and dcs_given.get("authentication", True) is not False
+        where = find_backend(merged.get("backend", "local"))  # the Spec's own default backend
+        merged["tls"] = bool(chosen == "default" and where is not None and (where.tls_by_default or zk_auth))
+    try:
+        nodes = int(merged.get("nodes", 3))
+        dcs = merged.get("dcs", {})
+        members = int(dcs.get("members", 1))
+        hosts = int(merged.get("haproxy", {}).get("hosts", 1))
+        # Out-of-range counts get no plan (validation names them): a huge one would plan forever.
+        planned = plan_ports(
+            chosen,
+            int(merged.get("base_port", LAB_BASE_PORT)),
+            nodes,
+            str(dcs.get("kind", "etcd")),
+            members,
+            bool(merged.get("haproxy", {}).get("readonly_port", False)),
+            hosts,
+            bool(merged.get("pooler", {}).get("enabled", False)),
+        ) if 1 <= nodes <= MAX_NODES and 1 <= members <= 5 and 1 <= hosts <= 3 else {}
+    except (TypeError, ValueError, AttributeError, OverflowError):
+        planned = {}
+    given_ports = merged.get("ports")
+    if isinstance(given_ports, dict):
+        merged["ports"] = {**planned, **given_ports}
+    else:
+        merged["ports"] = planned
+    try:
+        return Spec.model_validate(merged)
+    except ValidationError as e:
+        raise SpecError(format_validation_error(e)) from None

@@ -1,0 +1,83 @@
+"""Which directories are pgha's clusters, and the only way pgha deletes one.
+
+A directory is a cluster only when it is a direct child of the clusters directory, is no symbolic
+link, and holds pgha's marker naming that very cluster; `pgha up` writes the marker when it
+creates the directory. Whatever else a name resolves to, pgha refuses to delete, so no name and
+no planted link can turn `pgha down --purge` against data that is not the cluster's.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from pgha.errors import PghaError
+from pgha.model.names import cluster_name_problem
+
+MARKER = ".pgha-cluster"
+
+
+class NotOursError(PghaError):
+    """A path pgha did not create: it reads it at most, and never deletes it."""
+
+
+def _marker_text(name: str) -> str:
+    return f"pgha cluster {name}\n"
+
+
+def cluster_dir(home: Path, name: str) -> Path:
+    """home/name for a valid cluster name (the only way a cluster's path is built)."""
+    problem = cluster_name_problem(name)
+    if problem is not None:
+        raise NotOursError(f"name: {problem}")
+    return home / name
+
+
+def is_ours(home: Path, name: str) -> bool:
+    try:
+        owned_cluster_dir(home, name)
+    except NotOursError:
+        return False
+    return True
+
+
+def owned_cluster_dir(home: Path, name: str) -> Path:
+    """The cluster's directory if pgha created it; otherwise NotOursError saying why not."""
+    root = cluster_dir(home, name)
+    if root.is_symlink():
+        raise NotOursError(f"{root} is a symbolic link, not a directory pgha created")
+    if not root.is_dir():
+        raise NotOursError(f"{root} does not exist")
+    if root.resolve().parent != home.resolve():
+        raise NotOursError(f"{root} is not a directory of its own under {home}")
+    marker = root / MARKER
+    try:
+        if marker.is_symlink() or marker.read_text() != _marker_text(name):
+            raise NotOursError(f"{root} holds no pgha marker for cluster {name!r}, so pgha did not create it")
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError):
+        raise NotOursError(f"{root} holds no pgha marker ({MARKER}), so pgha did not create it") from None
+    return root
+
+
+def create_cluster_dir(home: Path, name: str) -> Path:
+    """Create home/name with its marker; refuse a directory that exists without one."""
+    root = cluster_dir(home, name)
+    home.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir()
+    except FileExistsError:
+        owned_cluster_dir(home, name)
+        return root
+    fd = os.open(root / MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(_marker_text(name))
+    return root
+
+
+def remove_cluster_dir(home: Path, name: str) -> None:
+    """Delete a cluster's directory, and only one pgha created (see owned_cluster_dir)."""
+    root = owned_cluster_dir(home, name)
+    # rmtree never follows symbolic links inside the tree: a link planted by the service user
+    # is removed as a link, its target stays.
+    shutil.rmtree(root)
