@@ -5,9 +5,11 @@ whatever happened in between)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -16,6 +18,8 @@ from pgha.errors import PghaError
 from pgha.net.dial import PgTarget
 from pgha.net.reach import Reach
 from pgha.state.secrets import POOLER_ADMIN
+
+log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 3
 
@@ -59,12 +63,16 @@ def states(reach: Reach, password: str) -> list[PoolerState]:
                 cur = conn.execute("SHOW POOLS")
                 names = [c.name for c in cur.description or []]
                 pools = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
-        except psycopg.Error as e:
-            out.append(PoolerState(place.name, False, error=str(e).strip().splitlines()[0] if str(e) else "error"))
+        except (psycopg.Error, OSError) as e:  # OSError: its namespace is gone
+            out.append(PoolerState(place.name, False, error=_first_line(e)))
             continue
         waiting = sum(_count(p.get("cl_waiting")) for p in pools)
         out.append(PoolerState(place.name, True, str(version[0]) if version else "", waiting=waiting))
     return out
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or ["error"])[0]
 
 
 def _count(value: object) -> int:
@@ -79,20 +87,48 @@ def resume(reach: Reach, password: str) -> list[str]:
         try:
             with _console(reach, password, k) as conn:
                 conn.execute("RESUME")
-        except psycopg.Error as e:
-            text = str(e).strip()
-            if "not paused" not in text:
-                problems.append(f"{place.name}: {text.splitlines()[0] if text else 'error'}")
+        except (psycopg.Error, OSError) as e:  # one pooler out of reach stops no other's RESUME
+            if "not paused" not in str(e):
+                problems.append(f"{place.name}: {_first_line(e)}")
     return problems
 
 
-def _pause_one(reach: Reach, password: str, k: int, done: list[str | None]) -> None:
+@dataclass
+class _Pause:
+    """One pooler's PAUSE, told from its own thread."""
+
+    outcome: str | None = "no answer"  # None: paused; else why not
+    sent_at: float | None = None  # when the PAUSE went out (its console connected)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+
+def _pause_one(reach: Reach, password: str, k: int, pause: _Pause) -> None:
     try:
         with _console(reach, password, k) as conn:
+            pause.sent_at = time.monotonic()
             conn.execute("PAUSE")
-        done[k] = None
-    except psycopg.Error as e:
-        done[k] = str(e).strip().splitlines()[0] if str(e) else "error"
+        pause.outcome = None
+    except (psycopg.Error, OSError) as e:
+        pause.outcome = _first_line(e)
+    finally:
+        pause.finished.set()
+
+
+def _abort(reach: Reach, password: str, pauses: list[_Pause]) -> None:
+    """RESUME every pooler; and once more where a PAUSE went out after that RESUME (its console
+    connected later than the timeout), which would otherwise hold its clients for good."""
+    resumed_at = time.monotonic()
+    resume(reach, password)
+    # A pause still connecting either fails within its connect timeout or sends its PAUSE.
+    settled = time.monotonic() + CONNECT_TIMEOUT_S + 1
+    while any(p.sent_at is None and not p.finished.is_set() for p in pauses) and time.monotonic() < settled:
+        time.sleep(0.01)
+    late = [p for p in pauses if p.sent_at is not None and p.sent_at >= resumed_at]
+    if late:
+        for p in late:
+            p.finished.wait(1.0)  # time for the PAUSE to reach PgBouncer before the RESUME does
+        log.info("a pooler's PAUSE arrived after the RESUME that aborted the hand-over: resuming again")
+        resume(reach, password)
 
 
 @contextlib.contextmanager
@@ -105,16 +141,15 @@ def paused(reach: Reach, password: str, timeout: float) -> Iterator[None]:
     if not poolers:
         yield
         return
-    outcome: list[str | None] = ["no answer"] * len(poolers)
-    threads = [threading.Thread(target=_pause_one, args=(reach, password, k, outcome), daemon=True)
-               for k in range(len(poolers))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-    failed = [(place.name, why) for place, why in zip(poolers, outcome, strict=True) if why is not None]
+    pauses = [_Pause() for _ in poolers]
+    for k, pause in enumerate(pauses):
+        threading.Thread(target=_pause_one, args=(reach, password, k, pause), daemon=True).start()
+    deadline = time.monotonic() + timeout  # one timeout for all of them, not one each
+    for pause in pauses:
+        pause.finished.wait(max(0.0, deadline - time.monotonic()))
+    failed = [(place.name, p.outcome) for place, p in zip(poolers, pauses, strict=True) if p.outcome is not None]
     if failed:
-        resume(reach, password)
+        _abort(reach, password, pauses)
         name, why = failed[0]
         if why == "no answer":
             why = f"transactions still running after {timeout:g} s"

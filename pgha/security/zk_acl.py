@@ -17,7 +17,7 @@ from typing import Any
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, KazooException, NoAuthError, NoNodeError
-from kazoo.handlers.threading import SequentialThreadingHandler
+from kazoo.handlers.threading import KazooTimeoutError, SequentialThreadingHandler
 from kazoo.retry import KazooRetry
 
 from pgha.net.dial import Endpoint, entered
@@ -46,7 +46,7 @@ def write_refused(ep: Endpoint, path: str) -> tuple[bool, str]:
                          connection_retry=KazooRetry(max_tries=1), command_retry=KazooRetry(max_tries=1))
     try:
         client.start(timeout=TIMEOUT_S)
-    except KazooException as e:
+    except (KazooException, KazooTimeoutError) as e:  # a timeout is the handler's, not a KazooException
         client.close()
         raise OSError(f"{ep}: no ZooKeeper session over TLS ({e.__class__.__name__})") from None
     try:
