@@ -22,11 +22,13 @@ from psycopg.conninfo import make_conninfo
 
 from pgha.backends.base import Backend
 from pgha.backends.factory import make_backend
+from pgha.backends.stopping import stop_in_order
 from pgha.errors import BackendError, PghaError, tail
 from pgha.model.spec import Spec, SpecError
 from pgha.model.topology import multihost_hosts, topology
 from pgha.net.dial import PgTarget
 from pgha.net.probe import ClusterState, health_problem, observe
+from pgha.net.probe import leader as probe_leader
 from pgha.net.reach import Reach
 from pgha.security import pki
 from pgha.security.app_role import ensure_app_role
@@ -269,18 +271,8 @@ class Cluster:
             backend.stop()  # all of it was this call's, the netns network included
             return [c.name for c in backend.components()]
         started = {c.name for c in backend.components() if c.running} - running_before
-        topo = topology(self.spec)
-        # Entrypoints first, then the nodes, then the DCS: the order of a full stop.
-        for place in topo.haproxies:
-            if place.name in started:
-                backend.kill_component(place.name)
-        for place in topo.nodes:
-            if place.name in started:
-                backend.stop_node(place.name)
-        for place in topo.dcs:
-            if place.name in started:
-                backend.stop_dcs_member(place.index)
-        return sorted(started)
+        leader = probe_leader(self.reach, self.spec.node_names)
+        return sorted(stop_in_order(backend, topology(self.spec), leader, only=started))
 
     def _ensure_dcs_authentication(self) -> None:
         """Backends that start Patroni themselves secure the DCS before it starts; this covers

@@ -1,7 +1,9 @@
 """The seam between a cluster and where its processes run (this machine, namespaces, containers).
 
-The CLI, the checks, the probe and the drill use only this interface, so a new backend is one
-new module.
+Small protocols, as Jepsen's `db` has Kill, Pause and LogFiles: every backend has a lifecycle and
+logs (`Backend`); the faults are protocols of their own, and a drill asks for the one a fault
+needs (`pgha.drill.faults`), so a backend implements what it can do, not one wide interface.
+The CLI, the checks, the probe and the drill use only these, so a new backend is one new module.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ class ComponentState:
     log: Path
 
 
-class Backend(Protocol):
+class Lifecycle(Protocol):
     kind: str
     # Checked between steps of start(); True makes it raise KeyboardInterrupt (Ctrl-C as a flag).
     cancelled: Callable[[], bool]
@@ -45,21 +47,41 @@ class Backend(Protocol):
     def start(self) -> None:
         """Start every component that is not running yet."""
 
-    def stop(self) -> None:
-        """Stop every component; nothing of this cluster is left running afterwards."""
+    def stop_components(self, names: list[str]) -> None:
+        """Stop these components gracefully, together (a step of pgha.model.topology.stop_order)."""
 
-    def renew_certificates(self) -> list[str]:
-        """Issue every host's certificate anew and have the running components take them up
-        without a restart; the components that did. BackendError where the cluster has no TLS."""
+    def stop(self) -> None:
+        """Stop every component in the one stop order; nothing of this cluster is left running."""
 
     def purge(self) -> None:
         """Delete what the cluster keeps outside its directory (compose: volumes, images)."""
 
     def components(self) -> list[ComponentState]: ...
 
-    def log_files(self) -> dict[str, Path]: ...
 
-    # Fault operations for drills (a node is addressed by its Patroni member name).
+class Logs(Protocol):
+    def log_files(self) -> dict[str, Path]:
+        """Each component's log on this machine (compose: copied out of the engine first)."""
+
+
+class Backend(Lifecycle, Logs, Protocol):
+    """What every backend does: run the cluster and keep its logs."""
+
+
+@runtime_checkable
+class CertificateRenewal(Protocol):
+    def renew_certificates(self) -> list[str]:
+        """Issue every host's certificate anew and have the running components take them up
+        without a restart; the components that did. BackendError where the cluster has no TLS."""
+
+
+# --- faults for drills (a node is addressed by its Patroni member name) ------------------------
+
+
+@runtime_checkable
+class NodeFaults(Protocol):
+    """Kill and start a node, as Jepsen's Kill."""
+
     def stop_node(self, node: str) -> None:
         """Graceful: SIGTERM to Patroni, which stops PostgreSQL; waits for both to exit."""
 
@@ -74,10 +96,22 @@ class Backend(Protocol):
 
     def restart_node(self, node: str) -> None: ...
 
+    def node_pids(self, node: str) -> list[int]: ...
+
+
+@runtime_checkable
+class PauseFaults(Protocol):
+    """Freeze and thaw a node, as Jepsen's Pause."""
+
     def freeze_node(self, node: str) -> None:
         """SIGSTOP every process of the node (a hung host)."""
 
     def thaw_node(self, node: str) -> None: ...
+
+
+@runtime_checkable
+class PostgresFaults(Protocol):
+    """Faults of PostgreSQL's own processes, Patroni left running."""
 
     def kill_postgres(self, node: str) -> None:
         """SIGKILL the postmaster only; Patroni stays up."""
@@ -87,11 +121,14 @@ class Backend(Protocol):
 
     def thaw_walsenders(self, node: str) -> None: ...
 
+
+@runtime_checkable
+class ComponentFaults(Protocol):
+    """Kill and start any component: a node, a DCS member, an HAProxy, a pooler."""
+
     def stop_dcs_member(self, member: int) -> None: ...
 
     def start_dcs_member(self, member: int) -> None: ...
-
-    def node_pids(self, node: str) -> list[int]: ...
 
     def kill_component(self, name: str) -> None:
         """SIGKILL every process of any component (a node, a DCS member, an HAProxy)."""

@@ -32,6 +32,7 @@ import psutil
 
 from pgha.backends.base import ComponentState
 from pgha.backends.postmaster import PostmasterFaults
+from pgha.backends.stopping import stop_in_order
 from pgha.components.dcs import dcs_component
 from pgha.components.patroni import patroni_config
 from pgha.deploy.compose_files import hand_tls_to_containers, write_files
@@ -330,27 +331,15 @@ class ComposeBackend(PostmasterFaults):
                            tail(self.layout.log(name)))
 
     def stop(self) -> None:
-        """Keep the logs, stop HAProxy, the replicas, then the primary (stopped together, a replica
-        may take over while the primary shuts down), then remove the containers and the network;
-        the volumes stay for the next `up`."""
+        """Keep the logs, stop the containers in the one stop order (pgha.model.topology.stop_order),
+        then remove them and the network; the volumes stay for the next `up`."""
         if not self.dir.exists():
             return
         with contextlib.suppress(BackendError):
             self.log_files()
-        existing = self.containers()
-        if existing:
-            leader = probe_leader(self.reach, self.spec.node_names)
-            self._stop(["haproxy"])
-            self._stop([n for n in self.spec.node_names if n != leader])
-            if leader is not None:
-                self._stop([leader])
+        if self.containers():
+            stop_in_order(self, self.topo, probe_leader(self.reach, self.spec.node_names))
         self._compose("down", log=self.layout.log("compose"), timeout=UP_TIMEOUT)
-
-    def renew_certificates(self) -> list[str]:
-        if not self.spec.tls:
-            raise BackendError(f"cluster {self.spec.name!r} runs without TLS: it has no certificates to renew")
-        raise BackendError("pgha rotate-certs does not renew a compose cluster's certificates yet; "
-                           "the netns and local backends do")
 
     def purge(self) -> None:
         """Also remove what outlives the containers: the volumes (the cluster's data) and the
@@ -361,6 +350,9 @@ class ComposeBackend(PostmasterFaults):
                               check=False).split()
         if images:
             self._podman("rmi", "--force", *sorted(set(images)), check=False)
+
+    def stop_components(self, names: list[str]) -> None:
+        self._stop(names)
 
     def _stop(self, components: list[str]) -> None:
         names = [c.name for comp, c in self.containers().items() if comp in components]

@@ -20,8 +20,8 @@ import psutil
 
 from pgha.backends.base import ComponentState
 from pgha.backends.postmaster import PostmasterFaults
-from pgha.components.base import Component, Programs, Site, Unit
-from pgha.components.dcs import DcsMember
+from pgha.backends.stopping import stop_in_order
+from pgha.components.base import CertificateReload, Component, Programs, Site, Unit
 from pgha.components.kinds import component_for, components
 from pgha.components.render import render_component
 from pgha.errors import BackendError, tail
@@ -275,30 +275,26 @@ class ProcessBackend(PostmasterFaults):
         for f in self.rendered():
             if f.path.parent in tls_dirs:
                 replace_file(f.path, f.text, f.mode)
-        dcs = component_for(self.spec, self.topo.dcs[0])
-        assert isinstance(dcs, DcsMember)
         done: list[str] = []
-        for name in self._dcs_names():
-            if self._main_proc(name) is None:
+        for place in self.topo.places:  # the DCS first: a restarted member is back before the rest
+            if self._main_proc(place.name) is None:
                 continue
-            if dcs.reloads_certificates:
-                done.append(f"{name} (reads it at every handshake)")
-                continue
-            log.info(f"restarting {name}: {dcs.name} reads its certificate only at start")
+            how = component_for(self.spec, place).certificate_reload
+            log.info(f"{place.name} takes its new certificate: {how.value}")
+            self._take_up_certificate(place, how)
+            done.append(f"{place.name} ({how.value})")
+        return done
+
+    def _take_up_certificate(self, place: Place, how: CertificateReload) -> None:
+        name = place.name
+        if how is CertificateReload.SIGHUP:
+            procs.send([p for p in [self._main_proc(name)] if p is not None], signal.SIGHUP)
+        elif how is CertificateReload.RESTART:
             self._terminate(name)
             self._spawn(name)
-            self._wait_dcs()
-            done.append(f"{name} (restarted, back in the quorum)")
-        for node in self.spec.node_names:
-            patroni = self._main_proc(node)
-            if patroni is not None:
-                log.info(f"reloading {node} (Patroni's REST API and PostgreSQL take the new certificate)")
-                procs.send([patroni], signal.SIGHUP)
-                done.append(f"{node} (reloaded)")
-        for name in self._haproxy_names():
-            if self._main_proc(name) is None:
-                continue
-            log.info(f"handing {name} its new certificate through its runtime API")
+            if place.kind == "dcs":
+                self._wait_dcs()  # one member at a time, each back in the quorum before the next
+        elif how is CertificateReload.RUNTIME_API:
             pem = self.host_layout(name).tls_pem(name)
             socket_path = self.host_layout(name).haproxy_socket
             try:
@@ -308,15 +304,6 @@ class ProcessBackend(PostmasterFaults):
                 raise BackendError(f"{name} did not take its new certificate: {e}") from None
             if "Success" not in answer:
                 raise BackendError(f"{name} did not take its new certificate: {answer.strip()[:200]}")
-            done.append(f"{name} (runtime API)")
-        for name in self._pooler_names():
-            pooler = self._main_proc(name)
-            if pooler is not None:
-                # RELOAD (SIGHUP) makes PgBouncer build its TLS contexts from the files again.
-                log.info(f"reloading {name} (PgBouncer re-reads its certificate)")
-                procs.send([pooler], signal.SIGHUP)
-                done.append(f"{name} (reloaded)")
-        return done
 
     def _restart_leader(self) -> str | None:
         try:
@@ -355,26 +342,21 @@ class ProcessBackend(PostmasterFaults):
                            tail(self.layout.log(name)))
 
     def stop(self) -> None:
-        log.info("stopping the entrypoints first (PgBouncer, HAProxy): no client reaches a node that is going down")
-        for name in [*self._pooler_names(), *self._haproxy_names()]:
-            self._terminate(name)
-        # Replicas first, then the primary: stopped together, a replica may take over while the
-        # primary shuts down, and the old primary's shutdown checkpoint then diverges from it.
         leader = probe_leader(self.reach, self.spec.node_names)
         if leader is not None:
             self.layout.last_leader_file.write_text(leader)
-            log.info(f"stopping the replicas before the primary {leader}, which starts first next time")
-        self._stop_nodes([n for n in self.spec.node_names if n != leader])
-        if leader is not None:
-            self._stop_nodes([leader])
-        log.info("stopping the DCS members one at a time")
-        for name in self._dcs_names():
-            # One at a time: stopped together, etcd members wait seconds for a leader transfer
-            # that cannot happen.
-            self._terminate(name)
+        stop_in_order(self, self.topo, leader)
         for place in self.topo.places:
             self.layout.pidfile(place.name).unlink(missing_ok=True)
         self.launcher.teardown(self.topo)
+
+    def stop_components(self, names: list[str]) -> None:
+        nodes = [n for n in names if n in self.spec.node_names]
+        if nodes:
+            self._stop_nodes(nodes)
+        others = [n for n in names if n not in nodes]
+        if others:
+            procs.terminate([p for n in others for p in self._mains_of(n)], STOP_TIMEOUT)
 
     def _stop_nodes(self, nodes: list[str]) -> None:
         # SIGTERM to Patroni and a fast shutdown (SIGINT) to its postmaster at once: a down

@@ -7,6 +7,7 @@ import shlex
 import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import ClassVar
 
@@ -137,6 +138,16 @@ def base_environment(home: Path) -> dict[str, str]:
 Needed = dict[str, tuple[Path, str]]  # program -> (where it must be, how to install it)
 
 
+class CertificateReload(Enum):
+    """How a running component takes up a renewed certificate (`pgha rotate-certs`): the one place
+    that knows it is each component kind's `certificate_reload`."""
+
+    PER_HANDSHAKE = "reads it at every handshake"  # etcd: nothing to do
+    SIGHUP = "reloaded"  # Patroni (REST listener re-created, PostgreSQL reloaded), PgBouncer
+    RUNTIME_API = "runtime API"  # HAProxy: `set ssl cert` + `commit ssl cert` on its admin socket
+    RESTART = "restarted"  # ZooKeeper: reads its PEM key store only at start
+
+
 class Component(ABC):
     """One kind of component. Stateless: everything about one instance comes in a Site."""
 
@@ -151,6 +162,7 @@ class Component(ABC):
     after: ClassVar[Kind | None] = None
     open_files: ClassVar[int | None] = None
     stop_settings: ClassVar[tuple[tuple[str, str], ...]] = ()
+    certificate_reload: ClassVar[CertificateReload] = CertificateReload.SIGHUP
 
     @abstractmethod
     def files(self, site: Site) -> list[RenderedFile]:

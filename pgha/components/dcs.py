@@ -9,7 +9,7 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pgha.components.base import Component, Needed, Programs, Site
+from pgha.components.base import CertificateReload, Component, Needed, Programs, Site
 from pgha.model.spec import Spec
 from pgha.model.topology import Kind, Place, Topology
 from pgha.render import RenderedFile, to_yaml
@@ -35,8 +35,8 @@ class DcsMember(Component):
     patroni_key: ClassVar[str]
     # For operators opening ports between hosts (README of the bundles).
     open_ports: ClassVar[str]
-    # Whether a running member takes a renewed certificate from its files (else: a restart).
-    reloads_certificates: ClassVar[bool] = False
+    # ZooKeeper does not reload its PEM key store (seen: the old serial kept being served).
+    certificate_reload: ClassVar[CertificateReload] = CertificateReload.RESTART
 
     def config_path(self, layout: Layout, place: Place) -> Path:
         return layout.dcs_config(place.index)
@@ -86,7 +86,7 @@ class Etcd(DcsMember):
     packages: ClassVar[tuple[str, ...]] = ("etcd-server", "etcd-client")
     open_ports: ClassVar[str] = "2379 (clients) and 2380 (peers)"
     # It reads its certificate files at every TLS handshake (seen: the new serial served at once).
-    reloads_certificates: ClassVar[bool] = True
+    certificate_reload: ClassVar[CertificateReload] = CertificateReload.PER_HANDSHAKE
 
     def config_text(self, topo: Topology, layout: Layout, index: int, tls: bool) -> str:
         return to_yaml(render_etcd(topo, layout, index, tls))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pgha.components.base import Component, Needed, Programs, Site
+from pgha.components.base import CertificateReload, Component, Needed, Programs, Site
 from pgha.model.spec import Spec
 from pgha.model.topology import Kind, Place, Topology
 from pgha.render import RenderedFile
@@ -21,6 +21,8 @@ class HAProxy(Component):
     keeps_data: ClassVar[bool] = False
     service_type: ClassVar[str] = "notify"
     after: ClassVar[Kind | None] = "node"
+    # The stats page's certificate, replaced through the admin socket without a reload.
+    certificate_reload: ClassVar[CertificateReload] = CertificateReload.RUNTIME_API
     # HAProxy as a container's init ignores SIGTERM; SIGUSR1 is its graceful stop (the official
     # image's STOPSIGNAL), which ends once no client is connected.
     stop_settings: ClassVar[tuple[tuple[str, str], ...]] = (("stop_signal", "SIGUSR1"),

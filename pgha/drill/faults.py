@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pgha.backends.base import Backend, NetworkFaults
+from pgha.backends.base import Backend, ComponentFaults, NetworkFaults, NodeFaults, PauseFaults, PostgresFaults
 from pgha.drill import checkers
 from pgha.drill.history import CheckerResult, Event
 from pgha.errors import BackendError, PghaError
@@ -99,6 +99,7 @@ HAPROXIES = ComponentTargets("haproxy, haproxy1..", lambda h: h.haproxies)
 ANY_HOST = NodeTargets("primary | replica | a node, dcsN or an HAProxy", lambda h: (*h.dcs, *h.haproxies))
 
 
+
 @dataclass
 class Nemesis:
     """What a fault's actions get: the backend, the cluster's DCS members, the REST password."""
@@ -128,6 +129,31 @@ class Nemesis:
         if not isinstance(self.backend, NetworkFaults):
             raise BackendError("network faults need hosts of their own: bring the cluster up with --backend netns")
         return self.backend
+
+    # The backend as the protocol a fault needs (pgha.backends.base): a backend that cannot do it
+    # is refused in one line before anything is injected.
+    def nodes(self) -> NodeFaults:
+        if isinstance(self.backend, NodeFaults):
+            return self.backend
+        raise self._unable("kill and start nodes")
+
+    def pause(self) -> PauseFaults:
+        if isinstance(self.backend, PauseFaults):
+            return self.backend
+        raise self._unable("freeze nodes")
+
+    def postgres(self) -> PostgresFaults:
+        if isinstance(self.backend, PostgresFaults):
+            return self.backend
+        raise self._unable("signal PostgreSQL's own processes")
+
+    def components(self) -> ComponentFaults:
+        if isinstance(self.backend, ComponentFaults):
+            return self.backend
+        raise self._unable("kill and start DCS members and entrypoints")
+
+    def _unable(self, what: str) -> BackendError:
+        return BackendError(f"the {self.backend.kind} backend cannot {what}")
 
     def dcs_members(self, target: str) -> list[int]:
         if target == "all":
@@ -168,10 +194,10 @@ def _stall_then_kill(n: Nemesis, target: str) -> float:
     # The senders stop, not the receivers: a stopped receiver's kernel still takes the WAL into
     # its socket buffer and nothing would be lost. What the senders never sent dies with the
     # primary, unless commits waited for a synchronous standby.
-    n.backend.freeze_walsenders(target)
+    n.postgres().freeze_walsenders(target)
     n.sleep(STALL_SECONDS)
     landed = n.clock()
-    n.backend.kill_node(target)
+    n.nodes().kill_node(target)
     return landed
 
 
@@ -190,12 +216,12 @@ def _rolling_restart(n: Nemesis, leader: str) -> None:
 
 def _stop_dcs(n: Nemesis, target: str) -> None:
     for member in n.dcs_members(target):
-        n.backend.stop_dcs_member(member)
+        n.components().stop_dcs_member(member)
 
 
 def _start_dcs(n: Nemesis, target: str) -> None:
     for member in n.dcs_members(target):
-        n.backend.start_dcs_member(member)
+        n.components().start_dcs_member(member)
 
 
 def _partition(n: Nemesis, target: str) -> None:
@@ -212,7 +238,7 @@ def _self_demotion(events: Sequence[Event], target: str, fault_time: float, ttl:
 
 
 def _start_node(n: Nemesis, target: str) -> None:
-    n.backend.start_node(target)
+    n.nodes().start_node(target)
 
 
 def _table(faults: Iterable[Fault]) -> dict[str, Fault]:
@@ -221,17 +247,17 @@ def _table(faults: Iterable[Fault]) -> dict[str, Fault]:
 
 FAULTS: dict[str, Fault] = _table([
     Fault("stop", "graceful stop of Patroni (SIGTERM, as `docker stop`); restarted at heal", NODES,
-          lambda n, t: n.backend.stop_node(t), _start_node),
+          lambda n, t: n.nodes().stop_node(t), _start_node),
     # The supervisor (systemd's Restart=, a container's restart policy) brings it back; the heal
     # only makes sure.
     Fault("kill", "SIGKILL to Patroni and PostgreSQL, restarted at once by the supervisor", NODES,
-          lambda n, t: n.backend.crash_node(t), _start_node, held=False),
+          lambda n, t: n.nodes().crash_node(t), _start_node, held=False),
     Fault("node-loss", "SIGKILL to every process of the node; no restart until heal", NODES,
-          lambda n, t: n.backend.kill_node(t), _start_node),
+          lambda n, t: n.nodes().kill_node(t), _start_node),
     Fault("freeze", "SIGSTOP to every process of the node (a hung host); SIGCONT at heal", NODES,
-          lambda n, t: n.backend.freeze_node(t), lambda n, t: n.backend.thaw_node(t)),
+          lambda n, t: n.pause().freeze_node(t), lambda n, t: n.pause().thaw_node(t)),
     Fault("crash-postgres", "SIGKILL to the postmaster only; Patroni stays up", NODES,
-          lambda n, t: n.backend.kill_postgres(t), held=False),
+          lambda n, t: n.postgres().kill_postgres(t), held=False),
     Fault("dcs-down", "stop one DCS member (target 'majority' or 'all': that many); restarted at heal",
           DCS_MEMBERS, _stop_dcs, _start_dcs, settles=True),
     Fault("stall-then-kill", f"pause the primary's WAL senders for {STALL_SECONDS:.0f} s under load, then lose "
@@ -241,7 +267,7 @@ FAULTS: dict[str, Fault] = _table([
     Fault("rolling-restart", "restart PostgreSQL everywhere: replicas, a planned hand-over, the old primary "
           "(pgha restart --rolling)", NODES, _rolling_restart, held=False),
     Fault("haproxy-kill", "SIGKILL one HAProxy host; restarted at heal", HAPROXIES,
-          lambda n, t: n.backend.kill_component(t), lambda n, t: n.backend.start_component(t)),
+          lambda n, t: n.components().kill_component(t), lambda n, t: n.components().start_component(t)),
     Fault("isolate", "cut the host off from every other host; reconnected at heal", ANY_HOST,
           lambda n, t: n.network().isolate(t), _heal_network, settles=True, network=True,
           extra_verdicts=(_self_demotion,)),

@@ -224,3 +224,27 @@ def multihost_hosts(spec: Spec, readonly: bool = False) -> list[tuple[str, int]]
         return [(host, port) for port in p.postgres]
     ro = [p.entrypoint_ro] if readonly and p.entrypoint_ro is not None else []
     return [(spec.host, port) for port in (*ro, p.entrypoint_rw, *p.entrypoint_rw_more)]
+
+
+@dataclass(frozen=True)
+class StopStep:
+    """Components stopped together, and why they go at this point."""
+
+    places: tuple[Place, ...]
+    why: str
+
+
+def stop_order(topo: Topology, leader: str | None) -> list[StopStep]:
+    """The one order a cluster stops in (`pgha down`, a failed `up` undoing what it started, every
+    backend): the entrypoints first, so that no client reaches a node that is going down; the
+    replicas, then the primary: stopped together, a replica may take over while the primary shuts
+    down, and the old primary's shutdown checkpoint then diverges from it; the DCS members last,
+    one at a time: stopped together, etcd members wait seconds for a leader transfer that cannot
+    happen."""
+    steps = [StopStep((*topo.poolers, *topo.haproxies), "the entrypoints first: no client reaches a node "
+                                                         "that is going down")]
+    replicas = tuple(p for p in topo.nodes if p.name != leader)
+    steps.append(StopStep(replicas, "the replicas before the primary, so that none takes over while it stops"))
+    steps += [StopStep((p,), "the primary, which starts first next time") for p in topo.nodes if p.name == leader]
+    steps += [StopStep((p,), "the DCS members last, one at a time") for p in topo.dcs]
+    return [s for s in steps if s.places]

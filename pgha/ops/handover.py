@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from pgha.backends.base import CertificateRenewal
 from pgha.cluster import HEALTHY_TIMEOUT, Cluster, ClusterError, journaled
 from pgha.errors import BackendError
 from pgha.model.topology import SERVER_SQL, server_names, topology
@@ -170,8 +171,12 @@ def rotate_certs(cluster: Cluster) -> list[str]:
     that took the new ones up. The cluster must be healthy before and is again after."""
     if not cluster.spec.tls:
         raise ClusterError(f"cluster {cluster.name!r} runs without TLS (spec.tls is off): no certificates to renew")
+    backend = cluster.backend()
+    if not isinstance(backend, CertificateRenewal):
+        raise ClusterError(f"pgha rotate-certs does not renew a {backend.kind} cluster's certificates yet; "
+                           "the netns and local backends do")
     cluster.wait_healthy(timeout=10)
-    done = cluster.backend().renew_certificates()
+    done = backend.renew_certificates()
     log.info("checking that the cluster stays healthy")
     cluster.wait_healthy(timeout=60)
     return done

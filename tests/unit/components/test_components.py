@@ -231,3 +231,14 @@ def test_the_pooler_speaks_tls_both_ways_in_a_tls_cluster(tmp_path: Path) -> Non
     assert {"pooler.crt", "pooler.key", "ca.crt"} <= set(files)
     # Its certificate names the address clients on this machine dial too.
     assert spec.host in pki.plan(topo)["pooler"].ips
+
+
+def test_each_kind_says_how_it_takes_up_a_renewed_certificate() -> None:
+    from pgha.components.base import CertificateReload
+    from pgha.components.dcs import DCS_KINDS
+
+    assert DCS_KINDS["etcd"].certificate_reload is CertificateReload.PER_HANDSHAKE
+    assert DCS_KINDS["zookeeper"].certificate_reload is CertificateReload.RESTART
+    assert HAPROXY.certificate_reload is CertificateReload.RUNTIME_API
+    assert PATRONI.certificate_reload is CertificateReload.SIGHUP
+    assert POOLER.certificate_reload is CertificateReload.SIGHUP

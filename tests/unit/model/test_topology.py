@@ -88,3 +88,18 @@ def test_netns_default_profile_has_two_haproxy_hosts_and_the_seed_one() -> None:
     assert build_spec("default", overrides={"backend": "netns"}).haproxy.hosts == 2
     assert build_spec("seed", overrides={"backend": "netns"}).haproxy.hosts == 1
     assert build_spec("default").haproxy.hosts == 1
+
+
+def test_one_stop_order_entrypoints_replicas_primary_then_dcs_one_at_a_time() -> None:
+    from pgha.model.topology import stop_order
+
+    topo = topology(build_spec("default", overrides={"backend": "netns", "name": "x"}))
+    steps = [[p.name for p in step.places] for step in stop_order(topo, leader="node1")]
+    assert steps == [["pooler", "pooler1", "haproxy", "haproxy1"], ["node0", "node2"], ["node1"],
+                     ["dcs0"], ["dcs1"], ["dcs2"]]
+    # No primary known: every node stops in one step, before the DCS.
+    no_leader = [[p.name for p in step.places] for step in stop_order(topo, leader=None)]
+    assert no_leader[1] == ["node0", "node1", "node2"] and no_leader[2] == ["dcs0"]
+    seed = topology(build_spec("seed"))
+    assert [[p.name for p in s.places] for s in stop_order(seed, "postgresql0")] == [
+        ["haproxy"], ["postgresql1"], ["postgresql0"], ["dcs0"]]
