@@ -27,7 +27,7 @@ from pgha.errors import BackendError, PghaError, tail
 from pgha.model.spec import Spec, SpecError
 from pgha.model.topology import multihost_hosts, topology
 from pgha.net.dial import PgTarget
-from pgha.net.probe import ClusterState, health_problem, observe
+from pgha.net.probe import ClusterState, HealthProblem, health_problem, observe
 from pgha.net.probe import leader as probe_leader
 from pgha.net.reach import Reach
 from pgha.security import pki
@@ -291,10 +291,8 @@ class Cluster:
             first = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
             raise ClusterError(f"could not create the application role {APP_USER!r}: {first}") from None
 
-    def wait_healthy(self, timeout: float = HEALTHY_TIMEOUT,
-                     until: Callable[[ClusterState], str | None] | None = None) -> ClusterState:
-        check = until or (lambda s: health_problem(self.spec, s))
-        problem = "not observed yet"
+    def wait_healthy(self, timeout: float = HEALTHY_TIMEOUT) -> ClusterState:
+        problem: HealthProblem | None = HealthProblem("not observed yet")
 
         def healthy() -> ClusterState | None:
             nonlocal problem
@@ -306,22 +304,19 @@ class Cluster:
             if state.leader is not None and state.leader.name != self._known_leader:
                 self._known_leader = state.leader.name
                 log.info(f"{self._known_leader} holds the leader key: it is the primary")
-            problem = check(state) or ""
+            problem = health_problem(self.spec, state)
             return None if problem else state
 
         state = wait_until(healthy, timeout, every=0.25, cancelled=self.cancelled)
         if state is not None:
             return state
-        log_file = self._log_for(problem)
+        log_file = self._log_for(problem.component if problem else None)
         raise ClusterError(f"cluster not healthy after {timeout:.0f} s: {problem} (see {log_file})", tail(log_file))
 
-    def _log_for(self, problem: str) -> Path:
-        for c in self.backend().components():
-            if c.name in problem:
-                return c.log
-        if "HAProxy" in problem:
-            return self.layout.log("haproxy")
-        return self.layout.log(self.spec.node_names[0])
+    def _log_for(self, component: str | None) -> Path:
+        """The log of the component a health problem names (the first node's when none)."""
+        logs = {c.name: c.log for c in self.backend().components()}
+        return logs.get(component or "", logs.get(self.spec.node_names[0], self.layout.log(self.spec.node_names[0])))
 
     @property
     def rw_entrypoint_ports(self) -> list[int]:

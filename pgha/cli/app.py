@@ -137,7 +137,8 @@ def status(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
     """Members, roles, lag, DCS health and HAProxy's view (exit 1 when not healthy)."""
     cluster = _cluster(name)
     state = cluster.state()
-    problem = health_problem(cluster.spec, state)
+    unhealthy = health_problem(cluster.spec, state)
+    problem = None if unhealthy is None else unhealthy.message
     expiry = cluster.certificates_expire()
     days = None if expiry is None else (expiry[1] - datetime.datetime.now(datetime.UTC)).total_seconds() / 86400
     if problem is None and days is not None and days <= 0:

@@ -79,38 +79,50 @@ class ClusterState:
         }
 
 
-def health_problem(spec: Spec, state: ClusterState) -> str | None:
+@dataclass(frozen=True)
+class HealthProblem:
+    """Why a cluster is not healthy, and the component whose log says more (None: no one in
+    particular, e.g. no leader at all)."""
+
+    message: str
+    component: str | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def health_problem(spec: Spec, state: ClusterState) -> HealthProblem | None:
     """Why the cluster is not healthy yet, or None when it is (pure)."""
     unhealthy_dcs = [d.name for d in state.dcs if not d.healthy]
     if unhealthy_dcs:
-        return f"DCS member(s) not healthy: {', '.join(unhealthy_dcs)}"
+        return HealthProblem(f"DCS member(s) not healthy: {', '.join(unhealthy_dcs)}", unhealthy_dcs[0])
     names = {m.name for m in state.members}
     missing = [n for n in spec.node_names if n not in names]
     if missing:
-        return f"node(s) not registered in the DCS: {', '.join(missing)}"
+        return HealthProblem(f"node(s) not registered in the DCS: {', '.join(missing)}", missing[0])
     leaders = [m for m in state.members if m.is_leader]
     if len(leaders) != 1:
-        return f"expected one leader, found {len(leaders)}"
+        return HealthProblem(f"expected one leader, found {len(leaders)}")
     leader = leaders[0]
     if leader.state != "running":
-        return f"leader {leader.name} is {leader.state}"
+        return HealthProblem(f"leader {leader.name} is {leader.state}", leader.name)
     for m in state.members:
         if m is not leader and (m.state != "streaming" or m.lag is None):
-            return f"replica {m.name} is {m.state}, not streaming yet"
+            return HealthProblem(f"replica {m.name} is {m.state}, not streaming yet", m.name)
     if spec.patroni.synchronous_mode and spec.nodes > 1 and not any(m.role == "sync_standby" for m in state.members):
         # Until Patroni names a synchronous standby, no replica may be promoted: a failover at
         # that moment would wait for the old primary forever.
-        return "Patroni has not chosen a synchronous standby yet"
+        return HealthProblem("Patroni has not chosen a synchronous standby yet", leader.name)
     hosts = sorted({s.haproxy for s in state.haproxy}) or ["haproxy"]
     if len(hosts) < spec.haproxy.hosts:
-        return "an HAProxy host does not answer on its admin socket"
+        return HealthProblem("an HAProxy host does not answer on its admin socket", "haproxy")
     for host in hosts:
         problem = _routing_problem(spec, state, leader, host)
         if problem:
-            return problem
+            return HealthProblem(problem, host)
     for pooler in state.poolers:
         if not pooler.answered:
-            return f"pooler {pooler.name} does not answer ({pooler.error})"
+            return HealthProblem(f"pooler {pooler.name} does not answer ({pooler.error})", pooler.name)
     return None
 
 
