@@ -453,12 +453,6 @@ class Cluster:
         tls = "".join(f"&{k}={v}" for k, v in self.tls_parameters.items())
         return f"postgresql://{cred}@{hosts}/{who.dbname}?target_session_attrs={attrs}&connect_timeout=2{tls}"
 
-    def list_clusters(self) -> list[str]:
-        home = self.home
-        if not home.is_dir():
-            return []
-        return sorted(p.name for p in home.iterdir()
-                      if (p / "spec.json").is_file() and is_ours(home, p.name))
 
 
 def _routing_sentence(state: ClusterState) -> str:
@@ -468,3 +462,11 @@ def _routing_sentence(state: ClusterState) -> str:
     replicas = [m.name for m in state.members if m.name != state.leader.name]
     streaming = f"{', '.join(replicas)} stream from it" if replicas else "no replicas"
     return f"{state.leader.name} is the primary, {streaming}, and every HAProxy routes writes to it"
+
+
+def list_clusters(home: Path | None = None) -> list[str]:
+    """The clusters pgha created under home (default: PGHA_HOME): a marker and a spec each."""
+    home = home or default_home()
+    if not home.is_dir():
+        return []
+    return sorted(p.name for p in home.iterdir() if (p / "spec.json").is_file() and is_ours(home, p.name))

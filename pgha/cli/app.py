@@ -21,10 +21,13 @@ from rich.text import Text
 
 from pgha.checks.lines import all_passed, run_checks
 from pgha.cluster import Cluster
+from pgha.cluster import list_clusters as clusters_here
+from pgha.deploy.bundles import write_host_bundles
+from pgha.deploy.compose_files import write_compose_deployment
 from pgha.drill.faults import FAULTS
 from pgha.drill.faults import help_text as fault_help
 from pgha.errors import PghaError
-from pgha.model.names import IMAGE_REFERENCE, cluster_name_problem, has_control_characters
+from pgha.model.names import cluster_name_problem, has_control_characters
 from pgha.model.spec import build_spec, load_spec_file
 from pgha.net.probe import ClusterState, health_problem
 from pgha.ops import handover
@@ -431,8 +434,6 @@ def render_hosts(
                                                                     "cluster's CA (kept in OUT/pki).")] = False,
 ) -> None:
     """One bundle per real machine: configs, systemd units, an install script (Debian/Ubuntu)."""
-    from pgha.deploy.bundles import write_host_bundles
-
     written = write_host_bundles(inventory, out_dir, root, renew_certs=renew_certs)
     for host, files in written.items():
         out.print(f"{host}: {len(files)} files in {out_dir / host}")
@@ -450,31 +451,10 @@ def render_compose_cmd(
                                                         "default (written to .env as PGHA_BASE_IMAGE).")] = None,
 ) -> None:
     """A compose deployment (Containerfile, compose.yaml, configs, .env) for docker/podman compose."""
-    from pgha.deploy.compose_files import existing_secrets, hand_tls_to_containers, write_files
-    from pgha.deploy.compose_project import compose_spec, render_compose
-    from pgha.model.topology import topology
-    from pgha.security import pki
-    from pgha.state.secrets import Secrets
-
     file_settings = load_spec_file(config) if config else {}
     spec = build_spec(profile, file_settings, {"name": name, "profile": profile, "base_port": base_port,
                                                 "backend": "compose"})
-    if base_image is not None and not IMAGE_REFERENCE.fullmatch(base_image):
-        raise UserError(f"--base-image: {base_image!r} is not an image reference such as debian:bookworm-slim")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out: {out_dir} exists and is not a directory")
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / ".env").exists():
-        raise UserError(f"--out: {out_dir} is not empty and holds no earlier deployment; pick an empty directory")
-    # A re-render keeps the passwords: the data volumes were initialised with them.
-    secrets = existing_secrets(out_dir) or Secrets.generate()
-    try:
-        # The CA and every certificate stay beside the deployment (pki/, kept out of the build
-        # context), so a re-render keeps them.
-        certificates = pki.ensure(out_dir / "pki", topology(compose_spec(spec))) if spec.tls else None
-        written = write_files(out_dir, render_compose(spec, secrets, base_image, certificates))
-        hand_tls_to_containers(out_dir)
-    except OSError as e:
-        raise UserError(f"--out: cannot write {out_dir}: {e.strerror}") from None
+    written = write_compose_deployment(spec, out_dir, base_image)
     out.print(f"wrote {len(written)} files to {out_dir} (profile {spec.profile}); "
               f"start it with `podman-compose up -d` or `docker compose up -d` there")
 
@@ -482,7 +462,7 @@ def render_compose_cmd(
 @app.command("list")
 def list_clusters() -> None:
     """The clusters on this machine."""
-    for name in Cluster("default").list_clusters():
+    for name in clusters_here():
         print(name)
 
 

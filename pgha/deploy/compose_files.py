@@ -9,10 +9,41 @@ from pathlib import Path
 
 from pgha.components.haproxy import ENV_STATS
 from pgha.components.patroni import ENV_DCS, ENV_REPLICATION, ENV_REST, ENV_SUPERUSER
-from pgha.deploy.compose_project import CONTAINER_UID, ENV_FILE, TLS_DIR
+from pgha.deploy.compose_project import CONTAINER_UID, ENV_FILE, TLS_DIR, compose_spec, render_compose
+from pgha.errors import PghaError
+from pgha.model.names import IMAGE_REFERENCE
+from pgha.model.spec import Spec
+from pgha.model.topology import topology
 from pgha.render import RenderedFile
+from pgha.security import pki
 from pgha.state.files import write_file
 from pgha.state.secrets import Secrets
+
+
+class DeployError(PghaError):
+    """A deployment that cannot be written where it was asked for (one line)."""
+
+
+def write_compose_deployment(spec: Spec, out_dir: Path, base_image: str | None) -> list[Path]:
+    """`pgha render compose`: the deployment written into out_dir (empty, or holding an earlier
+    render, whose passwords and certificates it keeps); the paths written."""
+    if base_image is not None and not IMAGE_REFERENCE.fullmatch(base_image):
+        raise DeployError(f"--base-image: {base_image!r} is not an image reference such as debian:bookworm-slim")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DeployError(f"--out: {out_dir} exists and is not a directory")
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / ENV_FILE).exists():
+        raise DeployError(f"--out: {out_dir} is not empty and holds no earlier deployment; pick an empty directory")
+    # A re-render keeps the passwords: the data volumes were initialised with them.
+    secrets = existing_secrets(out_dir) or Secrets.generate()
+    try:
+        # The CA and every certificate stay beside the deployment (pki/, kept out of the build
+        # context), so a re-render keeps them.
+        certificates = pki.ensure(out_dir / "pki", topology(compose_spec(spec))) if spec.tls else None
+        written = write_files(out_dir, render_compose(spec, secrets, base_image, certificates))
+        hand_tls_to_containers(out_dir)
+    except OSError as e:
+        raise DeployError(f"--out: cannot write {out_dir}: {e.strerror}") from None
+    return written
 
 
 def read_env(path: Path) -> dict[str, str]:

@@ -16,9 +16,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pgha.deploy.host_bundle import HostBundle
+from pgha.model.ports import POOLER_PORT
 from pgha.model.spec import Spec, SpecError, build_spec, format_validation_error, load_spec_file
 from pgha.model.topology import (
-    POOLER_PORT,
     DcsPorts,
     HAProxyPorts,
     NodePorts,

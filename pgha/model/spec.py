@@ -15,14 +15,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pgha.errors import PghaError
 from pgha.model import names
-from pgha.model.backend_kinds import backend_kind
+from pgha.model.backend_kinds import BACKENDS, backend_kind
 from pgha.model.backend_kinds import find as find_backend
+from pgha.model.ports import (
+    HAPROXY_STATS_PORT,
+    HAS_ELECTION_PORT,
+    LAB_BASE_PORT,
+    LAB_POSTGRES_PORT,
+    POOLER_PORT,
+    REST_PORT,
+    ZK_CLIENT_PORT,
+    ZK_ELECTION_PORT,
+    ZK_PEER_PORT,
+)
 
 PROFILES = ("default", "seed")
-# Whether a DCS kind's members need a third port, for leader election (ZooKeeper's 3888). The
-# spec plans ports below the component classes (pgha.components.dcs), so it keeps this one fact.
-HAS_ELECTION_PORT = {"etcd": False, "zookeeper": True}
-LAB_BASE_PORT = 5432
 MAX_NODES = 9
 
 
@@ -170,7 +177,7 @@ class Spec(_Frozen):
     name: str = "default"
     profile: Literal["default", "seed"] = "default"
     # Where the processes run: this machine's loopback, a network namespace per host, containers.
-    backend: Literal["local", "netns", "compose"] = "local"
+    backend: str = "local"  # a name of pgha.model.backend_kinds, the one list of backends
     # The private network of a netns cluster (inside its namespaces only).
     network: str = "198.18.0.0/24"
     nodes: int = 3
@@ -211,6 +218,14 @@ class Spec(_Frozen):
     def _name(cls, v: str) -> str:
         if not names.is_cluster_name(v):
             raise ValueError(names.CLUSTER_NAME_RULE)
+        return v
+
+    @field_validator("backend")
+    @classmethod
+    def _backend(cls, v: str) -> str:
+        if find_backend(v) is None:
+            *first, last = BACKENDS
+            raise ValueError(f"input should be {', '.join(repr(b) for b in first)} or {last!r}")
         return v
 
     @field_validator("node_prefix")
@@ -319,33 +334,18 @@ def _profile_defaults(profile: str) -> dict[str, Any]:
             "scope": "my_cluster",
             # The lab as published: an open DCS.
             "dcs": {"kind": "zookeeper", "members": 1, "authentication": False},
-            "patroni": {
-                "ttl": 30,
-                "loop_wait": 10,
-                "retry_timeout": 10,
-                "maximum_lag_on_failover": 10 * 1024 * 1024,
-                "primary_start_timeout": 300,
-                "synchronous_mode": True,
-                "synchronous_mode_strict": False,
-                "failsafe_mode": False,
-                "use_pg_rewind": True,
-                "use_slots": True,
-                "parameters": dict(_LAB_POSTGRES_PARAMETERS),
-            },
+            # The settings' own defaults are the lab's values (PatroniSettings, HAProxySettings:
+            # ttl 30, loop_wait 10, retry_timeout 10, ...); the lab sets only these beyond them.
+            "patroni": {"parameters": dict(_LAB_POSTGRES_PARAMETERS)},
             "haproxy": {
                 "check": "lab",
                 "inter_ms": 3000,
-                "fastinter_ms": None,
-                "downinter_ms": None,
                 "fall": 3,
                 "rise": 2,
-                "shutdown_sessions": True,
                 "readonly_port": False,
                 "maxconn": 100,
                 "timeout_connect_ms": 4000,
                 "timeout_check_ms": 5000,
-                "timeout_client": "30m",
-                "timeout_server": "30m",
             },
             "pooler": {"enabled": False},
         }
@@ -406,15 +406,16 @@ def plan_ports(profile: str, base_port: int, nodes: int, dcs_kind: str, dcs_memb
         return {
             "entrypoint_rw": base_port,
             "entrypoint_ro": (base_port + 20) if readonly_port else None,
-            "stats": 7000 + off,
-            "postgres": [5433 + off + i for i in n],
-            "rest": [8008 + off + i for i in n],
-            "dcs_client": [2181 + off + i for i in m],
-            "dcs_peer": [2888 + off + i for i in m],
-            "dcs_election": [3888 + off + i for i in m] if HAS_ELECTION_PORT.get(dcs_kind, False) else [],
+            "stats": HAPROXY_STATS_PORT + off,
+            "postgres": [LAB_POSTGRES_PORT + off + i for i in n],
+            "rest": [REST_PORT + off + i for i in n],
+            # The lab's ZooKeeper ports, whichever DCS a seed cluster is given.
+            "dcs_client": [ZK_CLIENT_PORT + off + i for i in m],
+            "dcs_peer": [ZK_PEER_PORT + off + i for i in m],
+            "dcs_election": [ZK_ELECTION_PORT + off + i for i in m] if HAS_ELECTION_PORT.get(dcs_kind, False) else [],
             "entrypoint_rw_more": [base_port + 40 + k for k in range(haproxy_hosts - 1)],
             # PgBouncer's customary port, shifted like the others.
-            "pooler": [6432 + off + k for k in range(haproxy_hosts)] if pooler else [],
+            "pooler": [POOLER_PORT + off + k for k in range(haproxy_hosts)] if pooler else [],
         }
     b = base_port
     return {

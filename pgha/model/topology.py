@@ -13,6 +13,19 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pgha.model.backend_kinds import backend_kind
+from pgha.model.ports import (
+    ETCD_CLIENT_PORT,
+    ETCD_PEER_PORT,
+    HAPROXY_RO_PORT,
+    HAPROXY_RW_PORT,
+    HAPROXY_STATS_PORT,
+    POOLER_PORT,
+    POSTGRES_PORT,
+    REST_PORT,
+    ZK_CLIENT_PORT,
+    ZK_ELECTION_PORT,
+    ZK_PEER_PORT,
+)
 from pgha.model.spec import Spec
 
 # The names of HAProxy's proxies: the read-write entrypoint, the read-only one, and (netns only,
@@ -22,14 +35,6 @@ RO_PROXY = "replicas"
 POOLER_PROXY = "pooler"
 
 Kind = Literal["node", "dcs", "haproxy", "pooler"]
-
-# Standard ports, used wherever a component has an address to itself.
-POSTGRES_PORT = 5432
-REST_PORT = 8008
-ETCD_CLIENT_PORT, ETCD_PEER_PORT = 2379, 2380
-ZK_CLIENT_PORT, ZK_PEER_PORT, ZK_ELECTION_PORT = 2181, 2888, 3888
-HAPROXY_RW_PORT, HAPROXY_RO_PORT, HAPROXY_STATS_PORT = 5432, 5433, 7000
-POOLER_PORT = 6432
 
 # Host numbers inside the cluster network (netns backend).
 _NODE_HOST, _DCS_HOST, _HAPROXY_HOST, _POOLER_HOST = 10, 20, 30, 40

@@ -107,3 +107,18 @@ def test_a_name_with_a_trailing_newline_or_a_path_is_refused() -> None:
     for name in ("default\n", "../etc", "a/b", "", "."):
         with pytest.raises(SpecError, match="name: must be lowercase"):
             build_spec(None, {}, {"name": name})
+
+
+def test_the_seed_profile_is_the_lab_as_published() -> None:
+    """The lab's postgres0.yml / haproxy.cfg values, whether the profile or the settings' own
+    defaults provide them (the profile states only what differs from the defaults)."""
+    seed = build_spec("seed")
+    p, h = seed.patroni, seed.haproxy
+    assert (p.ttl, p.loop_wait, p.retry_timeout, p.maximum_lag_on_failover) == (30, 10, 10, 10 * 1024 * 1024)
+    assert (p.primary_start_timeout, p.synchronous_mode, p.synchronous_mode_strict) == (300, True, False)
+    assert (p.failsafe_mode, p.use_pg_rewind, p.use_slots) == (False, True, True)
+    assert p.parameters["archive_mode"] == "always" and p.parameters["wal_keep_size"] == "128MB"
+    assert (h.check, h.inter_ms, h.fastinter_ms, h.downinter_ms, h.fall, h.rise) == ("lab", 3000, None, None, 3, 2)
+    assert (h.maxconn, h.timeout_connect_ms, h.timeout_check_ms, h.timeout_client, h.timeout_server) == \
+        (100, 4000, 5000, "30m", "30m")
+    assert (seed.nodes, seed.dcs.kind, seed.dcs.members, seed.dcs.authentication) == (2, "zookeeper", 1, False)
