@@ -10,13 +10,11 @@ nemesis all read this table: adding a fault is one entry here (plus its tests).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from pgha.backends.base import Backend, ComponentFaults, NetworkFaults, NodeFaults, PauseFaults, PostgresFaults
-from pgha.drill import checkers
-from pgha.drill.history import CheckerResult, Event
 from pgha.errors import BackendError, PghaError
 from pgha.ops.patroni_api import request_switchover
 
@@ -165,8 +163,6 @@ class Nemesis:
 
 # An action returns the time the fault landed, or None when that is when the action began.
 Action = Callable[[Nemesis, str], float | None]
-# An extra verdict: (events, target, fault time, ttl) -> result.
-Verdict = Callable[[Sequence[Event], str, float, float], CheckerResult]
 
 
 def _nothing(n: Nemesis, target: str) -> None:
@@ -187,7 +183,9 @@ class Fault:
     settles: bool = False
     # Needs hosts of their own (a backend with NetworkFaults).
     network: bool = False
-    extra_verdicts: tuple[Verdict, ...] = field(default=())
+    # Verdicts beyond the standard ones, by the name of their checker (pgha.drill.checkers.CHECKERS),
+    # given when the fault hit a node.
+    extra_verdicts: tuple[str, ...] = ()
 
 
 def _stall_then_kill(n: Nemesis, target: str) -> float:
@@ -233,10 +231,6 @@ def _heal_network(n: Nemesis, target: str) -> None:
     n.network().heal_network()
 
 
-def _self_demotion(events: Sequence[Event], target: str, fault_time: float, ttl: float) -> CheckerResult:
-    return checkers.check_self_demotion(events, target, fault_time, ttl)
-
-
 def _start_node(n: Nemesis, target: str) -> None:
     n.nodes().start_node(target)
 
@@ -270,11 +264,11 @@ FAULTS: dict[str, Fault] = _table([
           lambda n, t: n.components().kill_component(t), lambda n, t: n.components().start_component(t)),
     Fault("isolate", "cut the host off from every other host; reconnected at heal", ANY_HOST,
           lambda n, t: n.network().isolate(t), _heal_network, settles=True, network=True,
-          extra_verdicts=(_self_demotion,)),
+          extra_verdicts=("self_demotion",)),
     Fault("isolate-dcs", "cut a node off from every DCS member; it still reaches the other nodes", NODES,
           lambda n, t: n.network().cut(t, list(n.dcs)), _heal_network, settles=True, network=True),
     Fault("partition", "split the hosts: the node with a minority of the DCS members against the rest", NODES,
-          _partition, _heal_network, settles=True, network=True, extra_verdicts=(_self_demotion,)),
+          _partition, _heal_network, settles=True, network=True, extra_verdicts=("self_demotion",)),
     Fault("loss", f"drop {LOSS_PERCENT}% of the packets on the host's link, both ways", ANY_HOST,
           lambda n, t: n.network().lose_packets(t, LOSS_PERCENT), _heal_network, settles=True, network=True),
     Fault("lag", f"delay every packet leaving the host by {LAG_MS} ms (tc netem)", ANY_HOST,

@@ -297,28 +297,27 @@ def _run_drill(cluster: Cluster, options: DrillOptions) -> DrillOutcome:
 
 def single_results(events: list[Event], final: FinalState, fault_time: float, target: str,
                    nodes: tuple[str, ...], fault: str = "", ttl: float = 0.0) -> list[CheckerResult]:
-    """The verdicts of one drill; a fault that hit no node (the DCS) is judged by whether the
-    cluster was healthy again after the heal instead of by a node's rejoin (pure)."""
-    results = checkers.run_all(events, final, target, fault_time=fault_time, deadline_s=REJOIN_DEADLINE)
-    if target not in nodes:
-        results[-1] = checkers.check_healthy_after_heal(events, target)
-    elif fault:
-        results += [verdict(events, target, fault_time, ttl) for verdict in fault_named(fault).extra_verdicts]
-    return results
+    """The verdicts of one drill in report order: the standard ones (see instead_for), then the
+    fault's extra verdicts when it hit a node (pure)."""
+    evidence = checkers.Evidence(sorted_events(events), final, target, fault_time=fault_time,
+                                 deadline_s=REJOIN_DEADLINE, ttl=ttl)
+    extra = fault_named(fault).extra_verdicts if fault and target in nodes else ()
+    verdicts = (*checkers.STANDARD, *extra)
+    return list(checkers.compose(evidence, verdicts, checkers.instead_for(target in nodes)).values())
 
 
 def soak_results(events: list[Event], final: FinalState, cycles: list[tuple[float, str, str]],
                  node_target: Callable[[str], str]) -> list[CheckerResult]:
     """Lost writes and split-brain over the whole soak; outage and rejoin per fault (pure)."""
     evs = sorted_events(events)
-    results = [checkers.check_lost_writes(evs, final), checkers.check_split_brain(evs, final=final)]
+    whole = checkers.Evidence(evs, final, target="")
+    results = list(checkers.compose(whole, ("lost_writes", "split_brain")).values())
     bounds = [t for t, _, _ in cycles[1:]] + [float("inf")]
     for i, ((fault_time, fault, target), end) in enumerate(zip(cycles, bounds, strict=True), start=1):
-        window = [e for e in evs if e.time < end]
-        rejoin = (checkers.check_rejoin(window, node_target(target), REJOIN_DEADLINE) if node_target(target) == target
-                  else checkers.check_healthy_after_heal(window, target))
-        for r in (checkers.check_outage(window, fault_time), rejoin):
-            results.append(replace(r, name=f"{r.name} #{i} ({fault} on {target})"))
+        window = checkers.Evidence([e for e in evs if e.time < end], final, target, fault_time=fault_time,
+                                   deadline_s=REJOIN_DEADLINE)
+        judged = checkers.compose(window, ("outage", "rejoin"), checkers.instead_for(node_target(target) == target))
+        results += [replace(r, name=f"{r.name} #{i} ({fault} on {target})") for r in judged.values()]
     return results
 
 

@@ -80,7 +80,8 @@ def build_report(run_dir: Path) -> tuple[Path, Path]:
     info = load_info(run_dir / "meta.json")
     results = load_results(run_dir / "results.json")
     if results is None:
-        results = run_all(events, load_final(run_dir / "final.json"), info.target)
+        results = run_all(events, load_final(run_dir / "final.json"), info.target,
+                          target_is_node=info.target in info.nodes)
 
     timeline = merge(
         [*read_logs(run_dir / "logs"), nemesis_lines(events)],

@@ -9,8 +9,10 @@ import pytest
 from psycopg import errors as pg_errors
 
 from pgha.cli.app import UserError, parse_duration
+from pgha.drill import checkers
+from pgha.drill.checkers import instead_for
 from pgha.drill.history import Event, FinalState, RoleSample
-from pgha.drill.run import soak_results
+from pgha.drill.run import REJOIN_DEADLINE, single_results, soak_results
 from pgha.drill.workload import classify_error
 
 
@@ -101,3 +103,56 @@ def test_a_dcs_fault_is_judged_by_the_cluster_being_healthy_after_the_heal() -> 
     healthy = {r.name: r for r in single_results(events, final, 2.0, "all", ("a",))}
     assert healthy["rejoin"].passed and healthy["rejoin"].metrics["rejoin_s"] == pytest.approx(1.5)
     assert healthy["outage"].passed and healthy["lost_writes"].passed
+
+
+def _dcs_drill(rejoined: bool = True) -> tuple[list[Event], FinalState]:
+    events = [_role("a", t / 10, primary=True, timeline=1) for t in range(100)]
+    for i in range(1, 40):
+        events += _write(i, i / 4, "a")
+    events += [Event(2.0, "nemesis", "info", "fault", {"fault": "dcs-down", "target": "all"}),
+               Event(6.0, "nemesis", "info", "heal", {"fault": "dcs-down", "target": "all"})]
+    if rejoined:
+        events.append(Event(7.5, "drill", "info", "phase", {"phase": "rejoined"}))
+    return events, FinalState(primary="a", rows={"a": list(range(1, 40))}, caught_up={})
+
+
+def test_a_dcs_drill_has_healthy_after_heal_in_the_rejoin_slot_by_name() -> None:
+    events, final = _dcs_drill()
+    assert instead_for(target_is_node=False) == {"rejoin": "healthy_after_heal"}
+    assert instead_for(target_is_node=True) == {}
+    results = single_results(events, final, 2.0, "all", ("a",), "dcs-down", 20.0)
+    assert [r.name for r in results] == list(checkers.STANDARD)  # the report order is unchanged
+    by_name = {r.name: r for r in results}
+    assert by_name["rejoin"] == checkers.check_healthy_after_heal(events, "all")
+    assert by_name["rejoin"].metrics["rejoined_as"] == "cluster"
+    assert by_name["outage"] == checkers.check_outage(events, 2.0)
+
+
+def test_a_node_drill_keeps_the_rejoin_checker_and_adds_the_faults_extra_verdicts_after() -> None:
+    events, final = _dcs_drill()
+    events = [*events, Event(2.0, "nemesis", "info", "fault", {"fault": "isolate", "target": "a"}),
+              Event(6.0, "nemesis", "info", "heal", {"fault": "isolate", "target": "a"})]
+    results = single_results(events, final, 2.0, "a", ("a",), "isolate", 20.0)
+    assert [r.name for r in results] == [*checkers.STANDARD, "self_demotion"]
+    by_name = {r.name: r for r in results}
+    assert by_name["rejoin"] == checkers.check_rejoin(events, "a", REJOIN_DEADLINE)
+    assert by_name["self_demotion"] == checkers.check_self_demotion(events, "a", 2.0, 20.0)
+
+
+def test_a_dcs_drill_that_lost_a_write_still_fails() -> None:
+    events, _ = _dcs_drill()
+    lossy = FinalState(primary="a", rows={"a": list(range(2, 40))}, caught_up={})
+    by_name = {r.name: r for r in single_results(events, lossy, 2.0, "all", ("a",), "dcs-down")}
+    assert not by_name["lost_writes"].passed and by_name["lost_writes"].metrics["lost"] == 1
+    assert by_name["rejoin"].passed and by_name["outage"].passed
+
+
+def test_a_soak_judges_a_fault_that_hit_no_node_by_the_cluster_being_healthy() -> None:
+    events, final = _dcs_drill()
+    results = {r.name: r for r in soak_results(events, final, [(2.0, "dcs-down", "all")], lambda t: "a")}
+    assert list(results) == ["lost_writes", "split_brain", "outage #1 (dcs-down on all)",
+                             "rejoin #1 (dcs-down on all)"]
+    assert results["rejoin #1 (dcs-down on all)"].metrics["rejoined_as"] == "cluster"
+    unhealthy, _ = _dcs_drill(rejoined=False)
+    assert not next(r for r in soak_results(unhealthy, final, [(2.0, "dcs-down", "all")], lambda t: "a")
+                    if r.name.startswith("rejoin #1")).passed

@@ -227,3 +227,10 @@ def test_cut_off_faults_bring_the_self_demotion_verdict() -> None:
              for f in ("isolate", "partition", "loss", "stop")}
     assert names["isolate"][-1] == names["partition"][-1] == "self_demotion"
     assert "self_demotion" not in names["loss"] and "self_demotion" not in names["stop"]
+
+
+def test_extra_verdicts_name_checkers_that_exist() -> None:
+    from pgha.drill.checkers import CHECKERS, STANDARD
+
+    for f in FAULTS.values():
+        assert set(f.extra_verdicts) <= set(CHECKERS) - set(STANDARD), f.name

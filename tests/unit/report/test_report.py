@@ -428,3 +428,16 @@ def test_render_markdown_escapes_cells() -> None:
     md = render_markdown(info(), results_with(True), [EVIL], "n", "plot.png")
     row = next(line for line in md.splitlines() if "alert" in line)
     assert row == "| +1.000 | node0 | error | &lt;script&gt;alert(1)&lt;/script&gt; a \\| b |"
+
+
+def test_a_run_without_results_json_is_judged_as_the_drill_would(tmp_path: Path) -> None:
+    """The report's fallback verdicts judge a DCS fault by the cluster's health after the heal,
+    not by a rejoin of a 'node' named 'all' (which could never pass)."""
+    from pgha.drill.checkers import run_all
+    from pgha.drill.history import FinalState
+
+    final = FinalState(primary="node0", rows={"node0": []}, caught_up={"node0": True}, timelines={"node0": 1})
+    as_node = run_all([], final, "all", target_is_node=True)
+    as_dcs = run_all([], final, "all", target_is_node=False)
+    assert [r.name for r in as_node] == [r.name for r in as_dcs]  # the same slots, by name
+    assert as_node[-1].summary != as_dcs[-1].summary
