@@ -334,7 +334,7 @@ def wait_routes_to_primary(cluster: Cluster, port: int, timeout: float = 30.0) -
         if time.monotonic() > deadline:
             raise BenchError(f"port {port} does not route to the primary after {timeout:.0f} s")
         try:
-            with psycopg.connect(cluster.dsn(port), connect_timeout=2) as conn:
+            with psycopg.connect(cluster.clients.dsn(port), connect_timeout=2) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
             streak = streak + 1 if row is not None and row[0] is False else 0
         except psycopg.Error:
@@ -390,13 +390,13 @@ def leader_of(cluster: Cluster) -> str:
 
 def path_conninfo(cluster: Cluster, path: str, leader: str, candidates: list[Candidate]) -> str:
     if path == "haproxy":
-        return _no_password(cluster.entrypoint_dsn())
+        return _no_password(cluster.clients.entrypoint_dsn())
     if path == "multihost":
-        return cluster.multihost_uri(with_password=False)
+        return cluster.clients.multihost_uri(with_password=False)
     if path == "direct":
-        return _no_password(cluster.node_target(leader).dsn)
+        return _no_password(cluster.clients.node_target(leader).dsn)
     port = next(c.port for c in candidates if c.path == path)
-    return _no_password(cluster.dsn(port))
+    return _no_password(cluster.clients.dsn(port))
 
 
 def pgbench(args: list[str], conninfo: str, env: dict[str, str], timeout: float) -> str:
@@ -418,7 +418,7 @@ REPLAY_BEHIND = "SELECT count(*) FROM pg_stat_replication WHERE replay_lsn IS NU
 def settle(cluster: Cluster, timeout: float = 60.0) -> None:
     """pgbench's pre-run vacuum and truncate, a CHECKPOINT, then wait for every replica to replay
     it all, so that no run pays for the previous one's writes."""
-    with psycopg.connect(cluster.entrypoint_dsn(), autocommit=True) as conn:
+    with psycopg.connect(cluster.clients.entrypoint_dsn(), autocommit=True) as conn:
         conn.execute("VACUUM pgbench_branches, pgbench_tellers")
         conn.execute("TRUNCATE pgbench_history")
         conn.execute("CHECKPOINT")

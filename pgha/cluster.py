@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 
 from pgha.backends.base import Backend
 from pgha.backends.factory import make_backend
 from pgha.backends.stopping import stop_in_order
 from pgha.errors import BackendError, PghaError, tail
 from pgha.model.spec import Spec, SpecError
-from pgha.model.topology import multihost_hosts, topology
-from pgha.net.dial import PgTarget
+from pgha.model.topology import topology
+from pgha.net.clients import Clients
 from pgha.net.probe import ClusterState, HealthProblem, health_problem, observe
 from pgha.net.probe import leader as probe_leader
 from pgha.net.reach import Reach
@@ -47,7 +46,7 @@ from pgha.state.ownership import (
     owned_cluster_dir,
     remove_cluster_dir,
 )
-from pgha.state.secrets import APP_DATABASE, APP_USER, SUPERUSER, Secrets
+from pgha.state.secrets import APP_USER, Secrets
 from pgha.waiting import wait_until
 
 log = logging.getLogger(__name__)
@@ -110,16 +109,6 @@ class UpResult:
     changed: bool
     state: ClusterState
     seconds: float
-
-
-@dataclass(frozen=True)
-class Login:
-    """Who connects, to which database: the superuser for administration, the application role
-    for clients and drills."""
-
-    user: str
-    dbname: str
-    password: str
 
 
 class Cluster:
@@ -285,7 +274,7 @@ class Cluster:
 
     def _ensure_app_role(self) -> None:
         try:
-            with psycopg.connect(self.entrypoint_dsn(), connect_timeout=5, autocommit=True) as conn:
+            with psycopg.connect(self.clients.entrypoint_dsn(), connect_timeout=5, autocommit=True) as conn:
                 ensure_app_role(conn, self.secrets.app_password)
         except psycopg.Error as e:
             first = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
@@ -317,11 +306,6 @@ class Cluster:
         """The log of the component a health problem names (the first node's when none)."""
         logs = {c.name: c.log for c in self.backend().components()}
         return logs.get(component or "", logs.get(self.spec.node_names[0], self.layout.log(self.spec.node_names[0])))
-
-    @property
-    def rw_entrypoint_ports(self) -> list[int]:
-        """Every HAProxy host's read-write entrypoint on spec.host."""
-        return [self.spec.ports.entrypoint_rw, *self.spec.ports.entrypoint_rw_more]
 
     def certificates_expire(self) -> tuple[str, datetime.datetime] | None:
         """(which, when) of the cluster's certificate that expires first; None without TLS."""
@@ -379,80 +363,16 @@ class Cluster:
     # --- how to connect --------------------------------------------------------------------------
 
     @property
-    def admin(self) -> Login:
-        return Login(SUPERUSER, "postgres", self.secrets.superuser_password)
-
-    @property
-    def app(self) -> Login:
-        return Login(APP_USER, APP_DATABASE, self.secrets.app_password)
+    def clients(self) -> Clients:
+        """How clients connect: logins, connection strings, the multi-host URI."""
+        return Clients(self.spec, self.secrets, self.reach, self.layout.pki / "ca.crt")
 
     @property
     def client_pgpass(self) -> Path:
         return self.layout.root / "pgpass"
 
     def _write_client_pgpass(self) -> None:
-        spec = self.spec
-        addresses = [(spec.host, spec.ports.entrypoint_rw), *self.multihost_hosts()]
-        addresses += [(self.reach.postgres(n).host, self.reach.postgres(n).port) for n in spec.node_names]
-        if spec.ports.entrypoint_ro is not None:
-            addresses.append((spec.host, spec.ports.entrypoint_ro))
-        lines = [f"{h}:{p}:*:{login.user}:{login.password}" for login in (self.app, self.admin)
-                 for h, p in dict.fromkeys(addresses)]
-        # The pooler admits the application's role only.
-        lines += [f"{spec.host}:{p}:*:{self.app.user}:{self.app.password}" for p in spec.ports.pooler]
-        write_file(self.client_pgpass, "\n".join(lines) + "\n")
-
-    def dsn(self, port: int, dbname: str | None = None, host: str | None = None, login: Login | None = None,
-            **extra: str) -> str:
-        """A connection string; the superuser's unless `login` says otherwise."""
-        who = login or self.admin
-        return make_conninfo(host=host or self.spec.host, port=port, dbname=dbname or who.dbname, user=who.user,
-                             password=who.password, **{**self.tls_parameters, **extra})
-
-    @property
-    def tls_parameters(self) -> dict[str, str]:
-        """What a client adds to check the server is the cluster's (nothing without TLS)."""
-        if not self.spec.tls:
-            return {}
-        return {"sslmode": "verify-full", "sslrootcert": str(self.layout.pki / "ca.crt")}
-
-    def entrypoint_dsn(self, readonly: bool = False, login: Login | None = None, **extra: str) -> str:
-        port = self.spec.ports.entrypoint_ro if readonly else self.spec.ports.entrypoint_rw
-        if port is None:
-            raise ClusterError(f"cluster {self.name!r} has no read-only entrypoint (profile "
-                               f"{self.spec.profile})")
-        return self.dsn(port, login=login, **extra)
-
-    def pooler_dsn(self, login: Login | None = None, k: int = 0, **extra: str) -> str:
-        """Through the pooler beside HAProxy host k (the application's role unless `login` says
-        otherwise: the pooler admits no other)."""
-        if not self.spec.ports.pooler:
-            raise ClusterError(f"cluster {self.name!r} runs without a pooler (pooler.enabled is off)")
-        return self.dsn(self.spec.ports.pooler[k], login=login or self.app, **extra)
-
-    def entrypoint(self, readonly: bool = False, login: Login | None = None, **extra: str) -> PgTarget:
-        return PgTarget(self.entrypoint_dsn(readonly, login, **extra))
-
-    def node_target(self, node: str, dbname: str | None = None, login: Login | None = None,
-                    **extra: str) -> PgTarget:
-        ep = self.reach.postgres(node)
-        return PgTarget(self.dsn(ep.port, dbname=dbname, host=ep.host, login=login, **extra), ep.netns)
-
-    def multihost_hosts(self, readonly: bool = False) -> list[tuple[str, int]]:
-        """What a multi-host URI lists (the backend's registry entry knows: the nodes where
-        clients reach them directly, otherwise every HAProxy host's entrypoint)."""
-        return multihost_hosts(self.spec, readonly)
-
-    def multihost_uri(self, with_password: bool = False, readonly: bool = False, login: Login | None = None) -> str:
-        """A libpq multi-host URI: to the primary, or for reads to a standby while there is one
-        (prefer-standby: reads go on on the primary when no replica is left)."""
-        who = login or self.admin
-        hosts = ",".join(f"{h}:{p}" for h, p in self.multihost_hosts(readonly))
-        cred = who.user + (f":{who.password}" if with_password else "")
-        attrs = "prefer-standby" if readonly else "read-write"
-        tls = "".join(f"&{k}={v}" for k, v in self.tls_parameters.items())
-        return f"postgresql://{cred}@{hosts}/{who.dbname}?target_session_attrs={attrs}&connect_timeout=2{tls}"
-
+        write_file(self.client_pgpass, "\n".join(self.clients.pgpass_lines()) + "\n")
 
 
 def _routing_sentence(state: ClusterState) -> str:

@@ -21,7 +21,7 @@ def check_pooler(cluster: Cluster, state: ClusterState) -> Outcome:
         return Outcome(name, "FAIL", "Patroni reports no single leader")
     evidence, failed = [], []
     for k, port in enumerate(spec.ports.pooler):
-        samples = sample(cluster, PgTarget(cluster.pooler_dsn(k=k)), 3)
+        samples = sample(cluster, PgTarget(cluster.clients.pooler_dsn(k=k)), 3)
         errors = [s for s in samples if isinstance(s, str)]
         hits = [s for s in samples if not isinstance(s, str)]
         evidence.append(f"port {port}: {len(hits)}/3 transactions on {sorted({n for n, _ in hits})}")
@@ -30,7 +30,7 @@ def check_pooler(cluster: Cluster, state: ClusterState) -> Outcome:
         elif any(s != (leader.name, False) for s in hits):
             failed.append(f"port {port} reached a node in recovery or not the primary")
         if spec.tls:
-            plain = PgTarget(cluster.pooler_dsn(k=k, sslmode="disable"))
+            plain = PgTarget(cluster.clients.pooler_dsn(k=k, sslmode="disable"))
             try:
                 one_row(plain, "SELECT 1")
                 failed.append(f"port {port} took a cleartext client")

@@ -22,7 +22,7 @@ def check_replication(cluster: Cluster, state: ClusterState) -> Outcome:
     name = "a table written through the entrypoint reaches every replica"
     replicas = replica_names(cluster, state)
     table = f"pgha_check_{secrets.token_hex(4)}"
-    rw = cluster.entrypoint()
+    rw = cluster.clients.entrypoint()
     try:
         with connect(rw) as conn:
             conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, note text)")
@@ -31,7 +31,7 @@ def check_replication(cluster: Cluster, state: ClusterState) -> Outcome:
             return Outcome(name, "SKIP", f"wrote {ROWS} rows; the cluster has no replicas")
         seen: dict[str, str] = {}
         for node in replicas:
-            seen[node] = _wait_rows(cluster.node_target(node), table)
+            seen[node] = _wait_rows(cluster.clients.node_target(node), table)
         bad = {n: s for n, s in seen.items() if s != str(ROWS)}
         detail = ", ".join(f"{n}: {s} rows" if s.isdigit() else f"{n}: {s}" for n, s in seen.items())
         if bad:
@@ -77,10 +77,10 @@ def check_replicas_read_only(cluster: Cluster, state: ClusterState) -> Outcome:
     results: dict[str, str] = {}
     for node in replicas:
         try:
-            with connect(cluster.node_target(node)) as conn:
+            with connect(cluster.clients.node_target(node)) as conn:
                 conn.execute("CREATE TABLE pgha_check_must_fail (x int)")
             results[node] = "write ACCEPTED"
-            with connect(cluster.node_target(node)) as conn:
+            with connect(cluster.clients.node_target(node)) as conn:
                 conn.execute("DROP TABLE IF EXISTS pgha_check_must_fail")
         except psycopg.Error as e:
             results[node] = f"SQLSTATE {e.sqlstate}" if e.sqlstate else first_line(e)

@@ -16,7 +16,7 @@ def check_rw_entrypoint(cluster: Cluster, state: ClusterState) -> Outcome:
     if leader is None:
         return Outcome(name, "FAIL", "Patroni reports no single leader")
     spec = cluster.spec
-    samples = sample(cluster, cluster.entrypoint(), 5)
+    samples = sample(cluster, cluster.clients.entrypoint(), 5)
     errors = [s for s in samples if isinstance(s, str)]
     hits = [s for s in samples if not isinstance(s, str)]
     wrong = [s for s in hits if s != (leader.name, False)]
@@ -37,7 +37,7 @@ def check_ro_entrypoint(cluster: Cluster, state: ClusterState) -> Outcome:
     replicas = replica_names(cluster, state)
     if not replicas:
         return Outcome(name, "SKIP", "the cluster has no replicas")
-    samples = sample(cluster, cluster.entrypoint(readonly=True), 2 * len(replicas) + 2)
+    samples = sample(cluster, cluster.clients.entrypoint(readonly=True), 2 * len(replicas) + 2)
     errors = [s for s in samples if isinstance(s, str)]
     hits = [s for s in samples if not isinstance(s, str)]
     seen = sorted({n for n, _ in hits})
@@ -56,7 +56,7 @@ def check_one_primary(cluster: Cluster, state: ClusterState) -> Outcome:
     unreachable: list[str] = []
     for node in cluster.spec.node_names:
         try:
-            (recovery,) = one_row(cluster.node_target(node), "SELECT pg_is_in_recovery()")
+            (recovery,) = one_row(cluster.clients.node_target(node), "SELECT pg_is_in_recovery()")
             if not recovery:
                 writable.append(node)
         except psycopg.Error:

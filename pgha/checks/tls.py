@@ -42,7 +42,7 @@ def postgres(cluster: Cluster, state: ClusterState) -> list[Finding]:
     ssl_on, plain_refused = [], []
     for node in cluster.spec.node_names:
         try:
-            with cluster.node_target(node).connect(connect_timeout=TIMEOUT, autocommit=True) as conn:
+            with cluster.clients.node_target(node).connect(connect_timeout=TIMEOUT, autocommit=True) as conn:
                 row = conn.execute("SELECT current_setting('ssl'), s.ssl, s.version FROM pg_stat_ssl s "
                                    "WHERE s.pid = pg_backend_pid()").fetchone()
             ok = row is not None and row[0] == "on" and row[1] is True
@@ -60,14 +60,14 @@ def postgres(cluster: Cluster, state: ClusterState) -> list[Finding]:
 
 
 def _plain_select(cluster: Cluster, node: str) -> Any:
-    with cluster.node_target(node, sslmode="disable").connect(connect_timeout=TIMEOUT) as conn:
+    with cluster.clients.node_target(node, sslmode="disable").connect(connect_timeout=TIMEOUT) as conn:
         return conn.execute("SELECT 1").fetchone()
 
 
 def _replication(cluster: Cluster, leader: str) -> Finding:
     """On the primary: pg_stat_ssl of the WAL senders (a standby's own view proves nothing)."""
     try:
-        with cluster.node_target(leader).connect(connect_timeout=TIMEOUT, autocommit=True) as conn:
+        with cluster.clients.node_target(leader).connect(connect_timeout=TIMEOUT, autocommit=True) as conn:
             rows = conn.execute(_REPLICATION_SQL).fetchall()
     except psycopg.Error as e:
         return False, f"replication: {leader} did not answer ({str(e).strip()[:80]})"
@@ -81,7 +81,7 @@ def _replication(cluster: Cluster, leader: str) -> Finding:
 
 def _hba(cluster: Cluster, node: str) -> Finding:
     try:
-        with cluster.node_target(node).connect(connect_timeout=TIMEOUT, autocommit=True) as conn:
+        with cluster.clients.node_target(node).connect(connect_timeout=TIMEOUT, autocommit=True) as conn:
             row = conn.execute("SELECT count(*) FILTER (WHERE type = 'host'), "
                                "count(*) FILTER (WHERE type = 'hostssl') FROM pg_hba_file_rules").fetchone()
     except psycopg.Error as e:

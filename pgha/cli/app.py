@@ -309,10 +309,10 @@ def connect(name: NameOpt = "default",
     port = spec.ports.entrypoint_ro if ro else spec.ports.entrypoint_rw
     if port is None:
         raise UserError(f"cluster {name!r} has no read-only entrypoint (profile {spec.profile})")
-    login = cluster.admin if admin else cluster.app
+    login = cluster.clients.admin if admin else cluster.clients.app
     pgpass = cluster.client_pgpass
     out.print(f"# through HAProxy ({'read-only' if ro else 'read-write'}), as {login.user}:")
-    tls = "".join(f" {k}={v}" for k, v in cluster.tls_parameters.items())
+    tls = "".join(f" {k}={v}" for k, v in cluster.clients.tls_parameters.items())
     print(f"PGPASSFILE={pgpass} psql 'host={spec.host} port={port} user={login.user} dbname={login.dbname}{tls}'")
     if spec.ports.pooler and not ro and not admin:
         out.print("# through the pooler (transactions; planned hand-overs are a wait, not an error):")
@@ -324,7 +324,7 @@ def connect(name: NameOpt = "default",
         out.print("# without a proxy (libpq picks " + ("a replica" if ro else "the primary") + " itself):")
     else:
         out.print("# over every HAProxy host (libpq moves on when one is lost):")
-    print(f"PGPASSFILE={pgpass} psql '{cluster.multihost_uri(readonly=ro, login=login)}'")
+    print(f"PGPASSFILE={pgpass} psql '{cluster.clients.multihost_uri(readonly=ro, login=login)}'")
     out.print(f"# passwords: {cluster.layout.secrets_file} (mode 0600)")
 
 

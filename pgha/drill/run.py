@@ -85,7 +85,8 @@ def _resolve_target(cluster: Cluster, options: DrillOptions) -> tuple[str, str |
 
 def _prepare_table(cluster: Cluster) -> None:
     # The drill's clients are the application role: the table is its own, in its own database.
-    with psycopg.connect(cluster.entrypoint_dsn(login=cluster.app), connect_timeout=5, autocommit=True) as conn:
+    clients = cluster.clients
+    with psycopg.connect(clients.entrypoint_dsn(login=clients.app), connect_timeout=5, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
         conn.execute(f"TRUNCATE {TABLE}")
 
@@ -107,11 +108,11 @@ def _final_state(cluster: Cluster) -> FinalState:
     caught_up: dict[str, bool] = {}
     primary_lsn = None
     if leader is not None:
-        with cluster.node_target(leader).connect(connect_timeout=5, autocommit=True) as conn:
+        with cluster.clients.node_target(leader).connect(connect_timeout=5, autocommit=True) as conn:
             row = conn.execute("SELECT pg_current_wal_lsn()").fetchone()
             primary_lsn = row[0] if row else None
     for node in cluster.spec.node_names:
-        with cluster.node_target(node, dbname=APP_DATABASE).connect(connect_timeout=5, autocommit=True) as conn:
+        with cluster.clients.node_target(node, dbname=APP_DATABASE).connect(connect_timeout=5, autocommit=True) as conn:
             if node != leader and primary_lsn is not None:
                 def replayed(conn: psycopg.Connection[Any] = conn) -> bool:
                     row = conn.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (primary_lsn,)).fetchone()
@@ -181,15 +182,15 @@ class Session:
                                rolling_restart=lambda: handover.restart(cluster, True))
         _prepare_table(cluster)
         via = options.via
-        app = cluster.app
+        app = cluster.clients.app
         if via == "pooler" and not spec.pooler.enabled:
             raise DrillError(f"via pooler: cluster {cluster.name!r} runs without one (pgha up --pooler)")
-        write_dsn = {"haproxy": lambda: cluster.entrypoint_dsn(login=app),
-                     "pooler": lambda: cluster.pooler_dsn(login=app),
-                     "multihost": lambda: cluster.multihost_uri(with_password=True, login=app)}[via]()
-        read_dsn = cluster.entrypoint_dsn(readonly=True, login=app) if spec.ports.entrypoint_ro else None
+        write_dsn = {"haproxy": lambda: cluster.clients.entrypoint_dsn(login=app),
+                     "pooler": lambda: cluster.clients.pooler_dsn(login=app),
+                     "multihost": lambda: cluster.clients.multihost_uri(with_password=True, login=app)}[via]()
+        read_dsn = cluster.clients.entrypoint_dsn(readonly=True, login=app) if spec.ports.entrypoint_ro else None
         self.workload = Workload(cluster.reach, self.history, write_dsn, read_dsn,
-                                 {n: cluster.node_target(n) for n in spec.node_names}, options.rate)
+                                 {n: cluster.clients.node_target(n) for n in spec.node_names}, options.rate)
         self.started = time.time()
         self.cycles: list[tuple[float, str, str]] = []  # (fault time, fault, target)
 

@@ -96,7 +96,8 @@ def _writable_node(cluster: Cluster, exclude: str) -> str | None:
         if node == exclude:
             continue
         try:
-            with cluster.node_target(node, login=cluster.app).connect(connect_timeout=1, autocommit=True) as conn:
+            target = cluster.clients.node_target(node, login=cluster.clients.app)
+            with target.connect(connect_timeout=1, autocommit=True) as conn:
                 row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
         except psycopg.Error:
             continue
@@ -108,9 +109,10 @@ def _writable_node(cluster: Cluster, exclude: str) -> str | None:
 def _writes_reach_one_new_primary(cluster: Cluster, names: dict[tuple[str, int], str], old: str) -> str | None:
     """The node every read-write entrypoint reaches, when it is one, not `old`, and writable."""
     seen = set()
-    for port in cluster.rw_entrypoint_ports:
+    for port in cluster.clients.rw_entrypoint_ports:
         try:
-            with PgTarget(cluster.dsn(port, login=cluster.app)).connect(connect_timeout=2, autocommit=True) as conn:
+            target = PgTarget(cluster.clients.dsn(port, login=cluster.clients.app))
+            with target.connect(connect_timeout=2, autocommit=True) as conn:
                 row = conn.execute(f"SELECT {SERVER_SQL}, pg_is_in_recovery()").fetchone()
         except psycopg.Error:
             return None

@@ -70,7 +70,7 @@ def test_an_anonymous_write_to_the_dcs_is_refused(cluster: Cluster, attack: str)
     assert result.returncode != 0 and "user name is empty" in result.stderr, result.stdout + result.stderr
     time.sleep(WATCH_S)
     assert leader_and_replica(cluster) == (leader, replica)
-    with psycopg.connect(cluster.entrypoint_dsn(), connect_timeout=5) as conn:
+    with psycopg.connect(cluster.clients.entrypoint_dsn(), connect_timeout=5) as conn:
         row = conn.execute("SHOW archive_command").fetchone()
     assert row is not None and "pgha-attack-proof" not in row[0]
 

@@ -78,7 +78,7 @@ def test_a_planned_hand_over_or_a_graceful_stop_fails_no_write_through_the_poole
     assert meta["new_primary"] != meta["old_primary"]
     # Resumed: the pooler takes writes again, and on the new primary.
     cluster = Cluster(NAME)
-    with psycopg.connect(cluster.pooler_dsn(), autocommit=True) as conn:
+    with psycopg.connect(cluster.clients.pooler_dsn(), autocommit=True) as conn:
         assert conn.execute("SELECT NOT pg_is_in_recovery()").fetchone() == (True,)
     status = json.loads(run_pgha("status", "--name", NAME, "--json").stdout)
     assert [(p["answered"], p["waiting"]) for p in status["poolers"]] == [(True, 0)], status["poolers"]
@@ -88,7 +88,7 @@ def test_a_planned_hand_over_or_a_graceful_stop_fails_no_write_through_the_poole
 def test_a_hand_over_that_cannot_pause_the_pooler_changes_nothing(drill_cluster: Path) -> None:
     cluster = Cluster(NAME)
     before = _roles()
-    with psycopg.connect(cluster.pooler_dsn()) as busy:
+    with psycopg.connect(cluster.clients.pooler_dsn()) as busy:
         # A transaction that runs on: PAUSE waits for it, longer than pooler.pause_timeout_s.
         busy.execute("CREATE TABLE IF NOT EXISTS long_running (x int)")
         busy.commit()
@@ -99,7 +99,7 @@ def test_a_hand_over_that_cannot_pause_the_pooler_changes_nothing(drill_cluster:
         assert len(refused.stderr.strip().splitlines()) == 1
         busy.commit()  # it was never cut off
     assert _roles() == before
-    with psycopg.connect(cluster.pooler_dsn(), autocommit=True) as conn:  # resumed
+    with psycopg.connect(cluster.clients.pooler_dsn(), autocommit=True) as conn:  # resumed
         assert conn.execute("SELECT count(*) >= 1 FROM long_running").fetchone() == (True,)
 
 
@@ -115,7 +115,7 @@ def test_a_killed_primary_through_the_pooler_loses_no_write(drill_cluster: Path)
 
 def test_drills_write_as_the_application_role(drill_cluster: Path) -> None:
     cluster = Cluster(NAME)
-    with psycopg.connect(cluster.entrypoint_dsn(), dbname="app", autocommit=True) as conn:
+    with psycopg.connect(cluster.clients.entrypoint_dsn(), dbname="app", autocommit=True) as conn:
         row = conn.execute("SELECT tableowner FROM pg_tables WHERE tablename = 'pgha_drill'").fetchone()
     assert row == ("app",)  # created by the drill's clients, who are not the superuser
 

@@ -122,7 +122,7 @@ def test_an_attack_from_another_host_is_refused(netns_cluster: Path) -> None:
     time.sleep(5)
     after = cluster.wait_healthy(60).leader
     assert after is not None and after.name == before.name
-    with cluster.entrypoint().connect(connect_timeout=5) as conn:
+    with cluster.clients.entrypoint().connect(connect_timeout=5) as conn:
         row = conn.execute("SHOW archive_command").fetchone()
     assert row is not None and row[0] != "id"
 
@@ -135,7 +135,7 @@ def test_certificates_rotate_under_a_live_writer(netns_cluster: Path) -> None:
     def write() -> None:
         while not stop.is_set():
             try:
-                with cluster.entrypoint().connect(connect_timeout=5, autocommit=True) as conn:
+                with cluster.clients.entrypoint().connect(connect_timeout=5, autocommit=True) as conn:
                     conn.execute("CREATE TABLE IF NOT EXISTS rotation (at timestamptz DEFAULT now())")
                     conn.execute("INSERT INTO rotation DEFAULT VALUES")
                 acked.append(1)
