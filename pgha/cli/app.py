@@ -26,7 +26,9 @@ from pgha.deploy.bundles import write_host_bundles
 from pgha.deploy.compose_files import write_compose_deployment
 from pgha.drill.faults import FAULTS
 from pgha.drill.faults import help_text as fault_help
+from pgha.drill.run import DrillError, DrillOptions, run_drill, run_soak
 from pgha.errors import PghaError
+from pgha.model.backend_kinds import backend_kind
 from pgha.model.names import cluster_name_problem, has_control_characters
 from pgha.model.spec import build_spec, load_spec_file
 from pgha.net.probe import ClusterState, health_problem
@@ -318,7 +320,6 @@ def connect(name: NameOpt = "default",
         out.print("# through the pooler (transactions; planned hand-overs are a wait, not an error):")
         print(f"PGPASSFILE={pgpass} psql 'host={spec.host} port={spec.ports.pooler[0]} user={login.user} "
               f"dbname={login.dbname}{tls}'")
-    from pgha.model.backend_kinds import backend_kind  # the registry knows how this backend's clients connect
 
     if backend_kind(spec.backend).direct_nodes_on is not None:
         out.print("# without a proxy (libpq picks " + ("a replica" if ro else "the primary") + " itself):")
@@ -347,9 +348,7 @@ def drill(
     as_json: JsonOpt = False,
 ) -> None:
     """Inject a fault under a live write load; measure outage, lost writes, split-brain, rejoin."""
-    # Imported here, not for a cycle (there is none): matplotlib costs every other command ~1 s.
-    from pgha.drill.run import DrillError, DrillOptions, run_drill, run_soak
-    from pgha.report import build_report
+    from pgha.report import build_report  # matplotlib: only where a report is drawn (~1 s to import)
 
     cluster = _cluster(name)
     options = DrillOptions(fault=fault, target=target, via=via, rate=rate, hold=hold)

@@ -231,6 +231,10 @@ class Session:
             recovered = wait_until(lambda: time.time() >= settled and _recovered(
                 self.history.events, landed, AFTER_RECOVERY_SECONDS), deadline - time.time())
             self.phase("recovered" if recovered else "deadline")
+            if recovered:
+                log.info(f"writes recovered; healing {time.time() - landed:.1f} s after the fault landed")
+            else:
+                log.warning(f"writes did not recover within {deadline - landed:.0f} s of the fault: healing it anyway")
             if fault.held and self.options.hold:
                 time.sleep(self.options.hold)
             log.info(f"heal: {fault_name} on {target}")

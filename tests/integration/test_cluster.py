@@ -68,6 +68,19 @@ def test_default_profile_on_etcd(cluster_factory, pgha_home: Path) -> None:  # t
     # 7: the DCS refuses anonymous writes; 8: the pooler's transactions land on the primary
     assert [r["status"] for r in results] == ["PASS"] * 8
 
+    # pgha.log: one line per decision of `up`, in the order they were taken.
+    journal = cluster.layout.journal.read_text().splitlines()
+    expected = ["new cluster 'etcd3'", *(f"starting DCS member dcs{i} (etcd)" for i in range(3)),
+                "the DCS has a quorum: 3 of 3", "turning on etcd's authentication",
+                *(f"starting Patroni node node{i}" for i in range(3)), "starting HAProxy", "starting PgBouncer",
+                "holds the leader key: it is the primary", "every HAProxy routes writes to it"]
+    at = 0
+    for want in expected:
+        found = next((i for i in range(at, len(journal)) if want in journal[i]), None)
+        assert found is not None, (want, journal)
+        at = found + 1
+    assert all(" INFO: " in line and line.endswith("]") for line in journal), journal
+
     status = run_pgha("status", "--name", "etcd3", "--json", check=True)
     state = json.loads(status.stdout)
     assert state["healthy"] is True
@@ -103,6 +116,9 @@ def test_default_profile_on_etcd(cluster_factory, pgha_home: Path) -> None:  # t
     ports = [p for _, p in spec.ports.all()]
     down = run_pgha("down", "--name", "etcd3", check=True)
     assert "stopped" in down.stdout
+    stops = [line for line in cluster.layout.journal.read_text().splitlines() if "stopping " in line]
+    assert [s.split(": ", 1)[1].split(":")[0] for s in stops][-3:] == ["stopping dcs0", "stopping dcs1",
+                                                                          "stopping dcs2"], stops
     _assert_gone(pgha_home, "etcd3", ports)
     assert (pgha_home / "etcd3" / "data").exists()  # without --purge the data stays
 

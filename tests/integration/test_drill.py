@@ -58,6 +58,11 @@ def test_drill_on_the_primary(drill_cluster: Path, fault: str, via: str) -> None
     assert meta["new_primary"] and meta["new_primary"] in html
     if fault in ("stop", "freeze"):
         assert meta["new_primary"] != meta["old_primary"]
+    # pgha's own decisions during the run, copied and on the report's timeline beside Patroni's.
+    decisions = (run_dir / "logs" / "pgha.log").read_text()
+    assert f"fault: {fault} on {meta['old_primary']}" in decisions and "waiting for writes to recover" in decisions
+    timeline = (run_dir / "report.md").read_text()
+    assert f"| pgha | pgha | fault: {fault} on {meta['old_primary']} |" in timeline
     assert run_pgha("check", "--name", NAME).returncode == 0
 
 
