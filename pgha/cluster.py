@@ -1,6 +1,8 @@
-"""A handle on one named cluster: its directory, spec, secrets, backend and probe.
+"""A handle on one named cluster: its stored state (directory, spec, secrets, backend) and its
+lifecycle (up, down, waiting for health), each operation's decisions in its pgha.log.
 
-This is what the CLI, the checks and the drill talk to.
+This is what the CLI, the checks, the planned operations (pgha.ops) and the drill talk to; how
+clients connect is `cluster.clients` (pgha.net.clients).
 """
 
 from __future__ import annotations

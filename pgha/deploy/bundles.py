@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pgha.components.base import CertificateReload, Component
 from pgha.components.dcs import dcs_component
+from pgha.components.kinds import components
 from pgha.deploy.compose_files import write_files
 from pgha.deploy.host_bundle import REAL_MACHINE, render_bundle
 from pgha.deploy.inventory import host_bundles, inventory_spec, inventory_topology, load_inventory
 from pgha.errors import PghaError
 from pgha.model.names import PLAIN_ABSOLUTE_PATH
+from pgha.model.spec import Spec
 from pgha.model.topology import Topology
 from pgha.render import RenderedFile
 from pgha.security import pki
@@ -130,8 +133,25 @@ def _security_section(topo: Topology, root: Path) -> list[str]:
             "certificate and key (`conf/tls/`). Keep `pki/` off the hosts. Copy each host's directory to it "
             "over a channel you trust, run `install.sh`, and delete the copy. Certificates last a year: "
             "`pgha render hosts --renew-certs` into this directory issues new ones; copy `conf/tls/` to "
-            "each host, then `systemctl reload` the Patroni and PgBouncer units (etcd reads its files at every "
-            "handshake; HAProxy takes its stats certificate on reload).",
+            "each host, then have each program take its new certificate:",
+            "",
+            *(f"- {_program(c, spec)}: {_ON_A_HOST[c.certificate_reload]}" for c in components(spec)),
             "",
         ]
     return lines
+
+
+# How a program on a systemd host takes up a renewed certificate, by what its kind declares
+# (pgha.components.base.CertificateReload; the process backends do the same without systemd).
+_ON_A_HOST = {
+    CertificateReload.PER_HANDSHAKE: "nothing to do, it reads its files at every TLS handshake",
+    CertificateReload.SIGHUP: "`systemctl reload` its unit",
+    CertificateReload.RUNTIME_API: "`systemctl reload` its unit (a reload re-reads its certificate)",
+    CertificateReload.RESTART: "`systemctl restart` its unit, one host at a time, each member back in the "
+                               "quorum before the next (it reads its certificate only at start)",
+}
+
+
+def _program(component: Component, spec: Spec) -> str:
+    return {"node": "Patroni (and its PostgreSQL)", "haproxy": "HAProxy", "pooler": "PgBouncer",
+            "dcs": spec.dcs.kind}[component.kind]

@@ -164,3 +164,20 @@ def test_netns_backend_runs_the_units_it_renders(tmp_path: Path) -> None:
     assert env["HOME"] == str(tmp_path / "hosts" / "node2")
     assert (tmp_path / "hosts" / "haproxy1" / "conf" / "haproxy.cfg") in files
     assert (tmp_path / "hosts" / "dcs0" / "install.sh") in files
+
+
+@pytest.mark.parametrize(("dcs", "how"), [
+    ("etcd", "- etcd: nothing to do, it reads its files at every TLS handshake"),
+    ("zookeeper", "- zookeeper: `systemctl restart` its unit, one host at a time"),
+])
+def test_the_guide_says_how_each_program_takes_a_renewed_certificate(tmp_path: Path, dcs: str, how: str) -> None:
+    """What the guide tells comes from each kind's declaration (CertificateReload), so a DCS that
+    reads its certificate only at start is restarted, not reloaded."""
+    inventory = {**INVENTORY, "cluster": {"name": "prod", "profile": "default", "dcs": {"kind": dcs}}}
+    out, result = _render(tmp_path, inventory)
+    assert result.returncode == 0, result.stderr
+    readme = (out / "README.md").read_text()
+    assert how in readme
+    assert "- Patroni (and its PostgreSQL): `systemctl reload` its unit" in readme
+    assert "- HAProxy: `systemctl reload` its unit (a reload re-reads its certificate)" in readme
+    assert "- PgBouncer: `systemctl reload` its unit" in readme
