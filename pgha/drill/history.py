@@ -151,6 +151,12 @@ class RunInfo:
     ttl: int | None = None
     loop_wait: int | None = None
     synchronous_mode: bool | None = None
+    # How HAProxy learns of a new primary (pgha.report.seconds): its checks, or pgha's pushed routing.
+    haproxy_inter_ms: int | None = None
+    haproxy_rise: int | None = None
+    haproxy_fastinter_ms: int | None = None
+    haproxy_downinter_ms: int | None = None
+    push_routing: bool | None = None
 
 
 @dataclass(frozen=True)

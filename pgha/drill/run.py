@@ -271,6 +271,9 @@ class Session:
             via=self.options.via, rate=self.options.rate, started=self.started, ended=time.time(),
             old_primary=self.old_primary, new_primary=final.primary, nodes=list(spec.node_names),
             ttl=spec.patroni.ttl, loop_wait=spec.patroni.loop_wait, synchronous_mode=spec.patroni.synchronous_mode,
+            haproxy_inter_ms=spec.haproxy.inter_ms, haproxy_rise=spec.haproxy.rise,
+            haproxy_fastinter_ms=spec.haproxy.fastinter_ms, haproxy_downinter_ms=spec.haproxy.downinter_ms,
+            push_routing=spec.haproxy.push_routing,
         )
         _write_json(self.run_dir / "meta.json", asdict(info))
         _write_json(self.run_dir / "final.json", asdict(final))

@@ -20,9 +20,11 @@ from typing import Any
 
 from pgha.drill.checkers import run_all
 from pgha.drill.history import CheckerResult, Event, FinalState, LogLine, RunInfo, read_history
+from pgha.report.clock import origin_of
 from pgha.report.narrative import explain
 from pgha.report.plot import plot_run
 from pgha.report.render import render_html, render_markdown
+from pgha.report.seconds import stretches
 from pgha.report.timeline import merge, node_of, parse_log
 
 WINDOW_MARGIN_S = 5.0  # log lines this long before the start and after the end still explain the run
@@ -94,8 +96,9 @@ def build_report(run_dir: Path) -> tuple[Path, Path]:
     png = run_dir / PLOT_NAME
     plot_run(events, info, png)
     narrative = explain(info, results, timeline, events)
+    seconds = stretches(info, results, timeline, origin_of(sorted(events, key=lambda e: e.time), info))
     md = run_dir / "report.md"
-    md.write_text(render_markdown(info, results, timeline, narrative, PLOT_NAME))
+    md.write_text(render_markdown(info, results, timeline, narrative, PLOT_NAME, seconds))
     page = run_dir / "report.html"
-    page.write_text(render_html(info, results, timeline, narrative, png.read_bytes()))
+    page.write_text(render_html(info, results, timeline, narrative, png.read_bytes(), seconds))
     return md, page

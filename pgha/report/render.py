@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from pgha.drill.history import CheckerResult, LogLine, RunInfo
 from pgha.report.clock import origin_without_events
+from pgha.report.seconds import Stretch
 
 # The metrics a reader looks at first, per checker; the rest stay in results.json.
 KEY_METRICS: dict[str, tuple[str, ...]] = {
@@ -96,7 +97,8 @@ def _md_cell(text: str) -> str:
 
 
 def render_markdown(
-    info: RunInfo, results: list[CheckerResult], timeline: list[LogLine], narrative: str, plot_name: str
+    info: RunInfo, results: list[CheckerResult], timeline: list[LogLine], narrative: str, plot_name: str,
+    seconds: Sequence[Stretch] = (),
 ) -> str:
     origin = origin_without_events(info, results, timeline)
     out = [
@@ -124,6 +126,7 @@ def render_markdown(
         "",
         narrative,
         "",
+        *_seconds_markdown(seconds, origin),
         f"## Timeline (seconds since {'the fault' if origin != info.started else 'the run started'})",
         "",
         "| t (s) | component | kind | message |",
@@ -186,7 +189,8 @@ def _timeline_row(line: LogLine, origin: float) -> str:
 
 
 def render_html(
-    info: RunInfo, results: list[CheckerResult], timeline: list[LogLine], narrative: str, png: bytes
+    info: RunInfo, results: list[CheckerResult], timeline: list[LogLine], narrative: str, png: bytes,
+    seconds: Sequence[Stretch] = (),
 ) -> str:
     origin = origin_without_events(info, results, timeline)
     verdict = _verdict(results)
@@ -217,6 +221,7 @@ def render_html(
 <img alt="writes per 100 ms and each node's role over time" src="data:image/png;base64,{image}">
 <h2>What happened</h2>
 <p class="narrative">{_e(narrative)}</p>
+{_seconds_html(seconds, origin)}
 <h2>Timeline <small>(seconds since {since})</small></h2>
 <table class="timeline">
 <tr><th>t (s)</th><th>component</th><th>kind</th><th>message</th></tr>
@@ -225,3 +230,33 @@ def render_html(
 </body>
 </html>
 """
+
+
+_SECONDS_INTRO = ("From the fault to the first write acknowledged after it, stretch by stretch, and whose time "
+                  "each was (a stretch the logs do not show is joined to the next, not guessed).")
+
+
+def _seconds_markdown(seconds: Sequence[Stretch], origin: float) -> list[str]:
+    if not seconds:
+        return []
+    return [
+        "## Where the seconds went",
+        "",
+        _SECONDS_INTRO,
+        "",
+        "| stretch | from (s) | to (s) | seconds | whose time | why |",
+        "|---|---:|---:|---:|---|---|",
+        *(f"| {_md_cell(s.name)} | {s.start - origin:+.2f} | {s.end - origin:+.2f} | {s.seconds:.2f} | "
+          f"{_md_cell(s.owner)} | {_md_cell(s.why)} |" for s in seconds),
+        "",
+    ]
+
+
+def _seconds_html(seconds: Sequence[Stretch], origin: float) -> str:
+    if not seconds:
+        return ""
+    rows = "".join(f"<tr><td>{_e(s.name)}</td><td>{s.start - origin:+.2f}</td><td>{s.end - origin:+.2f}</td>"
+                   f"<td>{s.seconds:.2f}</td><td>{_e(s.owner)}</td><td>{_e(s.why)}</td></tr>" for s in seconds)
+    return (f"<h2>Where the seconds went</h2>\n<p>{_e(_SECONDS_INTRO)}</p>\n<table class=\"seconds\">"
+            f"<tr><th>stretch</th><th>from (s)</th><th>to (s)</th><th>seconds</th><th>whose time</th>"
+            f"<th>why</th></tr>{rows}</table>")

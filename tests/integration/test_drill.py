@@ -63,6 +63,10 @@ def test_drill_on_the_primary(drill_cluster: Path, fault: str, via: str) -> None
     assert f"fault: {fault} on {meta['old_primary']}" in decisions and "waiting for writes to recover" in decisions
     timeline = (run_dir / "report.md").read_text()
     assert f"| pgha | pgha | fault: {fault} on {meta['old_primary']} |" in timeline
+    if meta["new_primary"] != meta["old_primary"]:
+        # Where the seconds went: the default profile pushes routing, so HAProxy's time is pgha's hook's.
+        assert "## Where the seconds went" in timeline and "| routing |" in timeline
+        assert "pgha's on_role_change hook" in timeline
     assert run_pgha("check", "--name", NAME).returncode == 0
 
 

@@ -1,0 +1,138 @@
+"""Where the seconds of a failover went: the outage cut into stretches (the loss noticed, the
+leader race, the promotion, the routing, the clients' reconnect), each attributed to the component
+and the setting that own it, from the run's own timeline (pure).
+
+The lab asks *why* writes stopped for as long as they did; the narrative tells what happened in
+order, this tells whose time each stretch was. A stretch whose ends the logs do not show is left
+out rather than guessed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pgha.drill.history import CheckerResult, LogLine, RunInfo
+
+# Faults after which the old primary cannot hand its leader key back: the key has to expire.
+_KEY_MUST_EXPIRE = {"freeze", "node-loss", "isolate", "partition", "stall-then-kill"}
+# Faults that go through Patroni's own shutdown of the primary.
+_GRACEFUL = {"stop", "switchover", "rolling-restart"}
+
+
+@dataclass(frozen=True)
+class Stretch:
+    name: str
+    start: float
+    end: float
+    owner: str  # the component and the setting whose time it was
+    why: str  # one sentence
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+def _first(timeline: Sequence[LogLine], kind: str, after: float, node: str | None = None,
+           prefix: str = "") -> LogLine | None:
+    return next((line for line in timeline if line.kind == kind and line.time >= after
+                 and (node is None or line.node == node) and line.message.startswith(prefix)), None)
+
+
+def _metric(results: Sequence[CheckerResult], name: str, key: str) -> object:
+    result = next((r for r in results if r.name == name), None)
+    return None if result is None else result.metrics.get(key)
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _noticed(info: RunInfo) -> tuple[str, str]:
+    ttl = f"{info.ttl} s" if info.ttl is not None else "its ttl"
+    if info.fault in _KEY_MUST_EXPIRE:
+        return (f"Patroni: the leader key's ttl ({ttl})",
+                f"the old primary could not give its leader key back, and nothing proves it is gone "
+                f"until the key expires, so no replica may take over before then (ttl {ttl})")
+    if info.fault in _GRACEFUL:
+        return ("Patroni's shutdown of the old primary",
+                "Patroni polls pg_controldata once a second until PostgreSQL is down, and sleeps a second "
+                "before it releases the leader key")
+    return ("Patroni on the replicas",
+            "until a replica's Patroni saw that the leader key no longer had an owner")
+
+
+def _race(info: RunInfo) -> tuple[str, str]:
+    loop = f"{info.loop_wait} s" if info.loop_wait is not None else "loop_wait"
+    return (f"Patroni's HA loop (loop_wait {loop})",
+            f"each replica notices the free key within one loop ({loop}) and asks the other members "
+            "which of them is the healthiest before one takes the key (a member that does not answer "
+            "costs up to Patroni's 2 s request timeout)")
+
+
+def _routing(info: RunInfo) -> tuple[str, str]:
+    if info.push_routing:
+        return ("pgha's on_role_change hook",
+                "the new primary told every HAProxy through its admin socket at once; the health checks "
+                "only confirm it")
+    if info.haproxy_inter_ms is not None and info.haproxy_rise is not None:
+        inter, rise = info.haproxy_inter_ms, info.haproxy_rise
+        # A DOWN server is checked every downinter (else inter); once a check passes, the rest of
+        # `rise` come every fastinter (else inter).
+        first = info.haproxy_downinter_ms or inter
+        then = info.haproxy_fastinter_ms or inter
+        settings = f"inter {inter} ms" + (f", downinter {first} ms" if info.haproxy_downinter_ms else "") + \
+            (f", fastinter {then} ms" if info.haproxy_fastinter_ms else "") + f", rise {rise}"
+        return (f"HAProxy's health checks ({settings})",
+                f"HAProxy checks a DOWN server every {first} ms and marks it UP after {rise} passing check(s): "
+                f"a promoted node waits up to {(first + (rise - 1) * then) / 1000:g} s before it receives writes")
+    return ("HAProxy's health checks", "HAProxy marks the promoted node UP once its checks pass")
+
+
+def stretches(info: RunInfo, results: Sequence[CheckerResult], timeline: Sequence[LogLine],
+              origin: float) -> list[Stretch]:
+    """The stretches from the fault (`origin`) to the first acknowledged write after the outage, in
+    time order; empty when the run had no failover to a new primary or no outage to explain."""
+    new = info.new_primary
+    recovered = _number(_metric(results, "outage", "t_recovered"))
+    if new is None or new == info.old_primary or recovered is None:
+        return []
+    lines = sorted(timeline, key=lambda line: line.time)
+    locked = _first(lines, "lock_acquired", origin, new)
+    freed = _first(lines, "lock_free", origin)
+    promoted = _first(lines, "pg_promoted", origin, new)
+    failover_s = _number(_metric(results, "outage", "failover_s"))
+    writable = origin + failover_s if failover_s is not None else None
+    became = promoted.time if promoted is not None else writable
+    routed_line = _first(lines, "backend_up", became, new, "Server primary/") if became is not None else None
+    routing_s = _number(_metric(results, "outage", "routing_s"))
+    routed = routed_line.time if routed_line is not None else (
+        writable + routing_s if writable is not None and routing_s is not None else None)
+    noticed = freed.time if freed is not None and (locked is None or freed.time <= locked.time) else None
+    # A graceful stop: the old primary's PostgreSQL goes down first, then Patroni lets go of the key.
+    stopped = _first(lines, "pg_stopped", origin, info.old_primary) if info.fault in _GRACEFUL else None
+
+    points: list[tuple[str, float | None, tuple[str, str]]] = [
+        *([("the old primary's PostgreSQL stops", stopped.time,
+            (f"PostgreSQL on {info.old_primary}", "a fast shutdown: sessions ended, a shutdown checkpoint"))]
+          if stopped is not None else []),
+        ("the loss noticed", noticed, _noticed(info)),
+        ("leader race", locked.time if locked is not None else None, _race(info)),
+        ("promotion", became, (f"PostgreSQL on {new}", "promote: a new timeline, then Patroni updates the "
+                                                       "leader key and the node accepts writes")),
+        ("routing", routed, _routing(info)),
+        ("clients reconnect", recovered, ("the writers",
+                                          f"the next attempt of a writer through the entrypoint (writes every "
+                                          f"{1 / info.rate:g} s at {info.rate:g}/s) found the new primary")),
+    ]
+    out: list[Stretch] = []
+    start = origin
+    pending: list[tuple[str, str, str]] = []  # stretches whose end the logs do not show
+    for name, end, (owner, why) in points:
+        pending.append((name, owner, why))
+        if end is None or end < start:
+            continue  # not shown, or not in order: joined to the next stretch rather than guessed
+        out.append(Stretch(" and ".join(p[0] for p in pending), start, end, "; ".join(p[1] for p in pending),
+                           "; then ".join(p[2] for p in pending)))
+        pending, start = [], end
+    return out

@@ -1,0 +1,95 @@
+"""Where the seconds went: the outage cut into stretches, each with its owner (pure)."""
+
+from __future__ import annotations
+
+from pgha.drill.history import CheckerResult, LogLine, RunInfo
+from pgha.report.render import render_html, render_markdown
+from pgha.report.seconds import stretches
+
+T0 = 1_000.0
+
+
+def _info(**over: object) -> RunInfo:
+    base: dict[str, object] = dict(cluster="lab", profile="seed", fault="stop", target="postgresql0", via="haproxy",
+                                   rate=20.0, started=T0 - 10, ended=T0 + 60, old_primary="postgresql0",
+                                   new_primary="postgresql1", nodes=["postgresql0", "postgresql1"], ttl=30,
+                                   loop_wait=10, haproxy_inter_ms=3000, haproxy_rise=2, push_routing=False)
+    return RunInfo(**{**base, **over})  # type: ignore[arg-type]
+
+
+def _outage(recovered: float | None, failover_s: float | None = None) -> list[CheckerResult]:
+    return [CheckerResult("outage", True, "", {"t_recovered": recovered, "failover_s": failover_s,
+                                                "routing_s": None})]
+
+
+def _line(t: float, component: str, node: str | None, kind: str, message: str = "") -> LogLine:
+    return LogLine(T0 + t, component, node, kind, message)
+
+
+LAB_STOP = [
+    _line(0.3, "postgresql-postgresql0", "postgresql0", "pg_stopped", "database system is shut down"),
+    _line(2.3, "postgresql1", "postgresql1", "lock_free", "Lock owner: None; I am postgresql1"),
+    _line(2.4, "postgresql1", "postgresql1", "lock_acquired", "promoted self to leader by acquiring session lock"),
+    _line(2.5, "postgresql-postgresql1", "postgresql1", "pg_promoted", "selected new timeline ID: 2"),
+    _line(7.9, "haproxy", "postgresql1", "backend_up", "Server primary/postgresql1 is UP"),
+]
+
+
+def test_the_labs_stop_is_cut_into_stretches_with_their_owners() -> None:
+    got = stretches(_info(), _outage(T0 + 8.0), LAB_STOP, T0)
+    assert [(s.name, round(s.start - T0, 2), round(s.end - T0, 2)) for s in got] == [
+        ("the old primary's PostgreSQL stops", 0.0, 0.3),
+        ("the loss noticed", 0.3, 2.3),
+        ("leader race", 2.3, 2.4),
+        ("promotion", 2.4, 2.5),
+        ("routing", 2.5, 7.9),
+        ("clients reconnect", 7.9, 8.0),
+    ]
+    routing = got[4]
+    # The lab's inter 3s rise 2: a promoted node waits up to 6 s before HAProxy sends it writes.
+    assert routing.owner == "HAProxy's health checks (inter 3000 ms, rise 2)"
+    assert "up to 6 s" in routing.why
+    assert "Patroni's shutdown" in got[1].owner and "loop_wait 10 s" in got[2].owner
+    assert abs(sum(s.seconds for s in got) - 8.0) < 1e-9
+
+
+def test_pushed_routing_and_faster_checks_are_named_as_such() -> None:
+    pushed = stretches(_info(push_routing=True), _outage(T0 + 8.0), LAB_STOP, T0)
+    assert pushed[4].owner == "pgha's on_role_change hook"
+    checks = stretches(_info(haproxy_inter_ms=1000, haproxy_rise=1, haproxy_downinter_ms=500,
+                             haproxy_fastinter_ms=500), _outage(T0 + 8.0), LAB_STOP, T0)
+    assert checks[4].owner == "HAProxy's health checks (inter 1000 ms, downinter 500 ms, fastinter 500 ms, rise 1)"
+    assert "up to 0.5 s" in checks[4].why
+
+
+def test_a_key_that_must_expire_is_the_ttls_time() -> None:
+    freeze = [line for line in LAB_STOP if line.kind != "pg_stopped"]
+    got = stretches(_info(fault="freeze"), _outage(T0 + 8.0), freeze, T0)
+    assert got[0].name == "the loss noticed" and "ttl (30 s)" in got[0].owner
+
+
+def test_what_the_logs_do_not_show_is_joined_to_the_next_stretch_not_guessed() -> None:
+    no_free = [line for line in LAB_STOP if line.kind != "lock_free"]
+    got = stretches(_info(), _outage(T0 + 8.0), no_free, T0)
+    assert got[1].name == "the loss noticed and leader race"
+    assert (got[1].start, got[1].end) == (T0 + 0.3, T0 + 2.4)
+    assert "Patroni's shutdown" in got[1].owner and "HA loop" in got[1].owner
+
+
+def test_no_failover_or_no_recovery_has_nothing_to_explain() -> None:
+    assert stretches(_info(new_primary="postgresql0"), _outage(T0 + 3.0), LAB_STOP, T0) == []
+    assert stretches(_info(new_primary=None), _outage(T0 + 3.0), LAB_STOP, T0) == []
+    assert stretches(_info(), _outage(None), LAB_STOP, T0) == []
+
+
+def test_the_report_shows_the_stretches() -> None:
+    info, results = _info(), _outage(T0 + 8.0)
+    seconds = stretches(info, results, LAB_STOP, T0)
+    # build_report puts the nemesis's fault on the timeline: the renderers' time zero, as here.
+    timeline = [_line(0.0, "nemesis", "postgresql0", "fault", "fault stop on postgresql0"), *LAB_STOP]
+    md = render_markdown(info, results, timeline, "narrative", "plot.png", seconds)
+    assert "## Where the seconds went" in md
+    assert "| routing | +2.50 | +7.90 | 5.40 | HAProxy's health checks (inter 3000 ms, rise 2) |" in md
+    page = render_html(info, results, timeline, "narrative", b"", seconds)
+    assert "<h2>Where the seconds went</h2>" in page and "leader race" in page
+    assert "Where the seconds went" not in render_markdown(info, results, LAB_STOP, "narrative", "plot.png")
