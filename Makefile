@@ -64,6 +64,7 @@ bench: setup
 	$(PY) bench/up.py
 	$(PY) bench/entrypoint.py
 	$(PY) bench/failover.py
+	$(PY) bench/seconds.py
 
 lint: imports
 	$(VENV)/bin/ruff check pgha tests bench

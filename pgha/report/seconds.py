@@ -130,6 +130,10 @@ def stretches(info: RunInfo, results: Sequence[CheckerResult], timeline: Sequenc
     pending: list[tuple[str, str, str]] = []  # stretches whose end the logs do not show
     for name, end, (owner, why) in points:
         pending.append((name, owner, why))
+        if end is not None:
+            # A log line written just after the write it enabled (HAProxy logs a pushed change a
+            # moment later) ends its stretch at the write: the outage ends there.
+            end = min(end, recovered)
         if end is None or end < start:
             continue  # not shown, or not in order: joined to the next stretch rather than guessed
         out.append(Stretch(" and ".join(p[0] for p in pending), start, end, "; ".join(p[1] for p in pending),

@@ -93,3 +93,10 @@ def test_the_report_shows_the_stretches() -> None:
     page = render_html(info, results, timeline, "narrative", b"", seconds)
     assert "<h2>Where the seconds went</h2>" in page and "leader race" in page
     assert "Where the seconds went" not in render_markdown(info, results, LAB_STOP, "narrative", "plot.png")
+
+
+def test_a_log_line_later_than_the_first_write_ends_at_that_write() -> None:
+    # HAProxy logs a pushed routing change a moment after the first write went through.
+    got = stretches(_info(push_routing=True), _outage(T0 + 7.85), LAB_STOP, T0)
+    assert [s.name for s in got][-2:] == ["routing", "clients reconnect"]
+    assert got[-2].end == got[-1].start == got[-1].end == T0 + 7.85
