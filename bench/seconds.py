@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pgha.cluster import Cluster
-from pgha.drill.history import LogLine
+from pgha.drill.history import LogLine, read_history
 from pgha.drill.run import DrillOptions, run_drill
 from pgha.model.spec import build_spec
 from pgha.report import build_report
@@ -39,12 +39,12 @@ def table(run_dir: Path) -> list[str]:
     outage_s = outage.metrics.get("outage_s") if outage else None
     shown = f"{outage_s:.2f}" if isinstance(outage_s, float | int) else "?"
     out = [f"### {info.profile}: {info.fault} on {info.target} (new primary {info.new_primary}; outage {shown} s)", "",
-           "| stretch | from (s) | to (s) | seconds | whose time |", "|---|---:|---:|---:|---|"]
-    found = stretches(info, results, timeline, origin)
-    out += [f"| {s.name} | {s.start - origin:+.2f} | {s.end - origin:+.2f} | {s.seconds:.2f} | {s.owner} |"
+           "| stretch | from (s) | to (s) | seconds | whose time | why |", "|---|---:|---:|---:|---|---|"]
+    found = stretches(info, results, timeline, origin, read_history(run_dir / "history.jsonl"))
+    out += [f"| {s.name} | {s.start - origin:+.2f} | {s.end - origin:+.2f} | {s.seconds:.2f} | {s.owner} | {s.why} |"
             for s in found]
     if not found:
-        out.append("| (no failover to a new primary: nothing to cut) | | | | |")
+        out.append("| (no failover to a new primary: nothing to cut) | | | | | |")
     return [*out, ""]
 
 

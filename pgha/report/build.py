@@ -96,7 +96,7 @@ def build_report(run_dir: Path) -> tuple[Path, Path]:
     png = run_dir / PLOT_NAME
     plot_run(events, info, png)
     narrative = explain(info, results, timeline, events)
-    seconds = stretches(info, results, timeline, origin_of(sorted(events, key=lambda e: e.time), info))
+    seconds = stretches(info, results, timeline, origin_of(sorted(events, key=lambda e: e.time), info), events)
     md = run_dir / "report.md"
     md.write_text(render_markdown(info, results, timeline, narrative, PLOT_NAME, seconds))
     page = run_dir / "report.html"

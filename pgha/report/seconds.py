@@ -9,10 +9,11 @@ out rather than guessed.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pgha.drill.history import CheckerResult, LogLine, RunInfo
+from pgha.drill.history import CheckerResult, Event, LogLine, RunInfo
 
 # Faults after which the old primary cannot hand its leader key back: the key has to expire.
 _KEY_MUST_EXPIRE = {"freeze", "node-loss", "isolate", "partition", "stall-then-kill"}
@@ -89,8 +90,26 @@ def _routing(info: RunInfo) -> tuple[str, str]:
     return ("HAProxy's health checks", "HAProxy marks the promoted node UP once its checks pass")
 
 
+def _reconnect(info: RunInfo, events: Sequence[Event], routed: float | None, recovered: float) -> tuple[str, str]:
+    """Whose time it was from the routing to the first acknowledged write: the writers' next try,
+    unless writes kept failing through the entrypoint after it routed to the new primary (then the
+    failures say what held them up)."""
+    # Writes *invoked* after the routing: one sent before it and failing just after (a connect
+    # timeout on the old primary) is the failover's, not the entrypoint's.
+    invoked = {e.value: e.time for e in events if e.type == "invoke" and e.op == "write"}
+    failures = [e for e in events if e.type == "fail" and e.op == "write" and routed is not None
+                and routed <= invoked.get(e.value, e.time) and e.time < recovered]
+    if not failures:
+        return ("the writers", f"the next attempt of a writer through the entrypoint (writes every "
+                               f"{1 / info.rate:g} s at {info.rate:g}/s) found the new primary")
+    (error, count), = Counter((e.error or "no error text").splitlines()[0] for e in failures).most_common(1)
+    return (f"the entrypoint ({info.via})",
+            f"writes kept failing after HAProxy routed to the new primary: {len(failures)} failed, "
+            f"{count} of them with \"{error}\"")
+
+
 def stretches(info: RunInfo, results: Sequence[CheckerResult], timeline: Sequence[LogLine],
-              origin: float) -> list[Stretch]:
+              origin: float, events: Sequence[Event] = ()) -> list[Stretch]:
     """The stretches from the fault (`origin`) to the first acknowledged write after the outage, in
     time order; empty when the run had no failover to a new primary or no outage to explain."""
     new = info.new_primary
@@ -108,7 +127,12 @@ def stretches(info: RunInfo, results: Sequence[CheckerResult], timeline: Sequenc
     routing_s = _number(_metric(results, "outage", "routing_s"))
     routed = routed_line.time if routed_line is not None else (
         writable + routing_s if writable is not None and routing_s is not None else None)
-    noticed = freed.time if freed is not None and (locked is None or freed.time <= locked.time) else None
+    # The key free: a replica says so, or starts asking the others whether it is the healthiest
+    # (the old primary asks them too while it shuts down: not a sign that anyone noticed).
+    probe = next((line for line in lines if line.kind == "race_probe" and line.time >= origin
+                  and line.node not in (None, info.old_primary)), None)
+    seen = [line.time for line in (freed, probe) if line is not None]
+    noticed = min(seen) if seen and (locked is None or min(seen) <= locked.time) else None
     # A graceful stop: the old primary's PostgreSQL goes down first, then Patroni lets go of the key.
     stopped = _first(lines, "pg_stopped", origin, info.old_primary) if info.fault in _GRACEFUL else None
 
@@ -121,9 +145,7 @@ def stretches(info: RunInfo, results: Sequence[CheckerResult], timeline: Sequenc
         ("promotion", became, (f"PostgreSQL on {new}", "promote: a new timeline, then Patroni updates the "
                                                        "leader key and the node accepts writes")),
         ("routing", routed, _routing(info)),
-        ("clients reconnect", recovered, ("the writers",
-                                          f"the next attempt of a writer through the entrypoint (writes every "
-                                          f"{1 / info.rate:g} s at {info.rate:g}/s) found the new primary")),
+        ("clients reconnect", recovered, _reconnect(info, events, routed, recovered)),
     ]
     out: list[Stretch] = []
     start = origin

@@ -11,7 +11,8 @@ Which parser a component gets is decided by its name (the log file's stem):
 
 Kinds (LogLine.kind):
     Patroni:    patroni_start, lock_acquired, promoted, demoted, following, lock_free, lock_owner,
-                rewind, starting, crash_recovery, bootstrap, failsafe, dcs_error, leader_race, error
+                rewind, starting, crash_recovery, bootstrap, failsafe, dcs_error, leader_race,
+                race_probe (a member asked for its state), error
     PostgreSQL: pg_ready, pg_ready_ro, pg_promoted, pg_shutdown, pg_stopped, pg_crash,
                 crash_recovery, diverged, standby, recovery, timeline, streaming, replication_lost, sync
     HAProxy:    backend_up, backend_down, no_server
@@ -107,7 +108,11 @@ _PATRONI_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("crash_recovery", re.compile(r"crash recovery", re.I)),
     ("bootstrap", re.compile(r"bootstrap|initialized a new cluster|replica has been created", re.I)),
     ("leader_race", re.compile(r"leader race|Could not take out TTL lock|failed to acquire initialize lock", re.I)),
+    # Patroni asking another member for its state: in the leader race (is this node the healthiest?)
+    # and in a primary's shutdown (is there a candidate?). Rewritten short: the member and the answer.
+    ("race_probe", re.compile(r"^(Got response from|Request failed to) \S+?[: ]")),
 )
+_PROBED = re.compile(r"^(Got response from|Request failed to) (\S+?)[: ]")
 
 
 def _patroni_kind(message: str) -> str | None:
@@ -172,6 +177,13 @@ def _parse_patroni(component: str, text: str, node: str | None) -> list[LogLine]
             # "restarting after failure in progress" repeats every loop while PostgreSQL starts;
             # "starting as a secondary" again after a rewind is a new start.
             if out and out[-1].kind == kind and out[-1].message == message:
+                continue
+        elif kind == "race_probe":
+            probed = _PROBED.match(message)
+            assert probed is not None  # the rule matched the same start
+            answer = "it answered" if probed[1] == "Got response from" else "no answer"
+            message = f"asked {probed[2]} for its state: {answer}"
+            if not dedup.fresh(kind, message):
                 continue
         elif not dedup.fresh(kind, message):
             continue

@@ -100,3 +100,33 @@ def test_a_log_line_later_than_the_first_write_ends_at_that_write() -> None:
     got = stretches(_info(push_routing=True), _outage(T0 + 7.85), LAB_STOP, T0)
     assert [s.name for s in got][-2:] == ["routing", "clients reconnect"]
     assert got[-2].end == got[-1].start == got[-1].end == T0 + 7.85
+
+
+def test_a_replica_asking_the_others_marks_the_key_free_but_the_stopping_primary_does_not() -> None:
+    probes = [
+        # The old primary asks the replicas while it shuts down: nobody has noticed anything yet.
+        _line(1.2, "postgresql0", "postgresql0", "race_probe", "asked postgresql1 for its state: it answered"),
+        # A replica asks: the key is free and the race is on.
+        _line(2.2, "postgresql1", "postgresql1", "race_probe", "asked postgresql0 for its state: no answer"),
+    ]
+    timeline = [line for line in LAB_STOP if line.kind != "lock_free"] + probes
+    got = stretches(_info(), _outage(T0 + 8.0), timeline, T0)
+    assert [(s.name, round(s.end - T0, 2)) for s in got][:3] == [
+        ("the old primary's PostgreSQL stops", 0.3), ("the loss noticed", 2.2), ("leader race", 2.4)]
+
+
+def test_writes_failing_after_the_routing_are_the_entrypoints_time_not_the_writers() -> None:
+    from pgha.drill.history import Event
+
+    fails = [ev for i in range(3) for ev in (
+        Event(T0 + 8.0 + i, f"writer-{i}", "invoke", "write", i),
+        Event(T0 + 10.0 + i, f"writer-{i}", "fail", "write", i, error="connection timeout expired"))]
+    # Sent before HAProxy routed (at +7.9) and failing after it: the failover's, not counted.
+    early = [Event(T0 + 7.0, "writer-9", "invoke", "write", 9),
+             Event(T0 + 9.0, "writer-9", "fail", "write", 9, error="connection timeout expired")]
+    got = stretches(_info(), _outage(T0 + 20.0), LAB_STOP, T0, [*early, *fails])
+    last = got[-1]
+    assert last.name == "clients reconnect" and last.owner == "the entrypoint (haproxy)"
+    assert '3 failed, 3 of them with "connection timeout expired"' in last.why
+    # Failures before HAProxy routed to the new primary are the failover's, not the entrypoint's.
+    assert stretches(_info(), _outage(T0 + 20.0), LAB_STOP, T0, early)[-1].owner == "the writers"

@@ -327,3 +327,16 @@ def test_a_node_prefix_that_would_name_another_component_is_refused(prefix: str)
 
     with pytest.raises(SpecError, match="taken by another component"):
         build_spec(file_settings={"node_prefix": prefix})
+
+
+def test_members_asked_for_their_state_are_kept_short_and_once() -> None:
+    text = "\n".join([
+        "2026-11-27 16:08:15,700 INFO: Got response from node1 http://127.0.1.1:5453/patroni: {\"state\": \"running\"}",
+        "2026-11-27 16:08:15,753 WARNING: Request failed to node0: GET http://127.0.1.1:5452/patroni (refused)",
+        "2026-11-27 16:08:16,753 WARNING: Request failed to node0: GET http://127.0.1.1:5452/patroni (refused)",
+    ])
+    lines = parse_log("node2", text, "node2")
+    assert [(line.kind, line.message) for line in lines] == [
+        ("race_probe", "asked node1 for its state: it answered"),
+        ("race_probe", "asked node0 for its state: no answer"),
+    ]
