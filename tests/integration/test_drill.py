@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -152,9 +153,16 @@ def test_losing_every_dcs_member_keeps_the_primary_serving_with_failsafe(drill_c
     results = _by_name(run)
     assert rc == 0, results
     # failsafe_mode: the primary reaches every member through the REST API and keeps its role.
-    meta = json.loads((Path(str(run["run"])) / "meta.json").read_text())
+    run_dir = Path(str(run["run"]))
+    meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["new_primary"] == meta["old_primary"]
-    assert results["outage"]["metrics"]["outage_s"] < 5
+    # Failed twice in about a dozen runs (a ~91 s outage: the primary stopped taking writes until
+    # the DCS came back); on failure, say what Patroni and HAProxy logged, so the cause shows.
+    story = [f"{datetime.fromtimestamp(line['time'], UTC):%H:%M:%S.%f} {line['component']} {line['kind']}: "
+             f"{line['message'][:120]}" for line in json.loads((run_dir / "timeline.json").read_text())
+             if line["kind"] in ("failsafe", "demoted", "dcs_error", "backend_down", "backend_up", "no_server",
+                                 "error", "race_probe", "lock_acquired", "pg_shutdown")]
+    assert results["outage"]["metrics"]["outage_s"] < 5, "\n".join(story[:40])
     assert results["lost_writes"]["metrics"]["lost"] == 0
 
 
