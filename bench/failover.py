@@ -25,7 +25,12 @@ cost:
         --faults stop,kill --via haproxy --out bench/results/failover-tls.md
 
 A `-compose` profile runs
-the compose deployment on rootful Podman (scripts/container-engine.sh first). A fault may
+the compose deployment on the engine pgha picks (Docker first), `-docker` and `-podman` on that
+engine (scripts/container-engine.sh first):
+
+    .venv/bin/python bench/failover.py --profiles default,seed,default-docker,seed-docker,default-podman,seed-podman \
+        --faults stop,kill,freeze --via haproxy --out bench/results/failover-engines.md
+ A fault may
 name its target (`dcs-down:majority`, `haproxy-kill:haproxy`). Faults whose effect waits for the
 leader key to run out (DCS and network faults) are held at least ttl + 5 s. Prints a table and writes it to
 bench/results/failover.md (or --out); every run directory (history, logs, report) stays under
@@ -53,9 +58,15 @@ ALL_FAULTS = "stop,kill,node-loss,freeze,crash-postgres,stall-then-kill,switchov
 BASE_PORTS = {"seed": 23432, "default": 24432, "default-async": 25432, "seed-netns": 27432,
               "default-netns": 28432, "default-netns-nofailsafe": 29432, "default-netns-zk": 22432,
               "seed-compose": 23732, "default-compose": 24532, "default-netns-notls": 29532,
-              "default-tls": 30432}
+              "default-tls": 30432, "default-docker": 21432, "seed-docker": 21632, "default-podman": 21832,
+              "seed-podman": 22032}
 # The compose network of each -compose profile (its bridge is on this machine, so two must differ).
-COMPOSE_NETWORKS = {"seed-compose": "198.18.51.0/24", "default-compose": "198.18.50.0/24"}
+COMPOSE_NETWORKS = {"seed-compose": "198.18.51.0/24", "default-compose": "198.18.50.0/24",
+                    "default-docker": "198.18.52.0/24", "seed-docker": "198.18.53.0/24",
+                    "default-podman": "198.18.54.0/24", "seed-podman": "198.18.55.0/24"}
+# A -docker or -podman profile is the compose deployment on that engine; -compose, on the one
+# pgha picks (Docker first).
+ENGINE_SUFFIXES = ("docker", "podman")
 TARGETS = {  # goals for the default profile, from the issues; the lab's numbers are measured here
     "stop": "< 2 s", "switchover": "< 2 s", "kill": "< 6 s", "crash-postgres": "< 6 s",
     "node-loss": "< ttl + 3 s", "freeze": "< ttl + 3 s", "stall-then-kill": "< ttl + 3 s",
@@ -94,9 +105,12 @@ def spec_for(profile: str, port_shift: int = 0) -> Spec:
         overrides["patroni"] = {"synchronous_mode": False}
     if "netns" in profile:
         overrides["backend"] = "netns"
-    if profile.endswith("-compose"):
+    suffix = profile.rsplit("-", 1)[-1]
+    if suffix == "compose" or suffix in ENGINE_SUFFIXES:
         overrides["backend"] = "compose"
         overrides["network"] = COMPOSE_NETWORKS[profile]
+    if suffix in ENGINE_SUFFIXES:
+        overrides["engine"] = suffix
     if profile.endswith("nofailsafe"):
         overrides["patroni"] = {"failsafe_mode": False}
     if profile.endswith("-zk"):

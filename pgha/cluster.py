@@ -22,7 +22,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 import psycopg
 
 from pgha.backends.base import Backend
-from pgha.backends.factory import make_backend
+from pgha.backends.factory import make_backend, settle
 from pgha.backends.stopping import stop_in_order
 from pgha.errors import BackendError, PghaError, tail
 from pgha.model.spec import Spec, SpecError
@@ -189,6 +189,11 @@ class Cluster:
     @journaled
     def up(self, requested: Spec | None, timeout: float = HEALTHY_TIMEOUT) -> UpResult:
         start = time.monotonic()
+        if requested is not None:
+            try:
+                requested = settle(requested, self.spec if self.exists else None)
+            except BackendError as e:
+                raise ClusterError(str(e)) from None
         if self.exists:
             if requested is not None and requested != self.spec:
                 raise ClusterError(
@@ -218,7 +223,8 @@ class Cluster:
                 raise ClusterError(str(e)) from None
             self._save_spec(spec)
             secrets_store.load_or_create(self.layout.secrets_file)
-            log.info(f"new cluster {self.name!r}: profile {spec.profile}, backend {spec.backend}, {spec.nodes} "
+            on = f" on {spec.engine}" if spec.engine else ""
+            log.info(f"new cluster {self.name!r}: profile {spec.profile}, backend {spec.backend}{on}, {spec.nodes} "
                      f"node(s), {spec.dcs.members} {spec.dcs.kind} member(s), TLS {'on' if spec.tls else 'off'}; "
                      f"its spec and passwords are written to {self.layout.root}")
         backend = self.backend()

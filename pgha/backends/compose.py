@@ -1,10 +1,12 @@
-"""The compose backend: the rendered compose deployment, run by podman-compose on rootful Podman.
+"""The compose backend: the rendered compose deployment, run on Docker or rootful Podman.
 
 pgha writes the deployment (`pgha render compose` output) into the cluster's `compose/`
-directory, builds the image once, and lets podman-compose create the network, the volumes and the
-containers. Faults act on containers the way an operator (or a crash) would: `podman stop`,
-SIGKILL to a container's init with the restart policy bringing it back, `podman kill` (no
-restart), `podman pause`; only the WAL-sender stall reaches into a container's processes.
+directory, builds the image once, and lets the engine's compose program (docker compose,
+docker-compose or podman-compose; pgha.backends.engine) create the network, the volumes and the
+containers. Faults act on containers the way an operator (or a crash) would: `docker stop`,
+SIGKILL to a container's init with the restart policy bringing it back, `docker kill` (no
+restart), `docker pause` (or Podman's same verbs); only the WAL-sender stall reaches into a
+container's processes.
 
 Every container has a fixed address on the compose network (pgha.model.topology). pgha reaches nodes
 and DCS members there: the network's bridge lives in this machine's namespace (rootful Podman),
@@ -16,21 +18,20 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
+from pgha.backends import link_faults
 from pgha.backends.base import ComponentState
+from pgha.backends.engine import SETUP_HINT, Engine
 from pgha.backends.postmaster import PostmasterFaults
 from pgha.backends.stopping import stop_in_order
 from pgha.components.dcs import dcs_component
@@ -46,13 +47,14 @@ from pgha.deploy.compose_project import (
 from pgha.deploy.compose_project import container_name as _container_name
 from pgha.errors import BackendError, tail
 from pgha.model.names import IMAGE_REFERENCE
-from pgha.model.spec import Spec
+from pgha.model.spec import ENGINES, Spec
 from pgha.model.topology import Place, Topology, topology
 from pgha.model.topology import dcs_member_name as member_name
 from pgha.net.dial import Endpoint
 from pgha.net.probe import leader as probe_leader
 from pgha.net.reach import Reach
 from pgha.render import RenderedFile, to_yaml
+from pgha.render.netns_rules import partition as partition_rules
 from pgha.security import pki
 from pgha.security.pki import Pki, controller_tls
 from pgha.state import procs
@@ -134,6 +136,8 @@ class ComposeBackend(PostmasterFaults):
         self.cancelled: Callable[[], bool] = lambda: False
         self.dir = layout.root / "compose"
         self._service = {component: service for service, component, _ in services(spec)}
+        # Clusters made before pgha knew Docker ran on Podman and stored no engine.
+        self.engine = Engine(spec.engine or "podman")
 
     # --- names and the engine --------------------------------------------------------------------
 
@@ -143,49 +147,29 @@ class ComposeBackend(PostmasterFaults):
         except KeyError:
             raise BackendError(f"no component named {component!r}") from None
 
-    def _podman(self, *args: str, timeout: float = ENGINE_TIMEOUT, check: bool = True) -> str:
-        try:
-            result = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout, check=False)
-        except FileNotFoundError:
-            raise BackendError("podman not found: run scripts/container-engine.sh (rootful Podman)") from None
-        except subprocess.TimeoutExpired:
-            raise BackendError(f"podman {args[0]} did not finish in {timeout:.0f} s") from None
-        if check and result.returncode != 0:
-            first = (result.stderr.strip().splitlines() or ["(no message)"])[-1]
-            raise BackendError(f"podman {' '.join(args[:2])}: {first}")
-        return result.stdout
-
-    def _compose_bin(self) -> str:
-        beside = Path(sys.executable).parent / "podman-compose"
-        found = str(beside) if beside.exists() else shutil.which("podman-compose")
-        if found is None:
-            raise BackendError("podman-compose not found: run scripts/container-engine.sh "
-                               "(or pip install podman-compose)")
-        return found
-
     def _compose(self, *args: str, log: Path, timeout: float) -> None:
-        """Run podman-compose in the deployment directory, its output appended to log."""
+        """Run the engine's compose program in the deployment directory, its output appended to log."""
         log.parent.mkdir(parents=True, exist_ok=True)
+        command = self.engine.compose_command()
+        what = " ".join([Path(command[0]).name, *command[1:]])
         with open(log, "ab") as out:
             try:
-                result = subprocess.run([self._compose_bin(), "-p", project_name(self.spec), *args], cwd=self.dir,
+                result = subprocess.run([*command, "-p", project_name(self.spec), *args], cwd=self.dir,
                                         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                         timeout=timeout, check=False)
             except subprocess.TimeoutExpired:
-                raise BackendError(f"podman-compose {args[0]} did not finish in {timeout:.0f} s (see {log})",
+                raise BackendError(f"{what} {args[0]} did not finish in {timeout:.0f} s (see {log})",
                                    tail(log)) from None
         if result.returncode != 0:
-            raise BackendError(f"podman-compose {args[0]} failed (see {log})", tail(log))
+            raise BackendError(f"{what} {args[0]} failed (see {log})", tail(log))
 
     def containers(self) -> dict[str, Container]:
         """This cluster's containers by component name (only those that exist)."""
-        out = self._podman("ps", "-a", "--filter", f"label=io.pgha.cluster={self.spec.name}", "--format", "json")
         found: dict[str, Container] = {}
-        for c in json.loads(out or "[]"):
-            labels = c.get("Labels") or {}
-            component = labels.get("io.pgha.component")
+        for c in self.engine.containers(f"io.pgha.cluster={self.spec.name}"):
+            component = c.labels.get("io.pgha.component")
             if component in self._service:
-                found[component] = Container(c["Names"][0], str(c.get("State", "")).lower(), int(c.get("Pid") or 0))
+                found[component] = Container(c.name, c.state, c.pid)
         return found
 
     def container(self, component: str) -> Container | None:
@@ -225,7 +209,7 @@ class ComposeBackend(PostmasterFaults):
         c = self.container(component)
         if c is None or c.state not in ("running", "paused"):
             return None
-        path = self._podman("inspect", "--format", "{{.NetworkSettings.SandboxKey}}", c.name).strip()
+        path = self.engine.run("inspect", "--format", "{{.NetworkSettings.SandboxKey}}", c.name).strip()
         return path or None
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -239,19 +223,18 @@ class ComposeBackend(PostmasterFaults):
                 # It is written into .env, one variable per line.
                 raise BackendError(f"PGHA_BASE_IMAGE: {chosen!r} is not an image reference")
             return chosen
-        exists = subprocess.run(["podman", "image", "exists", LOCAL_BASE_IMAGE], capture_output=True, check=False)
-        return LOCAL_BASE_IMAGE if exists.returncode == 0 else None
+        return LOCAL_BASE_IMAGE if self.engine.image_exists(LOCAL_BASE_IMAGE) else None
 
     def _image_exists(self) -> bool:
-        return subprocess.run(["podman", "image", "exists", image_name(self.spec)], capture_output=True,
-                              check=False).returncode == 0
+        return self.engine.image_exists(image_name(self.spec))
 
     def preflight(self) -> None:
-        if shutil.which("podman") is None:
-            raise BackendError("podman not found: run scripts/container-engine.sh (rootful Podman)")
+        if not self.engine.answers():
+            raise BackendError(f"{self.engine.name} does not answer: {SETUP_HINT}"
+                               + (", or start dockerd" if self.engine.name == "docker" else ""))
         if os.geteuid() != 0:
-            raise BackendError("the compose backend needs root (rootful Podman)")
-        self._compose_bin()
+            raise BackendError(f"the compose backend needs root (rootful {self.engine.name})")
+        self.engine.compose_command()
         running = self.containers()
         p = self.spec.ports
         published = [("HAProxy read-write entrypoint", p.entrypoint_rw, "haproxy"),
@@ -269,16 +252,16 @@ class ComposeBackend(PostmasterFaults):
         self._check_network()
 
     def _check_network(self) -> None:
-        """Another network on the subnet would make the engine refuse ours; say which one."""
+        """Another network on the subnet, in either engine, would make the engine refuse ours or
+        (the other engine's bridge) take its traffic on this machine: say which one."""
         mine = f"{project_name(self.spec)}_cluster"
-        for net in json.loads(self._podman("network", "ls", "--format", "json") or "[]"):
-            if net.get("name") == mine:
+        for engine in (Engine(name) for name in ENGINES):
+            if not engine.answers():
                 continue
-            for sub in net.get("subnets") or []:
-                if sub.get("subnet") == self.spec.network:
-                    raise BackendError(f"network: {self.spec.network} is already used by podman network "
-                                       f"{net.get('name')!r}; set `network:` in pgha.yaml to another /24 "
-                                       f"inside 198.18.0.0/15")
+            taken = engine.networks_on(self.spec.network, other_than=mine if engine.name == self.engine.name else "")
+            if taken:
+                raise BackendError(f"network: {self.spec.network} is already used by {engine.name} network "
+                                   f"{taken[0]!r}; set `network:` in pgha.yaml to another /24 inside 198.18.0.0/15")
 
     def host_layout(self, name: str) -> Layout:
         """The cluster's directory: `conf/` holds the Patroni configs patronictl uses from here."""
@@ -317,7 +300,8 @@ class ComposeBackend(PostmasterFaults):
             self._compose("build", log=self.layout.log("build"), timeout=BUILD_TIMEOUT)
         if self.cancelled():
             raise KeyboardInterrupt
-        log.info("starting containers (podman-compose up -d)")
+        log.info(f"starting containers ({' '.join(Path(a).name for a in self.engine.compose_command())} up -d "
+                 f"on {self.engine.name})")
         self._compose("up", "-d", "--no-build", log=self.layout.log("compose"), timeout=UP_TIMEOUT)
         def down() -> list[str]:
             return [name for name in self._service if not self._running(name)]
@@ -346,10 +330,9 @@ class ComposeBackend(PostmasterFaults):
         cluster's images (the base image stays)."""
         if self.dir.exists():
             self._compose("down", "-v", log=self.layout.log("compose"), timeout=UP_TIMEOUT)
-        images = self._podman("images", "--quiet", "--filter", f"reference=localhost/pgha-{self.spec.name}",
-                              check=False).split()
+        images = self.engine.images(f"localhost/pgha-{self.spec.name}")
         if images:
-            self._podman("rmi", "--force", *sorted(set(images)), check=False)
+            self.engine.run("rmi", "--force", *images, check=False)
 
     def stop_components(self, names: list[str]) -> None:
         self._stop(names)
@@ -357,8 +340,8 @@ class ComposeBackend(PostmasterFaults):
     def _stop(self, components: list[str]) -> None:
         names = [c.name for comp, c in self.containers().items() if comp in components]
         if names:
-            # A paused container cannot take SIGTERM; podman stop unpauses it first.
-            self._podman("stop", "-t", str(STOP_TIMEOUT), *names, timeout=STOP_TIMEOUT + 30, check=False)
+            # A paused container cannot take SIGTERM; the engine's stop unpauses it first.
+            self.engine.run("stop", "-t", str(STOP_TIMEOUT), *names, timeout=STOP_TIMEOUT + 30, check=False)
 
     def components(self) -> list[ComponentState]:
         found = self.containers()
@@ -385,9 +368,7 @@ class ComposeBackend(PostmasterFaults):
             c = found.get(name)
             text = ""
             if c is not None:
-                result = subprocess.run(["podman", "logs", c.name], stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, timeout=ENGINE_TIMEOUT, check=False)
-                text = result.stdout.decode(errors="replace")
+                text = self.engine.logs(c.name)
             if place in self.topo.nodes:
                 patroni, postgres = split_node_log(text)
                 pg_file = self.layout.logs / f"postgresql-{name}.log"
@@ -411,7 +392,7 @@ class ComposeBackend(PostmasterFaults):
         return c
 
     def stop_node(self, node: str) -> None:
-        self._podman("stop", "-t", str(STOP_TIMEOUT), self._require(node).name, timeout=STOP_TIMEOUT + 30)
+        self.engine.run("stop", "-t", str(STOP_TIMEOUT), self._require(node).name, timeout=STOP_TIMEOUT + 30)
 
     def start_node(self, node: str) -> None:
         self.start_component(node)
@@ -419,12 +400,12 @@ class ComposeBackend(PostmasterFaults):
     def start_component(self, name: str) -> None:
         c = self._require(name)
         if c.state == "paused":
-            self._podman("unpause", c.name)
+            self.engine.run("unpause", c.name)
             return
         if c.state == "running":
             return
         try:
-            self._podman("start", c.name)
+            self.engine.run("start", c.name)
         except BackendError:
             # The restart policy may be starting it at this very moment.
             if not self._wait_running(name, 10):
@@ -448,7 +429,7 @@ class ComposeBackend(PostmasterFaults):
     def kill_component(self, name: str) -> None:
         c = self._require(name)
         if c.state in ("running", "paused"):
-            self._podman("kill", "--signal", "KILL", c.name, check=False)
+            self.engine.run("kill", "--signal", "KILL", c.name, check=False)
         wait_until(lambda: not self._running(name), 10, every=0.05)
 
     def crash_node(self, node: str) -> None:
@@ -463,12 +444,12 @@ class ComposeBackend(PostmasterFaults):
             raise BackendError(f"the restart policy did not bring {node} back in {RESTART_TIMEOUT:.0f} s")
 
     def freeze_node(self, node: str) -> None:
-        self._podman("pause", self._require(node).name)
+        self.engine.run("pause", self._require(node).name)
 
     def thaw_node(self, node: str) -> None:
         c = self._require(node)
         if c.state == "paused":
-            self._podman("unpause", c.name)
+            self.engine.run("unpause", c.name)
 
     def _postmaster(self, node: str) -> psutil.Process | None:
         c = self.container(node)
@@ -484,11 +465,52 @@ class ComposeBackend(PostmasterFaults):
 
 
     def stop_dcs_member(self, member: int) -> None:
-        self._podman("stop", "-t", "10", self._require(member_name(member)).name, timeout=40)
+        self.engine.run("stop", "-t", "10", self._require(member_name(member)).name, timeout=40)
 
     def start_dcs_member(self, member: int) -> None:
         self.start_component(member_name(member))
 
     def node_pids(self, node: str) -> list[int]:
         return [p.pid for p in self._procs(node)]
+
+    # --- network faults (NetworkFaults) ----------------------------------------------------------
+    # The netns backend's nftables rules, inside the container's own network namespace. Not
+    # `docker network disconnect`: that takes the container's address away from pgha too, and a
+    # drill must keep watching an isolated primary to tell whether it stopped taking writes. So a
+    # fault cuts the container off from the cluster's other containers (both ways), and this
+    # machine (the network's gateway, where pgha watches from) still reaches it, as pgha reaches
+    # a netns host through its loopback. A container the engine restarts gets a new namespace,
+    # without the rules.
+
+    def _netns(self, component: str) -> str:
+        path = self.netns_path(component)
+        if path is None:
+            raise BackendError(f"{component} is not running: no network to cut")
+        return path
+
+    def _others(self, component: str) -> list[str]:
+        return [p.address for p in self.topo.hosts if p.name != component]
+
+    def isolate(self, component: str) -> None:
+        """Cut a container off from every other container of the cluster."""
+        link_faults.cut_from(self._netns(component), self._others(component))
+
+    def cut(self, component: str, others: list[str]) -> None:
+        link_faults.cut_from(self._netns(component), [self.topo.place(o).address for o in others])
+
+    def partition(self, minority: list[str]) -> None:
+        for name, others in partition_rules(minority, [p.name for p in self.topo.hosts]).items():
+            self.cut(name, others)
+
+    def lose_packets(self, component: str, percent: int) -> None:
+        link_faults.lose(self._netns(component), percent, among=self._others(component))
+
+    def lag(self, component: str, ms: int) -> None:
+        link_faults.delay(self._netns(component), ms)
+
+    def heal_network(self) -> None:
+        for place in self.topo.hosts:
+            path = self.netns_path(place.name)
+            if path is not None:
+                link_faults.heal(path)
 

@@ -20,6 +20,7 @@ import socket
 from contextlib import ExitStack
 from pathlib import Path
 
+from pgha.backends import link_faults
 from pgha.backends import netns_network as network
 from pgha.backends.local import patroni_bin
 from pgha.backends.process import ProcessBackend
@@ -115,15 +116,15 @@ class NetnsBackend(ProcessBackend):
     def _ns(self, component: str) -> str:
         ns = self.topo.place(component).netns
         assert ns is not None
-        return ns
+        return str(network.NETNS_DIR / ns)
 
     def isolate(self, component: str) -> None:
         """Cut a host off from every other host."""
-        network.cut_all(self._ns(component))
+        link_faults.cut_all(self._ns(component))
 
     def cut(self, component: str, others: list[str]) -> None:
         """Cut a host off from the given hosts only (both ways)."""
-        network.cut_from(self._ns(component), [self.topo.place(o).address for o in others])
+        link_faults.cut_from(self._ns(component), [self.topo.place(o).address for o in others])
 
     def partition(self, minority: list[str]) -> None:
         """Split the hosts in two: `minority` on one side, every other host on the other."""
@@ -131,10 +132,10 @@ class NetnsBackend(ProcessBackend):
             self.cut(name, others)
 
     def lose_packets(self, component: str, percent: int) -> None:
-        network.lose(self._ns(component), percent)
+        link_faults.lose(self._ns(component), percent)
 
     def lag(self, component: str, ms: int) -> None:
-        network.delay(self._ns(component), ms)
+        link_faults.delay(self._ns(component), ms)
 
     def heal_network(self) -> None:
         network.heal(self.topo)

@@ -5,8 +5,9 @@ it, named eth0 on the component's side. Nothing is created in the machine's own 
 nothing of a cluster is reachable from or routed to the outside, and removing the namespaces
 removes every link and the bridge with them.
 
-Faults are nftables rules in a table of pgha's own inside a component's namespace, on eth0 only:
-loopback traffic inside a namespace (which is how pgha observes a component) is never cut.
+Faults are nftables rules in a table of pgha's own inside a component's namespace, on eth0 only
+(pgha.backends.link_faults): loopback traffic inside a namespace (which is how pgha observes a
+component) is never cut.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from pgha.backends import link_faults
 from pgha.errors import BackendError
 from pgha.model.topology import Place, Topology
-from pgha.render import netns_rules as rules
 from pgha.render.netns_rules import LINK
 
 NETNS_DIR = Path("/run/netns")
@@ -87,47 +88,8 @@ def existing(topo: Topology) -> list[str]:
     return [ns for ns in names if exists(ns)]
 
 
-# --- faults ---------------------------------------------------------------------------------------
-# The rule text is pgha.render.netns_rules' (pure, tested); here it is applied inside a namespace.
-
-def _in(ns: str, argv: Sequence[str], check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return _run(["ip", "netns", "exec", ns, *argv], check=check, stdin=stdin)
-
-
-def _replace(ns: str, script: str) -> None:
-    heal_one(ns)
-    _in(ns, ["nft", "-f", "-"], stdin=script)
-
-
-def cut_all(ns: str) -> None:
-    """The namespace's link carries nothing: the host is cut off from every other host."""
-    _replace(ns, rules.cut_all())
-
-
-def cut_from(ns: str, addresses: Sequence[str]) -> None:
-    """Nothing passes between this namespace and `addresses`, either way."""
-    _replace(ns, rules.cut_from(addresses))
-
-
-def lose(ns: str, percent: int) -> None:
-    """Drop this share of the packets on the link, at random, both ways."""
-    _replace(ns, rules.lose(percent))
-
-
-def delay(ns: str, ms: int) -> None:
-    """Delay every packet leaving the link (tc netem)."""
-    if _in(ns, rules.lag(ms), check=False).returncode != 0:
-        raise BackendError("lag needs tc netem, which this kernel does not offer "
-                           "(sch_netem missing: 'Specified qdisc kind is unknown')")
-
-
-def heal_one(ns: str) -> None:
-    if exists(ns):
-        _in(ns, rules.delete_table(), check=False)
-        _in(ns, rules.delete_qdisc(), check=False)
-
-
 def heal(topo: Topology) -> None:
+    """Lift every fault rule from the cluster's hosts."""
     for place in topo.hosts:
         if place.netns:
-            heal_one(place.netns)
+            link_faults.heal(str(NETNS_DIR / place.netns))

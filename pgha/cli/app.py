@@ -103,6 +103,9 @@ def up(
     base_port: Annotated[int | None, typer.Option(help="Shift every port of the cluster.")] = None,
     backend: Annotated[str | None, typer.Option(help="local (processes on loopback) | netns (a network "
                                                      "namespace per host; root) | compose (containers)")] = None,
+    engine: Annotated[str | None, typer.Option(help="docker | podman: the compose backend's container engine "
+                                                   "(default: the one installed and running, Docker first).")]
+    = None,
     tls: Annotated[bool | None, typer.Option("--tls/--no-tls", help="TLS between the cluster's hosts, with a CA "
                                              "of its own (default: on for netns, off on loopback).")] = None,
     pooler: Annotated[bool | None, typer.Option("--pooler/--no-pooler", help="PgBouncer beside every HAProxy, "
@@ -111,7 +114,8 @@ def up(
     timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds to wait for a healthy cluster.")] = 180.0,
 ) -> None:
     """Start the cluster (or do nothing if it is already up and healthy)."""
-    shaping = any(v is not None for v in (profile, config, nodes, dcs, dcs_members, base_port, backend, tls, pooler))
+    shaping = any(v is not None
+                  for v in (profile, config, nodes, dcs, dcs_members, base_port, backend, engine, tls, pooler))
     cluster = _cluster(name)
     requested = None
     if shaping or not cluster.exists:
@@ -122,7 +126,7 @@ def up(
         if dcs_members is not None:
             dcs_over["members"] = dcs_members
         overrides: dict[str, Any] = {"name": name, "profile": profile, "nodes": nodes, "base_port": base_port,
-                                     "backend": backend, "tls": tls}
+                                     "backend": backend, "engine": engine, "tls": tls}
         if dcs_over:
             overrides["dcs"] = dcs_over
         if pooler is not None:
@@ -455,7 +459,7 @@ def render_compose_cmd(
                                                 "backend": "compose"})
     written = write_compose_deployment(spec, out_dir, base_image)
     out.print(f"wrote {len(written)} files to {out_dir} (profile {spec.profile}); "
-              f"start it with `podman-compose up -d` or `docker compose up -d` there")
+              f"start it with `docker-compose up -d`, `docker compose up -d` or `podman-compose up -d` there")
 
 
 @app.command("list")

@@ -295,13 +295,16 @@ def compose_document(topo: Topology) -> dict[str, Any]:
         svc |= dict(comp.stop_settings)
         out[service] = svc
     network = {"ipam": {"config": [{"subnet": str(net), "gateway": str(net.network_address + 1)}]}}
-    return {"name": project_name(spec), "services": out, "networks": {NETWORK: network}, "volumes": volumes}
+    # No top-level `name:`: docker-compose v1 (the lab's, Debian's 1.29) refuses it; the project's
+    # name is COMPOSE_PROJECT_NAME in .env, which all three compose programs read.
+    return {"services": out, "networks": {NETWORK: network}, "volumes": volumes}
 
 
-def env_file(secrets: Secrets, base_image: str | None) -> str:
+def env_file(spec: Spec, secrets: Secrets, base_image: str | None) -> str:
     lines = [
         "# Passwords of this deployment, read by compose at run time. Not in the image, not in",
         "# compose.yaml; keep this file private (mode 0600).",
+        f"COMPOSE_PROJECT_NAME={project_name(spec)}",
         f"{ENV_SUPERUSER}={secrets.superuser_password}",
         f"{ENV_REPLICATION}={secrets.replication_password}",
         f"{ENV_REST}={secrets.rest_password}",
@@ -365,5 +368,5 @@ def render_compose(spec: Spec, secrets: Secrets, base_image: str | None = None,
         RenderedFile(Path(".containerignore"), IGNORE, 0o644),
         RenderedFile(Path(".dockerignore"), IGNORE, 0o644),
         RenderedFile(Path("compose.yaml"), to_yaml(compose_document(topo)), 0o644),
-        RenderedFile(Path(ENV_FILE), env_file(secrets, base_image), 0o600),
+        RenderedFile(Path(ENV_FILE), env_file(spec, secrets, base_image), 0o600),
     ]

@@ -125,7 +125,8 @@ class Nemesis:
 
     def network(self) -> NetworkFaults:
         if not isinstance(self.backend, NetworkFaults):
-            raise BackendError("network faults need hosts of their own: bring the cluster up with --backend netns")
+            raise BackendError("network faults need hosts of their own: bring the cluster up with --backend netns "
+                               "or compose")
         return self.backend
 
     # The backend as the protocol a fault needs (pgha.backends.base): a backend that cannot do it
@@ -286,5 +287,5 @@ def fault_named(name: str) -> Fault:
 def help_text() -> str:
     """The faults for `pgha drill --help`: one paragraph each, what it does and what it takes."""
     return "Faults:\n\n" + "\n\n".join(
-        f"{f.name}: {f.description} (target: {f.targets.help}{'; --backend netns only' if f.network else ''})"
+        f"{f.name}: {f.description} (target: {f.targets.help}{'; --backend netns or compose' if f.network else ''})"
         for f in FAULTS.values())

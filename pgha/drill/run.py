@@ -75,7 +75,8 @@ def _resolve_target(cluster: Cluster, options: DrillOptions) -> tuple[str, str |
         raise DrillError("the cluster has no primary to start from; run `pgha status`")
     fault = fault_named(options.fault)
     if fault.network and not isinstance(cluster.backend(), NetworkFaults):
-        raise DrillError(f"fault: {fault.name} needs hosts of their own; bring the cluster up with --backend netns")
+        raise DrillError(f"fault: {fault.name} needs hosts of their own; bring the cluster up with --backend netns "
+                         f"or compose")
     topo = topology(cluster.spec)
     hosts = Hosts(leader=leader, replicas=tuple(m.name for m in state.members if not m.is_leader),
                   nodes=cluster.spec.node_names, dcs=tuple(p.name for p in topo.dcs),

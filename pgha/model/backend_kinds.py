@@ -34,6 +34,8 @@ class BackendKind:
     # Traffic between its hosts crosses a network: the default profile encrypts it (spec.tls).
     # On one machine's loopback it may stay plain (a user can still ask for TLS).
     tls_by_default: bool = False
+    # Its components are containers of a container engine (spec.engine).
+    runs_containers: bool = False
 
 
 BACKENDS: dict[str, BackendKind] = {b.name: b for b in (
@@ -44,7 +46,7 @@ BACKENDS: dict[str, BackendKind] = {b.name: b for b in (
     # namespaces are the engine's (Backend.netns_path). Each node's PostgreSQL is published on
     # loopback, as the lab had it.
     BackendKind("compose", hosts_of_their_own=True, named_namespaces=False, direct_nodes_on="host",
-                tls_by_default=True),
+                tls_by_default=True, runs_containers=True),
 )}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -30,6 +30,9 @@ from pgha.model.ports import (
 )
 
 PROFILES = ("default", "seed")
+# The container engines a compose cluster runs on; Docker is tried first when the spec names none.
+EngineName = Literal["docker", "podman"]
+ENGINES: tuple[str, ...] = get_args(EngineName)
 MAX_NODES = 9
 
 
@@ -178,6 +181,9 @@ class Spec(_Frozen):
     profile: Literal["default", "seed"] = "default"
     # Where the processes run: this machine's loopback, a network namespace per host, containers.
     backend: str = "local"  # a name of pgha.model.backend_kinds, the one list of backends
+    # The compose backend's engine (one of ENGINES); None until `pgha up` picks the one that is
+    # installed and running, and stores it, so every later command talks to the same engine.
+    engine: EngineName | None = None
     # The private network of a netns cluster (inside its namespaces only).
     network: str = "198.18.0.0/24"
     nodes: int = 3
@@ -278,6 +284,8 @@ class Spec(_Frozen):
             raise ValueError("ports: need one dcs_client and one dcs_peer port per DCS member")
         if HAS_ELECTION_PORT[self.dcs.kind] and len(p.dcs_election) != self.dcs.members:
             raise ValueError(f"ports: {self.dcs.kind} needs one dcs_election port per member")
+        if self.engine is not None and not backend_kind(self.backend).runs_containers:
+            raise ValueError(f"engine: {self.engine} runs containers; it needs backend compose, not {self.backend}")
         if self.haproxy.hosts > 1 and not backend_kind(self.backend).hosts_of_their_own:
             raise ValueError("haproxy.hosts: more than one HAProxy needs hosts of their own (backend netns)")
         if len(p.entrypoint_rw_more) != self.haproxy.hosts - 1:

@@ -36,9 +36,14 @@ def cut_from(addresses: Sequence[str]) -> str:
     return table([f'DIR "{LINK}" ip saddr {{ {peers} }} drop', f'DIR "{LINK}" ip daddr {{ {peers} }} drop'])
 
 
-def lose(percent: int) -> str:
-    """Drop this share of the packets on the link, at random, both ways."""
-    return table([f'DIR "{LINK}" numgen random mod 100 < {percent} drop'])
+def lose(percent: int, among: Sequence[str] = ()) -> str:
+    """Drop this share of the packets on the link, at random, both ways; only those exchanged
+    with `among` when given (a container's link also carries pgha's own observation)."""
+    if not among:
+        return table([f'DIR "{LINK}" numgen random mod 100 < {percent} drop'])
+    peers = ", ".join(among)
+    return table([f'DIR "{LINK}" ip saddr {{ {peers} }} numgen random mod 100 < {percent} drop',
+                  f'DIR "{LINK}" ip daddr {{ {peers} }} numgen random mod 100 < {percent} drop'])
 
 
 def partition(minority: Sequence[str], hosts: Sequence[str]) -> dict[str, list[str]]:

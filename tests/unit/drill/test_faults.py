@@ -215,7 +215,7 @@ def test_the_help_lists_every_fault_with_its_targets() -> None:
     for f in FAULTS.values():
         line = next(line for line in text.splitlines() if line.startswith(f"{f.name}: "))
         assert f.description in line and f.targets.help in line
-        assert ("--backend netns only" in line) == f.network
+        assert ("--backend netns or compose" in line) == f.network
 
 
 def test_cut_off_faults_bring_the_self_demotion_verdict() -> None:

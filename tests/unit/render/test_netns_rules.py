@@ -1,4 +1,5 @@
-"""The nftables and tc text of the netns faults (what `ip netns exec ... nft -f -` is fed)."""
+"""The nftables and tc text of the network faults (what `nsenter --net=... nft -f -` is fed, in a
+netns host or a container)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,15 @@ def test_lose_drops_a_random_share_both_ways() -> None:
     into, out = _chains(rules.lose(30))
     assert into == ['iifname "eth0" numgen random mod 100 < 30 drop']
     assert out == ['oifname "eth0" numgen random mod 100 < 30 drop']
+
+
+def test_lose_among_peers_spares_everyone_else() -> None:
+    # A container's link also carries pgha's own observation from this machine: only packets
+    # exchanged with the cluster's other containers are dropped.
+    into, out = _chains(rules.lose(30, ["198.18.0.20", "198.18.0.30"]))
+    assert into == ['iifname "eth0" ip saddr { 198.18.0.20, 198.18.0.30 } numgen random mod 100 < 30 drop',
+                    'iifname "eth0" ip daddr { 198.18.0.20, 198.18.0.30 } numgen random mod 100 < 30 drop']
+    assert [r.replace("oifname", "iifname") for r in out] == into
 
 
 def test_partition_cuts_each_side_from_the_other_only() -> None:
