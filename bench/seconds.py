@@ -1,5 +1,7 @@
 """Where the seconds of a failover go, the lab's profile beside the default one: one drill per
-profile and fault, each outage cut into stretches with their owners (pgha.report.seconds).
+profile and fault, each outage cut into stretches with their owners (pgha.report.seconds), then
+per fault the same stretches side by side: what the default profile sets instead, and what that
+bought in this same run.
 
     .venv/bin/python bench/seconds.py [--faults stop,freeze] [--profiles seed,default] [--port-shift 0]
 
@@ -13,6 +15,7 @@ import argparse
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,29 +26,64 @@ from pgha.model.spec import build_spec
 from pgha.report import build_report
 from pgha.report.build import load_info, load_results
 from pgha.report.clock import origin_without_events
-from pgha.report.seconds import stretches
+from pgha.report.seconds import Stretch, stretches
 from pgha.report.timeline import merge
 
 RESULTS = Path(__file__).parent / "results" / "where-the-seconds-went.md"
 BASE_PORTS = {"seed": 23832, "default": 24832}
 
 
-def table(run_dir: Path) -> list[str]:
+@dataclass(frozen=True)
+class Cut:
+    profile: str
+    fault: str
+    outage_s: float | None
+    stretches: list[Stretch]
+
+
+def cut(run_dir: Path) -> tuple[Cut, list[str]]:
+    """One run's stretches, and its table."""
     info = load_info(run_dir / "meta.json")
     results = load_results(run_dir / "results.json") or []
     timeline = merge([[LogLine(**d) for d in json.loads((run_dir / "timeline.json").read_text())]], None, None)
     origin = origin_without_events(info, results, timeline)
     outage = next((r for r in results if r.name == "outage"), None)
-    outage_s = outage.metrics.get("outage_s") if outage else None
-    shown = f"{outage_s:.2f}" if isinstance(outage_s, float | int) else "?"
+    value = outage.metrics.get("outage_s") if outage else None
+    outage_s = float(value) if isinstance(value, float | int) else None
+    shown = f"{outage_s:.2f}" if outage_s is not None else "?"
     out = [f"### {info.profile}: {info.fault} on {info.target} (new primary {info.new_primary}; outage {shown} s)", "",
            "| stretch | from (s) | to (s) | seconds | whose time | why |", "|---|---:|---:|---:|---|---|"]
-    found = stretches(info, results, timeline, origin, read_history(run_dir / "history.jsonl"))
+    found = stretches(info, results, timeline, origin, read_history(run_dir / "history.jsonl"),
+                      default=build_spec("default"))
     out += [f"| {s.name} | {s.start - origin:+.2f} | {s.end - origin:+.2f} | {s.seconds:.2f} | {s.owner} | {s.why} |"
             for s in found]
     if not found:
         out.append("| (no failover to a new primary: nothing to cut) | | | | | |")
-    return [*out, ""]
+    return Cut(info.profile, info.fault, outage_s, found), [*out, ""]
+
+
+def side_by_side(cuts: list[Cut]) -> list[str]:
+    """Per fault: each stretch in every profile, and what the default sets instead (from the
+    non-default run's own stretch), so what a setting bought is read off the same run."""
+    out: list[str] = []
+    profiles = list(dict.fromkeys(c.profile for c in cuts))
+    for fault in dict.fromkeys(c.fault for c in cuts):
+        runs = {c.profile: c for c in cuts if c.fault == fault}
+        keys = list(dict.fromkeys(s.key for c in runs.values() for s in c.stretches))
+        out += [f"### {fault}: {' beside '.join(profiles)}", "",
+                "| stretch | " + " | ".join(f"{p} (s)" for p in profiles) + " | the default profile sets instead |",
+                "|---|" + "---:|" * len(profiles) + "---|"]
+        for key in keys:
+            cells = []
+            instead = ""
+            for p in profiles:
+                found = [s for s in runs[p].stretches if s.key == key] if p in runs else []
+                cells.append(f"{found[0].seconds:.2f}" if found else "")
+                instead = instead or next((s.instead for s in found if s.instead), "")
+            out.append(f"| {key} | " + " | ".join(cells) + f" | {instead} |")
+        outages = [f"{runs[p].outage_s:.2f}" if p in runs and runs[p].outage_s is not None else "" for p in profiles]
+        out += ["| **outage** | " + " | ".join(outages) + " | |", ""]
+    return out
 
 
 def main() -> None:
@@ -63,6 +101,7 @@ def main() -> None:
              f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, 2 cores, one drill per row (writes at 20/s through "
              f"HAProxy). Each stretch ends at what the logs show; one the logs do not show is joined to the "
              f"next. Runs: under {os.environ['PGHA_HOME']}.", ""]
+    cuts: list[Cut] = []
     for profile in args.profiles.split(","):
         name = f"sec-{profile}"
         cluster = Cluster(name)
@@ -74,11 +113,16 @@ def main() -> None:
             for fault in args.faults.split(","):
                 outcome = run_drill(cluster, DrillOptions(fault=fault))
                 build_report(outcome.run_dir)
-                rows = table(outcome.run_dir)
+                one, rows = cut(outcome.run_dir)
+                cuts.append(one)
                 print("\n".join(rows), flush=True)
                 lines += rows
         finally:
             cluster.down(purge=False)
+    lines += ["## Side by side: what the default profile sets instead, and what it bought here", "",
+              "Each stretch's seconds in each profile's run above; the setting is read from the default spec "
+              "where the lab's run differs from it.", "", *side_by_side(cuts)]
+    print("\n".join(side_by_side(cuts)))
     lines.append(f"Rerun: `.venv/bin/python bench/seconds.py --profiles {args.profiles} --faults {args.faults}`")
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

@@ -34,15 +34,20 @@ from pgha.backends.base import ComponentState
 from pgha.backends.engine import SETUP_HINT, Engine
 from pgha.backends.postmaster import PostmasterFaults
 from pgha.backends.stopping import stop_in_order
+from pgha.components.base import CertificateReload
 from pgha.components.dcs import dcs_component
+from pgha.components.kinds import component_for
 from pgha.components.patroni import patroni_config
 from pgha.deploy.compose_files import hand_tls_to_containers, write_files
 from pgha.deploy.compose_project import (
     CONTAINER_LAYOUT,
+    TLS_DIR,
+    compose_spec,
     image_name,
     project_name,
     render_compose,
     services,
+    tls_files,
 )
 from pgha.deploy.compose_project import container_name as _container_name
 from pgha.errors import BackendError, tail
@@ -51,6 +56,7 @@ from pgha.model.spec import ENGINES, Spec
 from pgha.model.topology import Place, Topology, topology
 from pgha.model.topology import dcs_member_name as member_name
 from pgha.net.dial import Endpoint
+from pgha.net.probe import dcs_members, replace_certificate
 from pgha.net.probe import leader as probe_leader
 from pgha.net.reach import Reach
 from pgha.render import RenderedFile, to_yaml
@@ -58,6 +64,7 @@ from pgha.render.netns_rules import partition as partition_rules
 from pgha.security import pki
 from pgha.security.pki import Pki, controller_tls
 from pgha.state import procs
+from pgha.state.files import replace_file
 from pgha.state.layout import Layout
 from pgha.state.procs import RunAs
 from pgha.state.secrets import Secrets
@@ -472,6 +479,45 @@ class ComposeBackend(PostmasterFaults):
 
     def node_pids(self, node: str) -> list[int]:
         return [p.pid for p in self._procs(node)]
+
+    # --- certificates (CertificateRenewal) ------------------------------------------------------
+    # Each service's certificate lives on this machine in tls/<service>/, mounted read-only into
+    # its container: replacing a file there (a rename, its owner kept) is what the container sees
+    # at once. Then each component takes it up as it would on a host of its own.
+
+    def renew_certificates(self) -> list[str]:
+        if not self.spec.tls:
+            raise BackendError(f"cluster {self.spec.name!r} runs without TLS: it has no certificates to renew")
+        log.info("issuing new certificates from the cluster's CA")
+        self.__dict__["pki"] = renewed = pki.renew(self.layout.pki, self.topo)
+        for f in tls_files(topology(compose_spec(self.spec)), renewed):
+            replace_file(self.dir / f.path, f.text, f.mode)
+        hand_tls_to_containers(self.dir)
+        found = self.containers()
+        done: list[str] = []
+        for place in self.topo.places:  # the DCS first: a restarted member is back before the rest
+            c = found.get(place.name)
+            if c is None or c.state != "running":
+                continue
+            how = component_for(self.spec, place).certificate_reload
+            log.info(f"{place.name} takes its new certificate: {how.value}")
+            self._take_up_certificate(place, c, how)
+            done.append(f"{place.name} ({how.value})")
+        return done
+
+    def _take_up_certificate(self, place: Place, c: Container, how: CertificateReload) -> None:
+        if how is CertificateReload.SIGHUP:
+            # The container's init is the program itself (Patroni, PgBouncer), which handles SIGHUP.
+            self.engine.run("kill", "--signal", "HUP", c.name)
+        elif how is CertificateReload.RESTART:
+            self.engine.run("restart", "-t", "10", c.name, timeout=60)
+            if place.kind == "dcs" and not wait_until(lambda: all(m.healthy for m in dcs_members(self.reach)),
+                                                      RESTART_TIMEOUT * 4, every=0.5):
+                raise BackendError(f"DCS member {place.name} did not rejoin a healthy quorum after its restart")
+        elif how is CertificateReload.RUNTIME_API:
+            pem = CONTAINER_LAYOUT.tls_pem(place.name)  # the path HAProxy knows, inside its container
+            text = (self.dir / TLS_DIR / self._service[place.name] / pem.name).read_text()
+            replace_certificate(_HAProxySockets(self)[place.name], pem, text, place.name)
 
     # --- network faults (NetworkFaults) ----------------------------------------------------------
     # The netns backend's nftables rules, inside the container's own network namespace. Not

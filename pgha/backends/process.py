@@ -29,7 +29,7 @@ from pgha.model.spec import Spec
 from pgha.model.topology import Place, Topology, topology
 from pgha.model.topology import dcs_member_name as member_name
 from pgha.net.dial import Endpoint
-from pgha.net.probe import dcs_members, haproxy_command, node_rest
+from pgha.net.probe import dcs_members, node_rest, replace_certificate
 from pgha.net.probe import leader as probe_leader
 from pgha.net.reach import Reach
 from pgha.render import RenderedFile
@@ -296,14 +296,7 @@ class ProcessBackend(PostmasterFaults):
                 self._wait_dcs()  # one member at a time, each back in the quorum before the next
         elif how is CertificateReload.RUNTIME_API:
             pem = self.host_layout(name).tls_pem(name)
-            socket_path = self.host_layout(name).haproxy_socket
-            try:
-                haproxy_command(socket_path, f"set ssl cert {pem} <<\n{pem.read_text()}\n", 5.0)
-                answer = haproxy_command(socket_path, f"commit ssl cert {pem}", 5.0)
-            except OSError as e:
-                raise BackendError(f"{name} did not take its new certificate: {e}") from None
-            if "Success" not in answer:
-                raise BackendError(f"{name} did not take its new certificate: {answer.strip()[:200]}")
+            replace_certificate(self.host_layout(name).haproxy_socket, pem, pem.read_text(), name)
 
     def _restart_leader(self) -> str | None:
         try:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from pgha.components.base import Component, Needed, Programs, Site
 from pgha.components.dcs import dcs_component, patroni_dcs_section
+from pgha.components.pooler import ENV_APP, ENV_POOLER_ADMIN
 from pgha.model.spec import Spec
 from pgha.model.topology import Kind, Place, Topology
 from pgha.render import RenderedFile, to_yaml
@@ -116,6 +117,8 @@ class PatroniNode(Component):
             "PATRONI_RESTAPI_PASSWORD": _from_env(ENV_REST),
             "PATRONI_CTL_USERNAME": REST_USER,
             "PATRONI_CTL_PASSWORD": _from_env(ENV_REST),
+            # The node hook pauses and resumes the poolers (pgha/ops/node_hook.py).
+            **({e: _from_env(e) for e in (ENV_APP, ENV_POOLER_ADMIN)} if spec.pooler.enabled else {}),
         }
 
 

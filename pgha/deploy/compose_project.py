@@ -24,14 +24,23 @@ from pgha.components.base import Programs, Site
 from pgha.components.dcs import ZooKeeper, dcs_component
 from pgha.components.haproxy import ENV_STATS
 from pgha.components.kinds import component_for
-from pgha.components.patroni import ENV_DCS, ENV_REPLICATION, ENV_REST, ENV_SUPERUSER, patroni_config
+from pgha.components.patroni import (
+    ENV_DCS,
+    ENV_REPLICATION,
+    ENV_REST,
+    ENV_SUPERUSER,
+    HOOK_SOURCE,
+    patroni_config,
+)
 from pgha.components.pooler import ENV_APP, ENV_POOLER_ADMIN
 from pgha.model.spec import Spec
 from pgha.model.topology import Topology, pooler_name, topology
 from pgha.model.topology import dcs_member_name as member_name
 from pgha.render import RenderedFile, to_yaml
 from pgha.render.haproxy import ServerStyle, render_haproxy
+from pgha.render.node_hook import HOOK_SCRIPT, hook_commands, render_hook_config
 from pgha.render.pooler import render_pooler
+from pgha.security.dcs_auth import SECURE_SCRIPT, FromEnvironment, authenticates, secure_script
 from pgha.security.pki import Pki
 from pgha.state.layout import Layout
 from pgha.state.secrets import STATS_USER, Secrets
@@ -55,6 +64,13 @@ CONTAINERFILE = "Containerfile"
 # Variables of `.env`, read by compose for `${...}` interpolation (the passwords' names are the
 # components' that read them: ENV_SUPERUSER, ENV_REPLICATION, ENV_REST, ENV_STATS).
 ENV_BASE_IMAGE = "PGHA_BASE_IMAGE"
+ENV_DCS_ROOT = "PGHA_DCS_ROOT_PASSWORD"
+# Patroni's venv in the image (the Containerfile's); the node hook runs with it.
+CONTAINER_PYTHON = "/opt/patroni/bin/python"
+# The one-shot job that turns etcd's authentication on (dcs_auth.secure_script), at a fixed
+# address of its own past every component's.
+AUTH_JOB = "etcd-auth"
+AUTH_JOB_HOST = 60
 # The image's programs are on its PATH; HAProxy runs in the foreground as the container's init.
 IN_CONTAINER = Programs("patroni", "haproxy", "etcd", "-db", "pgbouncer")
 
@@ -142,11 +158,28 @@ def container_patroni(topo: Topology, node: str) -> dict[str, Any]:
     for key in ("log_directory", "log_filename", "log_file_mode", "log_rotation_age", "log_rotation_size"):
         params.pop(key, None)
     params["logging_collector"] = "off"
+    if topo.poolers:
+        # A graceful stop of the primary pauses the poolers and the new primary resumes them, as on
+        # every backend; the hook and its config are in the image, the passwords in the environment.
+        cfg["postgresql"].update(hook_commands(CONTAINER_PYTHON, str(CONFIG_DIR / HOOK_SCRIPT),
+                                               str(CONFIG_DIR / _hook_config_name(node))))
     if "archive_command" in params:
         # The lab's archive lived in the container's /tmp, never restored from; so does this one.
         archive = "/tmp/wal-archive"
         params["archive_command"] = f"mkdir -p {archive} && test ! -f {archive}/%f && cp %p {archive}/%f"
     return cfg
+
+
+def _hook_config_name(node: str) -> str:
+    return f"hook-{node}.json"
+
+
+def container_hook_config(topo: Topology, node: str) -> str:
+    """The node hook's config for a container: its paths, the CA it trusts, no password. The
+    detached watcher a stopping primary starts dies with its container; the new primary's
+    on_role_change resumes the poolers (`pgha resume` does, should no node take over)."""
+    return render_hook_config(topo, CONTAINER_LAYOUT, _NO_SECRETS, node, tls=topo.spec.tls, haproxy_sockets=(),
+                              passwords_from=(ENV_APP, ENV_POOLER_ADMIN))
 
 
 def container_haproxy(topo: Topology) -> str:
@@ -294,10 +327,49 @@ def compose_document(topo: Topology) -> dict[str, Any]:
             svc["depends_on"] = list(by_kind[comp.after])
         svc |= dict(comp.stop_settings)
         out[service] = svc
+    if auth_job_wanted(spec):
+        out[AUTH_JOB] = _auth_job(topo, net)
     network = {"ipam": {"config": [{"subnet": str(net), "gateway": str(net.network_address + 1)}]}}
     # No top-level `name:`: docker-compose v1 (the lab's, Debian's 1.29) refuses it; the project's
     # name is COMPOSE_PROJECT_NAME in .env, which all three compose programs read.
     return {"services": out, "networks": {NETWORK: network}, "volumes": volumes}
+
+
+def auth_job_wanted(spec: Spec) -> bool:
+    """A deployment started by the user's own engine turns etcd's authentication on itself, as
+    pgha does for the clusters it starts (pgha.security.dcs_auth.ensure_authentication)."""
+    dcs = dcs_component(spec)
+    return spec.dcs.authentication and dcs.secured_by_pgha and authenticates(spec)
+
+
+def _auth_job(topo: Topology, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> dict[str, Any]:
+    spec = topo.spec
+    job: dict[str, Any] = {
+        "image": image_name(spec),
+        "container_name": container_name(spec, AUTH_JOB),
+        "command": ["sh", str(CONFIG_DIR / SECURE_SCRIPT)],
+        # Once: it exits when authentication is on (and does nothing on a second run).
+        "restart": "no",
+        "labels": {"io.pgha.cluster": spec.name, "io.pgha.kind": "job"},
+        "networks": {NETWORK: {"ipv4_address": str(net.network_address + AUTH_JOB_HOST)}},
+        "environment": {ENV_DCS_ROOT: f"${{{ENV_DCS_ROOT}:?missing from .env}}",
+                        ENV_DCS: f"${{{ENV_DCS}:?missing from .env}}"},
+        "depends_on": [dcs_service(spec, i) for i in range(spec.dcs.members)],
+    }
+    if spec.tls:
+        # The first member's certificate, which is also a client's: etcd asks every client for one.
+        job["volumes"] = [f"./{TLS_DIR}/{dcs_service(spec, 0)}:{CONTAINER_LAYOUT.tls}:ro"]
+    return job
+
+
+def _auth_script(topo: Topology) -> str:
+    scheme = "https" if topo.spec.tls else "http"
+    endpoints = [f"{scheme}://{place.address}:{ports.client}" for place, ports in zip(topo.dcs, topo.dcs_ports,
+                                                                                      strict=True)]
+    first = topo.dcs[0].name
+    lay = CONTAINER_LAYOUT
+    tls = (str(lay.tls_ca), str(lay.tls_cert(first)), str(lay.tls_key(first))) if topo.spec.tls else None
+    return secure_script(endpoints, topo.spec.patroni_scope, FromEnvironment(ENV_DCS_ROOT, ENV_DCS), "", tls)
 
 
 def env_file(spec: Spec, secrets: Secrets, base_image: str | None) -> str:
@@ -309,6 +381,8 @@ def env_file(spec: Spec, secrets: Secrets, base_image: str | None) -> str:
         f"{ENV_REPLICATION}={secrets.replication_password}",
         f"{ENV_REST}={secrets.rest_password}",
         f"{ENV_DCS}={secrets.dcs_password}",
+        # etcd's root user, for the etcd-auth job only (pgha itself keeps it in secrets.yml).
+        f"{ENV_DCS_ROOT}={secrets.dcs_root_password}",
         f"{ENV_STATS}={secrets.stats_password}",
         # The pooler's users file is written from these at its container's start.
         f"{ENV_APP}={secrets.app_password}",
@@ -329,6 +403,10 @@ def _image_files(topo: Topology) -> list[RenderedFile]:
     ]
     for node in spec.node_names:
         files.append(RenderedFile(config / _config_name(topo, node), to_yaml(container_patroni(topo, node)), 0o644))
+        if topo.poolers:
+            files.append(RenderedFile(config / _hook_config_name(node), container_hook_config(topo, node), 0o644))
+    if topo.poolers:
+        files.append(RenderedFile(config / HOOK_SCRIPT, HOOK_SOURCE, 0o644))
     dcs = dcs_component(spec)
     for place in topo.dcs:
         # The DCS's own config as every backend renders it, with the container's paths.
@@ -336,6 +414,8 @@ def _image_files(topo: Topology) -> list[RenderedFile]:
         files.append(RenderedFile(config / _config_name(topo, place.name), text, 0o644))
     if isinstance(dcs, ZooKeeper):
         files += dcs.shared_files(config)
+    if auth_job_wanted(spec):
+        files.append(RenderedFile(config / SECURE_SCRIPT, _auth_script(topo), 0o755))
     for place in topo.poolers:
         text = render_pooler(topo, CONTAINER_LAYOUT, place.index, tls=spec.tls)
         files.append(RenderedFile(config / _config_name(topo, place.name), text, 0o644))

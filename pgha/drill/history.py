@@ -157,6 +157,11 @@ class RunInfo:
     haproxy_fastinter_ms: int | None = None
     haproxy_downinter_ms: int | None = None
     push_routing: bool | None = None
+    # What else decides how fast a new primary serves (the report's "what the default sets instead").
+    retry_timeout: int | None = None
+    haproxy_fall: int | None = None
+    haproxy_maxconn: int | None = None
+    haproxy_timeout_connect_ms: int | None = None
 
 
 @dataclass(frozen=True)

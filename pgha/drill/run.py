@@ -274,7 +274,9 @@ class Session:
             ttl=spec.patroni.ttl, loop_wait=spec.patroni.loop_wait, synchronous_mode=spec.patroni.synchronous_mode,
             haproxy_inter_ms=spec.haproxy.inter_ms, haproxy_rise=spec.haproxy.rise,
             haproxy_fastinter_ms=spec.haproxy.fastinter_ms, haproxy_downinter_ms=spec.haproxy.downinter_ms,
-            push_routing=spec.haproxy.push_routing,
+            push_routing=spec.haproxy.push_routing, retry_timeout=spec.patroni.retry_timeout,
+            haproxy_fall=spec.haproxy.fall, haproxy_maxconn=spec.haproxy.maxconn,
+            haproxy_timeout_connect_ms=spec.haproxy.timeout_connect_ms,
         )
         _write_json(self.run_dir / "meta.json", asdict(info))
         _write_json(self.run_dir / "final.json", asdict(final))

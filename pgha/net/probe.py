@@ -11,9 +11,10 @@ import io
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
+from pgha.errors import BackendError
 from pgha.model.spec import Spec
 from pgha.model.topology import RO_PROXY, RW_PROXY
 from pgha.net.dcs import member_health
@@ -231,6 +232,18 @@ def haproxy_command(socket_path: Path, command: str, timeout: float) -> str:
         while chunk := s.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks).decode(errors="replace")
+
+
+def replace_certificate(socket_path: Path, pem: PurePath, text: str, who: str) -> None:
+    """HAProxy's runtime API: the certificate it loaded from `pem` (the path as HAProxy knows it)
+    replaced by `text` and committed, with no reload; BackendError if it did not take it."""
+    try:
+        haproxy_command(socket_path, f"set ssl cert {pem} <<\n{text}\n", 5.0)
+        answer = haproxy_command(socket_path, f"commit ssl cert {pem}", 5.0)
+    except OSError as e:
+        raise BackendError(f"{who} did not take its new certificate: {e}") from None
+    if "Success" not in answer:
+        raise BackendError(f"{who} did not take its new certificate: {answer.strip()[:200]}")
 
 
 def observe(reach: Reach, pooler_password: str = "") -> ClusterState:

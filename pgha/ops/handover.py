@@ -176,7 +176,7 @@ def rotate_certs(cluster: Cluster) -> list[str]:
     backend = cluster.backend()
     if not isinstance(backend, CertificateRenewal):
         raise ClusterError(f"pgha rotate-certs does not renew a {backend.kind} cluster's certificates yet; "
-                           "the netns and local backends do")
+                           "the netns, local and compose backends do")
     cluster.wait_healthy(timeout=10)
     done = backend.renew_certificates()
     log.info("checking that the cluster stays healthy")

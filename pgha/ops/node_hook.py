@@ -15,12 +15,14 @@ once that this node is the one server for writes (the health checks confirm it a
 writes through every HAProxy land here the poolers are resumed: should the watcher have died, a
 promotion still ends the pause.
 
-CONFIG is a JSON file (0600, it holds passwords) that pgha renders for the node.
+CONFIG is a JSON file (0600, it holds passwords) that pgha renders for the node; in a container
+image it holds none, and names the environment variables to read them from instead.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -175,6 +177,9 @@ def main(argv: list[str]) -> int:
         return 2
     with open(argv[1], encoding="utf-8") as f:
         cfg = json.load(f)
+    for key in ("app_password", "pooler_password"):
+        if cfg.get(f"{key}_env"):
+            cfg[key] = os.environ.get(cfg[f"{key}_env"], "")
     action = argv[2]
     if action == "before_stop":
         if cfg["poolers"] and am_primary(cfg) and pause(cfg):

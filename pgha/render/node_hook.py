@@ -32,7 +32,9 @@ def hooks_wanted(topo: Topology, haproxy_sockets: tuple[str, ...]) -> bool:
 
 
 def render_hook_config(topo: Topology, layout: Layout, secrets: Secrets, node: str, *, tls: bool,
-                       haproxy_sockets: tuple[str, ...]) -> str:
+                       haproxy_sockets: tuple[str, ...], passwords_from: tuple[str, str] | None = None) -> str:
+    """The hook's JSON; with `passwords_from` (the application's and the pooler admin's
+    environment variables: a container image holds this file) no password is written in it."""
     spec = topo.spec
     config: dict[str, Any] = {
         "node": node,
@@ -53,10 +55,18 @@ def render_hook_config(topo: Topology, layout: Layout, secrets: Secrets, node: s
         "resume_within_s": spec.patroni.ttl + RESUME_WITHIN_MARGIN_S,
         "ca": str(layout.tls_ca) if tls else None,
     }
+    if passwords_from is not None:
+        config |= {"app_password": "", "pooler_password": "",
+                   "app_password_env": passwords_from[0], "pooler_password_env": passwords_from[1]}
     return json.dumps(config, indent=2) + "\n"
 
 
 def patroni_hooks(python: str, layout: Layout, node: str) -> dict[str, Any]:
     """The postgresql section's hooks: Patroni appends (action, role, scope) to a callback."""
-    command = f"{python} {hook_script_path(layout)} {hook_config_path(layout, node)}"
+    return hook_commands(python, str(hook_script_path(layout)), str(hook_config_path(layout, node)))
+
+
+def hook_commands(python: str, script: str, config: str) -> dict[str, Any]:
+    """The postgresql section's hooks for a script and its config wherever they are."""
+    command = f"{python} {script} {config}"
     return {"before_stop": f"{command} before_stop", "callbacks": {"on_role_change": command}}

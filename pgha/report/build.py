@@ -20,6 +20,7 @@ from typing import Any
 
 from pgha.drill.checkers import run_all
 from pgha.drill.history import CheckerResult, Event, FinalState, LogLine, RunInfo, read_history
+from pgha.model.spec import build_spec
 from pgha.report.clock import origin_of
 from pgha.report.narrative import explain
 from pgha.report.plot import plot_run
@@ -96,7 +97,8 @@ def build_report(run_dir: Path) -> tuple[Path, Path]:
     png = run_dir / PLOT_NAME
     plot_run(events, info, png)
     narrative = explain(info, results, timeline, events)
-    seconds = stretches(info, results, timeline, origin_of(sorted(events, key=lambda e: e.time), info), events)
+    seconds = stretches(info, results, timeline, origin_of(sorted(events, key=lambda e: e.time), info), events,
+                        default=build_spec("default"))
     md = run_dir / "report.md"
     md.write_text(render_markdown(info, results, timeline, narrative, PLOT_NAME, seconds))
     page = run_dir / "report.html"

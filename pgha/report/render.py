@@ -236,18 +236,24 @@ _SECONDS_INTRO = ("From the fault to the first write acknowledged after it, stre
                   "each was (a stretch the logs do not show is joined to the next, not guessed).")
 
 
+_INSTEAD = "the default profile sets instead"
+
+
 def _seconds_markdown(seconds: Sequence[Stretch], origin: float) -> list[str]:
     if not seconds:
         return []
+    # The column only where some stretch has an answer (never in a default-profile run).
+    extra = any(s.instead for s in seconds)
     return [
         "## Where the seconds went",
         "",
         _SECONDS_INTRO,
         "",
-        "| stretch | from (s) | to (s) | seconds | whose time | why |",
-        "|---|---:|---:|---:|---|---|",
+        "| stretch | from (s) | to (s) | seconds | whose time | why |" + (f" {_INSTEAD} |" if extra else ""),
+        "|---|---:|---:|---:|---|---|" + ("---|" if extra else ""),
         *(f"| {_md_cell(s.name)} | {s.start - origin:+.2f} | {s.end - origin:+.2f} | {s.seconds:.2f} | "
-          f"{_md_cell(s.owner)} | {_md_cell(s.why)} |" for s in seconds),
+          f"{_md_cell(s.owner)} | {_md_cell(s.why)} |" + (f" {_md_cell(s.instead)} |" if extra else "")
+          for s in seconds),
         "",
     ]
 
@@ -255,8 +261,10 @@ def _seconds_markdown(seconds: Sequence[Stretch], origin: float) -> list[str]:
 def _seconds_html(seconds: Sequence[Stretch], origin: float) -> str:
     if not seconds:
         return ""
+    extra = any(s.instead for s in seconds)
     rows = "".join(f"<tr><td>{_e(s.name)}</td><td>{s.start - origin:+.2f}</td><td>{s.end - origin:+.2f}</td>"
-                   f"<td>{s.seconds:.2f}</td><td>{_e(s.owner)}</td><td>{_e(s.why)}</td></tr>" for s in seconds)
+                   f"<td>{s.seconds:.2f}</td><td>{_e(s.owner)}</td><td>{_e(s.why)}</td>"
+                   + (f"<td>{_e(s.instead)}</td>" if extra else "") + "</tr>" for s in seconds)
     return (f"<h2>Where the seconds went</h2>\n<p>{_e(_SECONDS_INTRO)}</p>\n<table class=\"seconds\">"
             f"<tr><th>stretch</th><th>from (s)</th><th>to (s)</th><th>seconds</th><th>whose time</th>"
-            f"<th>why</th></tr>{rows}</table>")
+            f"<th>why</th>" + (f"<th>{_e(_INSTEAD)}</th>" if extra else "") + f"</tr>{rows}</table>")

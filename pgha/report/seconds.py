@@ -3,8 +3,10 @@ leader race, the promotion, the routing, the clients' reconnect), each attribute
 and the setting that own it, from the run's own timeline (pure).
 
 The lab asks *why* writes stopped for as long as they did; the narrative tells what happened in
-order, this tells whose time each stretch was. A stretch whose ends the logs do not show is left
-out rather than guessed.
+order, this tells whose time each stretch was, and, for a run that is not the default profile's,
+what the default profile sets instead for the setting that owns the stretch (read from the
+default spec itself; bench/seconds.py measures both side by side). A stretch whose ends the logs
+do not show is left out rather than guessed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pgha.drill.history import CheckerResult, Event, LogLine, RunInfo
+from pgha.model.spec import Spec
 
 # Faults after which the old primary cannot hand its leader key back: the key has to expire.
 _KEY_MUST_EXPIRE = {"freeze", "node-loss", "isolate", "partition", "stall-then-kill"}
@@ -28,6 +31,8 @@ class Stretch:
     end: float
     owner: str  # the component and the setting whose time it was
     why: str  # one sentence
+    key: str = ""  # which stretch: pg_stop, noticed, race, promotion, routing, reconnect
+    instead: str = ""  # what the default profile sets instead, where this run differs from it
 
     @property
     def seconds(self) -> float:
@@ -108,10 +113,49 @@ def _reconnect(info: RunInfo, events: Sequence[Event], routed: float | None, rec
             f"{count} of them with \"{error}\"")
 
 
+def _differ(pairs: Sequence[tuple[str, object, object, str]]) -> str:
+    """'setting <default> (this run: <value>)' for each setting where the run differs."""
+    return ", ".join(f"{label} {want}{unit} (this run: {have}{unit if isinstance(have, int) else ''})"
+                     for label, have, want, unit in pairs if have is not None and have != want)
+
+
+def instead(key: str, owner: str, info: RunInfo, default: Spec) -> str:
+    """What the default profile sets, for the setting that owns this stretch, where the run's
+    differs; "" where they agree or no setting owns it (pure)."""
+    p, h = default.patroni, default.haproxy
+    if key == "noticed":
+        if info.fault in _KEY_MUST_EXPIRE:
+            ttl = _differ([("ttl", info.ttl, p.ttl, " s")])
+            return f"{ttl}: Patroni's floor (it raises anything lower to 20)" if ttl else ""
+        if info.fault in _GRACEFUL:
+            return ""  # the same Patroni shutdown path in every profile
+        return _differ([("loop_wait", info.loop_wait, p.loop_wait, " s")])
+    if key == "race":
+        return _differ([("loop_wait", info.loop_wait, p.loop_wait, " s"),
+                        ("retry_timeout", info.retry_timeout, p.retry_timeout, " s")])
+    if key == "routing":
+        # Unset, downinter and fastinter are inter (when the run recorded its checks at all).
+        unset = "unset (= inter)" if info.haproxy_inter_ms is not None else None
+        checks = _differ([("inter", info.haproxy_inter_ms, h.inter_ms, " ms"),
+                          ("downinter", info.haproxy_downinter_ms or unset, h.downinter_ms, " ms"),
+                          ("fastinter", info.haproxy_fastinter_ms or unset, h.fastinter_ms, " ms"),
+                          ("rise", info.haproxy_rise, h.rise, "")])
+        if h.push_routing and info.push_routing is False:
+            return ("the new primary pushes its role to every HAProxy from Patroni's on_role_change "
+                    "(haproxy.push_routing)" + (f"; checks: {checks}" if checks else ""))
+        return checks
+    if key == "reconnect" and owner.startswith("the entrypoint"):
+        return _differ([("maxconn", info.haproxy_maxconn, h.maxconn, ""),
+                        ("timeout connect", info.haproxy_timeout_connect_ms, h.timeout_connect_ms, " ms"),
+                        ("fall", info.haproxy_fall, h.fall, "")])
+    return ""
+
+
 def stretches(info: RunInfo, results: Sequence[CheckerResult], timeline: Sequence[LogLine],
-              origin: float, events: Sequence[Event] = ()) -> list[Stretch]:
+              origin: float, events: Sequence[Event] = (), default: Spec | None = None) -> list[Stretch]:
     """The stretches from the fault (`origin`) to the first acknowledged write after the outage, in
-    time order; empty when the run had no failover to a new primary or no outage to explain."""
+    time order; empty when the run had no failover to a new primary or no outage to explain. With
+    `default` (the default profile's spec), each says what that profile sets instead."""
     new = info.new_primary
     recovered = _number(_metric(results, "outage", "t_recovered"))
     if new is None or new == info.old_primary or recovered is None:
@@ -136,22 +180,23 @@ def stretches(info: RunInfo, results: Sequence[CheckerResult], timeline: Sequenc
     # A graceful stop: the old primary's PostgreSQL goes down first, then Patroni lets go of the key.
     stopped = _first(lines, "pg_stopped", origin, info.old_primary) if info.fault in _GRACEFUL else None
 
-    points: list[tuple[str, float | None, tuple[str, str]]] = [
-        *([("the old primary's PostgreSQL stops", stopped.time,
+    points: list[tuple[str, str, float | None, tuple[str, str]]] = [
+        *([("pg_stop", "the old primary's PostgreSQL stops", stopped.time,
             (f"PostgreSQL on {info.old_primary}", "a fast shutdown: sessions ended, a shutdown checkpoint"))]
           if stopped is not None else []),
-        ("the loss noticed", noticed, _noticed(info)),
-        ("leader race", locked.time if locked is not None else None, _race(info)),
-        ("promotion", became, (f"PostgreSQL on {new}", "promote: a new timeline, then Patroni updates the "
-                                                       "leader key and the node accepts writes")),
-        ("routing", routed, _routing(info)),
-        ("clients reconnect", recovered, _reconnect(info, events, routed, recovered)),
+        ("noticed", "the loss noticed", noticed, _noticed(info)),
+        ("race", "leader race", locked.time if locked is not None else None, _race(info)),
+        ("promotion", "promotion", became, (f"PostgreSQL on {new}", "promote: a new timeline, then Patroni "
+                                                                     "updates the leader key and the node "
+                                                                     "accepts writes")),
+        ("routing", "routing", routed, _routing(info)),
+        ("reconnect", "clients reconnect", recovered, _reconnect(info, events, routed, recovered)),
     ]
     out: list[Stretch] = []
     start = origin
-    pending: list[tuple[str, str, str]] = []  # stretches whose end the logs do not show
-    for name, end, (owner, why) in points:
-        pending.append((name, owner, why))
+    pending: list[tuple[str, str, str, str]] = []  # stretches whose end the logs do not show
+    for key, name, end, (owner, why) in points:
+        pending.append((name, owner, why, instead(key, owner, info, default) if default is not None else ""))
         if end is not None:
             # A log line written just after the write it enabled (HAProxy logs a pushed change a
             # moment later) ends its stretch at the write: the outage ends there.
@@ -159,6 +204,7 @@ def stretches(info: RunInfo, results: Sequence[CheckerResult], timeline: Sequenc
         if end is None or end < start:
             continue  # not shown, or not in order: joined to the next stretch rather than guessed
         out.append(Stretch(" and ".join(p[0] for p in pending), start, end, "; ".join(p[1] for p in pending),
-                           "; then ".join(p[2] for p in pending)))
+                           "; then ".join(p[2] for p in pending), key,
+                           "; ".join(p[3] for p in pending if p[3])))
         pending, start = [], end
     return out

@@ -184,23 +184,38 @@ SECURE_SCRIPT = "secure-etcd.sh"
 SCRIPT_WAIT_S = 600
 
 
-def secure_script(endpoints: list[str], scope: str, root_password: str, patroni_password: str,
+@dataclass(frozen=True)
+class FromEnvironment:
+    """Passwords the script reads from its environment (a compose job), not written into it."""
+
+    root: str
+    patroni: str
+
+
+def secure_script(endpoints: list[str], scope: str, root_password: str | FromEnvironment, patroni_password: str,
                   tls: tuple[str, str, str] | None) -> str:
     """The same steps as `secure_etcd`, as an etcdctl script for a real machine (the bundles):
     run once as root on one DCS host when every member runs; idempotent. `tls` is (CA, cert,
-    key) of the host it runs on. Passwords go through the environment and stdin, never argv."""
+    key) of the host it runs on. Passwords go through the environment and stdin, never argv;
+    with FromEnvironment they are not in the script at all (the compose deployment's job)."""
     user, prefix = patroni_user(scope), prefix_of(scope)
     tls_lines = [f"export ETCDCTL_CACERT={tls[0]} ETCDCTL_CERT={tls[1]} ETCDCTL_KEY={tls[2]}"] if tls else []
+    if isinstance(root_password, FromEnvironment):
+        env = root_password
+        passwords = [f'ROOT_PASSWORD="${{{env.root}:?}}"', f'PATRONI_PASSWORD="${{{env.patroni}:?}}"']
+        where = "in the compose deployment: its etcd-auth job runs it once all members run"
+    else:
+        passwords = [f"ROOT_PASSWORD='{root_password}'", f"PATRONI_PASSWORD='{patroni_password}'"]
+        where = "once, as root, on this host, after every DCS member runs"
     return "\n".join([
         "#!/bin/sh",
         f"# Turns etcd's authentication on for cluster scope {scope}: a root user only operators use, and",
         f"# {user}, whose role may read and write {prefix} and nothing else (pgha/security/dcs_auth.py).",
-        "# Run once, as root, on this host, after every DCS member runs. Running it again is harmless.",
+        f"# Run {where}. Running it again is harmless.",
         "set -eu",
         f"export ETCDCTL_API=3 ETCDCTL_ENDPOINTS={','.join(endpoints)}",
         *tls_lines,
-        f"ROOT_PASSWORD='{root_password}'",
-        f"PATRONI_PASSWORD='{patroni_password}'",
+        *passwords,
         "waited=0; until etcdctl endpoint health >/dev/null 2>&1; do",
         f"  waited=$((waited + 2)); [ $waited -le {SCRIPT_WAIT_S} ] || {{ echo 'etcd has no quorum' >&2; exit 1; }}",
         "  sleep 2",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -137,6 +138,20 @@ def test_kill_drill_the_restart_policy_brings_the_node_back(deployment: Deployme
     assert run_pgha("check", "--name", deployment.name).returncode == 0
 
 
+def test_a_docker_stop_of_the_primary_fails_no_write_through_the_pooler(deployment: Deployment) -> None:
+    # Patroni's before_stop hook in the stopping container pauses the pooler; the new primary's
+    # on_role_change resumes it (pgha/ops/node_hook.py, the same file as on every backend).
+    result = run_pgha("drill", "--name", deployment.name, "--json", "--fault", "stop", "--via", "pooler", timeout=600)
+    runs = json.loads(result.stdout)
+    results = {r["name"]: r for r in runs[0]["results"]}
+    assert result.returncode == 0, results
+    outage = results["outage"]["metrics"]
+    assert outage["client_failed"] == 0 and outage["client_indeterminate"] == 0, results["outage"]
+    assert results["lost_writes"]["metrics"]["lost"] == 0
+    status = json.loads(run_pgha("status", "--name", deployment.name, "--json").stdout)
+    assert [(p["answered"], p["waiting"]) for p in status["poolers"]] == [(True, 0)], status["poolers"]
+
+
 def test_an_isolated_primary_demotes_itself_and_pgha_still_sees_it(deployment: Deployment) -> None:
     rc, results, meta = _drill(deployment, "isolate")
     _assert_no_loss_and_rejoined(rc, results)
@@ -151,6 +166,29 @@ def test_logs_are_written_per_component(deployment: Deployment, pgha_home: Path)
     for name in ("dcs0", "node0", "postgresql-node0", "haproxy"):
         assert (logs / f"{name}.log").stat().st_size > 0, name
     assert "database system is ready" in (logs / "postgresql-node0.log").read_text()
+
+
+def _served_certificates(d: Deployment, pgha_home: Path) -> dict[str, str]:
+    """The certificate each TLS listener presents right now: HAProxy's stats page (published on
+    loopback), every node's REST API and every etcd member (at their container addresses)."""
+    spec = json.loads((pgha_home / d.name / "spec.json").read_text())
+    net = d.network.rsplit(".", 1)[0]
+    out = {"haproxy": ssl.get_server_certificate(("127.0.0.1", int(spec["ports"]["stats"])), timeout=5)}
+    for i in range(3):
+        out[f"node{i}"] = ssl.get_server_certificate((f"{net}.{10 + i}", 8008), timeout=5)
+        out[f"dcs{i}"] = ssl.get_server_certificate((f"{net}.{20 + i}", 2379), timeout=5)
+    return out
+
+
+def test_rotate_certs_renews_every_certificate_while_the_cluster_runs(deployment: Deployment,
+                                                                      pgha_home: Path) -> None:
+    before = _served_certificates(deployment, pgha_home)
+    result = run_pgha("rotate-certs", "--name", deployment.name, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    after = _served_certificates(deployment, pgha_home)
+    # No container was restarted for it: each listener serves its new certificate already.
+    assert [name for name in before if before[name] == after[name]] == []
+    assert run_pgha("check", "--name", deployment.name).returncode == 0
 
 
 @pytest.mark.parametrize("engine", [None, "docker", "podman"])

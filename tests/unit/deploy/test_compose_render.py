@@ -118,7 +118,7 @@ def test_no_password_outside_env(profile: str, tmp_path: Path) -> None:
     out = _render(build_spec(profile), tmp_path)
     passwords = [SECRETS.superuser_password, SECRETS.replication_password, SECRETS.rest_password,
                  SECRETS.stats_password, SECRETS.dcs_password, SECRETS.app_password,
-                 SECRETS.pooler_admin_password]
+                 SECRETS.pooler_admin_password, SECRETS.dcs_root_password]
     # The lab's plain-text passwords must not come back either.
     lab = ["rep-pass", "password: postgres"]
     for path in out.rglob("*"):
@@ -134,6 +134,42 @@ def test_no_password_outside_env(profile: str, tmp_path: Path) -> None:
     # The image copies only the config directory, never the context's root.
     copies = [ln for ln in (out / "Containerfile").read_text().splitlines() if ln.startswith(("COPY", "ADD"))]
     assert copies == ["COPY config/ /etc/pgha/"]
+
+
+def test_the_users_own_engine_turns_etcd_authentication_on_too(tmp_path: Path) -> None:
+    config = _docker_compose_config(_render(build_spec("default", overrides={"base_port": 30000}), tmp_path))
+    job = config["services"]["etcd-auth"]
+    # A one-shot job after the members, with the passwords from .env and the script from the image.
+    assert job["restart"] == "no" and set(job["depends_on"]) == {"dcs0", "dcs1", "dcs2"}
+    assert job["command"] == ["sh", "/etc/pgha/secure-etcd.sh"]
+    assert job["environment"] == {"PGHA_DCS_ROOT_PASSWORD": SECRETS.dcs_root_password,
+                                  "PGHA_DCS_PASSWORD": SECRETS.dcs_password}
+    assert job["networks"]["cluster"]["ipv4_address"] == "198.18.0.60"
+    script = (tmp_path / "config" / "secure-etcd.sh").read_text()
+    assert 'ROOT_PASSWORD="${PGHA_DCS_ROOT_PASSWORD:?}"' in script and "etcdctl auth enable" in script
+    assert "ETCDCTL_ENDPOINTS=http://198.18.0.20:2379,http://198.18.0.21:2379,http://198.18.0.22:2379" in script
+    # The lab's ZooKeeper has no authentication pgha sets up without TLS: no job there.
+    seed = _docker_compose_config(_render(build_spec("seed"), tmp_path / "seed"))
+    assert "etcd-auth" not in seed["services"]
+
+
+def test_the_node_hook_pauses_the_poolers_in_containers_too_with_no_password_in_the_image(tmp_path: Path) -> None:
+    out = _render(build_spec("default", overrides={"base_port": 30000}), tmp_path)
+    patroni = yaml.safe_load((out / "config" / "node0.yml").read_text())
+    hook = "/opt/patroni/bin/python /etc/pgha/pgha-node-hook.py /etc/pgha/hook-node0.json"
+    assert patroni["postgresql"]["before_stop"] == f"{hook} before_stop"
+    assert patroni["postgresql"]["callbacks"] == {"on_role_change": hook}
+    cfg = json.loads((out / "config" / "hook-node0.json").read_text())
+    assert (cfg["app_password"], cfg["pooler_password"]) == ("", "")
+    assert (cfg["app_password_env"], cfg["pooler_password_env"]) == ("PGHA_APP_PASSWORD", "PGHA_POOLER_ADMIN_PASSWORD")
+    assert cfg["poolers"] == [{"name": "pooler", "host": "198.18.0.40", "port": 6432}]
+    assert (out / "config" / "pgha-node-hook.py").read_text().startswith('"""Patroni\'s hooks on a node')
+    node_env = _docker_compose_config(out)["services"]["node0"]["environment"]
+    assert node_env["PGHA_APP_PASSWORD"] == SECRETS.app_password
+    assert node_env["PGHA_POOLER_ADMIN_PASSWORD"] == SECRETS.pooler_admin_password
+    # No pooler (the lab's profile): no hook.
+    seed = _render(build_spec("seed"), tmp_path / "seed")
+    assert "before_stop" not in (seed / "config" / "postgresql0.yml").read_text()
 
 
 def test_seed_reproduces_the_labs_services_and_ports(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pgha.drill.history import CheckerResult, LogLine, RunInfo
+from pgha.drill.history import CheckerResult, Event, LogLine, RunInfo
+from pgha.model.spec import build_spec
 from pgha.report.render import render_html, render_markdown
 from pgha.report.seconds import stretches
 
@@ -116,8 +117,6 @@ def test_a_replica_asking_the_others_marks_the_key_free_but_the_stopping_primary
 
 
 def test_writes_failing_after_the_routing_are_the_entrypoints_time_not_the_writers() -> None:
-    from pgha.drill.history import Event
-
     fails = [ev for i in range(3) for ev in (
         Event(T0 + 8.0 + i, f"writer-{i}", "invoke", "write", i),
         Event(T0 + 10.0 + i, f"writer-{i}", "fail", "write", i, error="connection timeout expired"))]
@@ -130,3 +129,38 @@ def test_writes_failing_after_the_routing_are_the_entrypoints_time_not_the_write
     assert '3 failed, 3 of them with "connection timeout expired"' in last.why
     # Failures before HAProxy routed to the new primary are the failover's, not the entrypoint's.
     assert stretches(_info(), _outage(T0 + 20.0), LAB_STOP, T0, early)[-1].owner == "the writers"
+
+
+def test_each_stretch_says_what_the_default_profile_sets_instead() -> None:
+    default = build_spec("default")
+    lab = _info(fault="freeze", retry_timeout=10, haproxy_fall=3, haproxy_maxconn=100,
+                haproxy_timeout_connect_ms=4000)
+    freeze = [line for line in LAB_STOP if line.kind != "pg_stopped"]
+    fails = [Event(T0 + 8.0, "writer-1", "invoke", "write", 1),
+             Event(T0 + 9.0, "writer-1", "fail", "write", 1, error="connection timeout expired")]
+    got = {s.key: s for s in stretches(lab, _outage(T0 + 20.0), freeze, T0, fails, default=default)}
+    # Read from the default spec, not written down here: what differs, and the run's own value.
+    d = default.patroni
+    assert got["noticed"].instead == f"ttl {d.ttl} s (this run: 30 s): Patroni's floor (it raises anything lower to 20)"
+    assert got["race"].instead == f"loop_wait {d.loop_wait} s (this run: 10 s), retry_timeout {d.retry_timeout} s " \
+                                  f"(this run: 10 s)"
+    assert got["routing"].instead.startswith("the new primary pushes its role to every HAProxy")
+    assert f"inter {default.haproxy.inter_ms} ms (this run: 3000 ms)" in got["routing"].instead
+    assert got["promotion"].instead == ""
+    assert got["reconnect"].instead == (f"maxconn {default.haproxy.maxconn} (this run: 100), timeout connect "
+                                        f"{default.haproxy.timeout_connect_ms} ms (this run: 4000 ms), fall "
+                                        f"{default.haproxy.fall} (this run: 3)")
+    md = render_markdown(lab, _outage(T0 + 20.0), freeze, "n", "plot.png", list(got.values()))
+    assert "| the default profile sets instead |" in md
+
+
+def test_a_default_run_has_nothing_to_set_instead() -> None:
+    default = build_spec("default")
+    p = default.patroni
+    run = _info(ttl=p.ttl, loop_wait=p.loop_wait, retry_timeout=p.retry_timeout,
+                haproxy_inter_ms=default.haproxy.inter_ms, haproxy_rise=default.haproxy.rise,
+                haproxy_downinter_ms=default.haproxy.downinter_ms, haproxy_fastinter_ms=default.haproxy.fastinter_ms,
+                push_routing=True)
+    got = stretches(run, _outage(T0 + 8.0), LAB_STOP, T0, default=default)
+    assert got and all(s.instead == "" for s in got)
+    assert "sets instead" not in render_markdown(run, _outage(T0 + 8.0), LAB_STOP, "n", "plot.png", got)
