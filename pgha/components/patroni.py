@@ -17,6 +17,7 @@ from pgha.render.node_hook import (
     hook_script_path,
     hooks_wanted,
     patroni_hooks,
+    post_bootstrap_command,
     render_hook_config,
 )
 from pgha.render.patroni import PG_BIN_DIR, render_patroni
@@ -53,6 +54,8 @@ class PatroniNode(Component):
         if hooks_wanted(site.topo, site.haproxy_sockets):
             python = str(Path(site.programs.patroni).parent / "python")
             cfg["postgresql"].update(patroni_hooks(python, site.layout, site.name))
+            cfg["bootstrap"]["post_bootstrap"] = post_bootstrap_command(
+                python, str(hook_script_path(site.layout)), str(hook_config_path(site.layout, site.name)))
             config = render_hook_config(site.topo, site.layout, site.secrets, site.name, tls=site.tls,
                                         haproxy_sockets=site.haproxy_sockets)
             hooks = [RenderedFile(hook_script_path(site.layout), HOOK_SOURCE, 0o644),

@@ -95,7 +95,9 @@ def operators_readme(topo: Topology, places: list[tuple[str, str]], root: Path) 
         f"    postgresql://postgres@{uri_hosts}/postgres?target_session_attrs=read-write",
         "",
         *([f"or, for transactions that should wait out a planned hand-over instead of failing, the pooler "
-           f"beside any HAProxy, as the application role: `postgresql://app@{topo.poolers[0].address}:6432/app`.",
+           f"beside any HAProxy, as the application role: `postgresql://app@{topo.poolers[0].address}:6432/app`. "
+           "The node that initialises the cluster creates that role (LOGIN only, its own database `app`) "
+           "through Patroni's post_bootstrap; its password is in secrets.yml.",
            ""] if topo.poolers else []),
         "## Secrets",
         "",

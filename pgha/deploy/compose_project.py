@@ -38,7 +38,7 @@ from pgha.model.topology import Topology, pooler_name, topology
 from pgha.model.topology import dcs_member_name as member_name
 from pgha.render import RenderedFile, to_yaml
 from pgha.render.haproxy import ServerStyle, render_haproxy
-from pgha.render.node_hook import HOOK_SCRIPT, hook_commands, render_hook_config
+from pgha.render.node_hook import HOOK_SCRIPT, hook_commands, post_bootstrap_command, render_hook_config
 from pgha.render.pooler import render_pooler
 from pgha.security.dcs_auth import SECURE_SCRIPT, FromEnvironment, authenticates, secure_script
 from pgha.security.pki import Pki
@@ -161,8 +161,9 @@ def container_patroni(topo: Topology, node: str) -> dict[str, Any]:
     if topo.poolers:
         # A graceful stop of the primary pauses the poolers and the new primary resumes them, as on
         # every backend; the hook and its config are in the image, the passwords in the environment.
-        cfg["postgresql"].update(hook_commands(CONTAINER_PYTHON, str(CONFIG_DIR / HOOK_SCRIPT),
-                                               str(CONFIG_DIR / _hook_config_name(node))))
+        script, config = str(CONFIG_DIR / HOOK_SCRIPT), str(CONFIG_DIR / _hook_config_name(node))
+        cfg["postgresql"].update(hook_commands(CONTAINER_PYTHON, script, config))
+        cfg["bootstrap"]["post_bootstrap"] = post_bootstrap_command(CONTAINER_PYTHON, script, config)
     if "archive_command" in params:
         # The lab's archive lived in the container's /tmp, never restored from; so does this one.
         archive = "/tmp/wal-archive"

@@ -4,6 +4,7 @@ psycopg only: it runs with the Python of the node's Patroni venv, where pgha is 
     python node_hook.py CONFIG before_stop                 (postgresql.before_stop)
     python node_hook.py CONFIG on_role_change ROLE SCOPE    (postgresql.callbacks)
     python node_hook.py CONFIG resume-when-ready            (started by before_stop, detached)
+    python node_hook.py CONFIG post_bootstrap URL           (bootstrap.post_bootstrap)
 
 before_stop: when the primary's PostgreSQL is about to stop (a graceful stop, a switchover's
 demotion), every pooler is paused, so that the transactions in flight finish and new ones wait
@@ -14,6 +15,11 @@ on_role_change to primary: every HAProxy this host can reach through its admin s
 once that this node is the one server for writes (the health checks confirm it afterwards), and once
 writes through every HAProxy land here the poolers are resumed: should the watcher have died, a
 promotion still ends the pause.
+
+post_bootstrap: once, on the node that initialised the cluster, the application role (LOGIN and
+nothing else, its password hashed here, never sent in the clear) and its own database; every
+role loses CONNECT on `postgres`. pgha checks the same after every `up` (pgha.security.app_role);
+this makes a fleet installed from bundles, where pgha does not run, have them too.
 
 CONFIG is a JSON file (0600, it holds passwords) that pgha renders for the node; in a container
 image it holds none, and names the environment variables to read them from instead.
@@ -31,6 +37,7 @@ import time
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 CONNECT_TIMEOUT_S = 2
@@ -171,6 +178,20 @@ def resume_when_ready(cfg: dict[str, Any]) -> None:
     resume(cfg)
 
 
+def create_app_role(cfg: dict[str, Any], url: str) -> None:
+    user, dbname = cfg["app_user"], cfg["dbname"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone() is None:
+            verifier = conn.pgconn.encrypt_password(cfg["app_password"].encode(), user.encode(), b"scram-sha-256")
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+                                 "NOBYPASSRLS PASSWORD {}").format(sql.Identifier(user),
+                                                                   sql.Literal(verifier.decode())))
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(user)))
+        conn.execute("REVOKE CONNECT, TEMPORARY ON DATABASE postgres FROM PUBLIC")
+    log(f"the application role {user} and its database {dbname} exist")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 3:
         print(__doc__, file=sys.stderr)
@@ -187,6 +208,8 @@ def main(argv: list[str]) -> int:
             log("the primary stops: poolers paused until another node takes writes")
             subprocess.Popen([sys.executable, __file__, argv[1], "resume-when-ready"], start_new_session=True,
                              stdin=subprocess.DEVNULL, stdout=sys.stderr, stderr=sys.stderr, close_fds=True)
+    elif action == "post_bootstrap":
+        create_app_role(cfg, argv[3])
     elif action == "resume-when-ready":
         resume_when_ready(cfg)
     elif action == "on_role_change":

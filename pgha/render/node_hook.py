@@ -70,3 +70,9 @@ def hook_commands(python: str, script: str, config: str) -> dict[str, Any]:
     """The postgresql section's hooks for a script and its config wherever they are."""
     command = f"{python} {script} {config}"
     return {"before_stop": f"{command} before_stop", "callbacks": {"on_role_change": command}}
+
+
+def post_bootstrap_command(python: str, script: str, config: str) -> str:
+    """bootstrap.post_bootstrap: Patroni runs it once, on the node that initialised the cluster,
+    with a superuser's connection URL appended (the application role and its database)."""
+    return f"{python} {script} {config} post_bootstrap"

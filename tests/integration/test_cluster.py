@@ -306,3 +306,7 @@ def test_clients_connect_as_the_application_role(cluster_factory) -> None:  # ty
     admin_db = subprocess.run([*psql[:-1], uri.replace("/app?", "/postgres?"), "-c", "SELECT 1"],
                               capture_output=True, text=True, env=env, check=False)
     assert admin_db.returncode != 0 and "permission denied for database" in admin_db.stderr
+    # Patroni's post_bootstrap made the role (pgha's own check after `up` found it there), as it
+    # does on a fleet installed from bundles, where pgha does not run.
+    logs = "".join(p.read_text() for p in (cluster.layout.logs).glob("node*.log"))
+    assert "pgha-node-hook: the application role app and its database app exist" in logs

@@ -191,6 +191,9 @@ def test_patroni_runs_the_hooks_with_the_python_of_its_venv() -> None:
     hook = "/opt/pgha/venv/bin/python /srv/c/conf/pgha-node-hook.py /srv/c/conf/hook-node1.json"
     assert cfg["before_stop"] == f"{hook} before_stop"
     assert cfg["callbacks"] == {"on_role_change": hook}
+    # The node that initialises the cluster creates the application role itself: a fleet from
+    # bundles, where pgha never runs, has it too.
+    assert yaml.safe_load(files[0].text)["bootstrap"]["post_bootstrap"] == f"{hook} post_bootstrap"
     hook_cfg = json.loads(files[2].text)
     assert hook_cfg["node"] == "node1" and [p["port"] for p in hook_cfg["poolers"]] == [5437]
     # A real machine reaches no HAProxy admin socket: the health checks find the new primary.
