@@ -41,6 +41,7 @@ from pgha.components.patroni import patroni_config
 from pgha.deploy.compose_files import hand_tls_to_containers, write_files
 from pgha.deploy.compose_project import (
     CONTAINER_LAYOUT,
+    CONTAINERFILE,
     TLS_DIR,
     compose_spec,
     image_name,
@@ -304,7 +305,12 @@ class ComposeBackend(PostmasterFaults):
             raise KeyboardInterrupt
         if not self._image_exists():
             log.info(f"building image {image_name(self.spec)} (once; `up` reuses it)")
-            self._compose("build", log=self.layout.log("build"), timeout=BUILD_TIMEOUT)
+            # The engine's own build, not the compose program's: the same Containerfile and
+            # context, whichever of the three compose programs then starts the containers.
+            base = self._base_image()
+            self.engine.build(image_name(self.spec), self.dir, CONTAINERFILE,
+                              {"BASE_IMAGE": base} if base else {}, log=self.layout.log("build"),
+                              timeout=BUILD_TIMEOUT)
         if self.cancelled():
             raise KeyboardInterrupt
         log.info(f"starting containers ({' '.join(Path(a).name for a in self.engine.compose_command())} up -d "

