@@ -83,6 +83,10 @@ def local_parameters(spec: Spec, layout: Layout, node: str) -> dict[str, Any]:
     return params
 
 
+# pg_basebackup's options for a new replica (Patroni's postgresql.basebackup).
+_FAST_BASEBACKUP: dict[str, Any] = {"basebackup": [{"checkpoint": "fast"}]}
+
+
 def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str, dcs: dict[str, Any],
                    tls: bool = False) -> dict[str, Any]:
     """One node's configuration; `dcs` is Patroni's section for the DCS (the DCS kind renders it)."""
@@ -135,7 +139,7 @@ def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str, 
             # A new replica's pg_basebackup starts with a checkpoint on the primary; a spread one
             # waits out checkpoint_completion_target (measured here: 95 s after the application
             # database was created at bootstrap, against under 1 s with this). The lab had none.
-            **({"basebackup": [{"checkpoint": "fast"}]} if spec.profile != "seed" else {}),
+            **(_FAST_BASEBACKUP if spec.profile != "seed" else {}),
         },
         "watchdog": {"mode": "off"},
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
