@@ -185,6 +185,18 @@ def test_an_isolated_primary_demotes_itself_and_pgha_still_sees_it(deployment: D
     assert results["self_demotion"]["passed"], results["self_demotion"]
 
 
+def test_switchover_and_rolling_restart_hand_the_primary_over(deployment: Deployment) -> None:
+    before = json.loads(run_pgha("status", "--name", deployment.name, "--json").stdout)
+    primary = next(m["name"] for m in before["members"] if m["role"] == "leader")
+    moved = run_pgha("switchover", "--name", deployment.name, timeout=300)
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert f"switched over from {primary} to " in moved.stdout
+    rolled = run_pgha("restart", "--name", deployment.name, "--rolling", timeout=600)
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    assert "the primary moved from" in rolled.stdout
+    assert run_pgha("status", "--name", deployment.name).returncode == 0
+
+
 def test_logs_are_written_per_component(deployment: Deployment, pgha_home: Path) -> None:
     logs = pgha_home / deployment.name / "logs"
     for name in ("dcs0", "node0", "postgresql-node0", "haproxy"):
