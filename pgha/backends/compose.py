@@ -79,7 +79,6 @@ BUILD_TIMEOUT = 1200.0
 UP_TIMEOUT = 300.0
 STOP_TIMEOUT = 30  # seconds Patroni gets for a graceful stop before the engine SIGKILLs it
 RESTART_TIMEOUT = 30.0
-ENGINE_TIMEOUT = 120.0
 
 # PostgreSQL's lines (log_line_prefix '%m [%p] ': "2026-11-27 18:26:56.538 UTC [123] ...") as
 # opposed to Patroni's ("2026-11-27 18:26:56,538 INFO: ..."); both share a node's container log.
