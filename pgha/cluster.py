@@ -21,10 +21,11 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import psycopg
 
-from pgha.backends.base import Backend
+from pgha.backends.base import Backend, Backups
 from pgha.backends.factory import make_backend, settle
 from pgha.backends.stopping import stop_in_order
 from pgha.errors import BackendError, PghaError, tail
+from pgha.model.backup_info import BackupInfoError, RepoInfo, parse_info
 from pgha.model.spec import Spec, SpecError
 from pgha.model.topology import topology
 from pgha.net.clients import Clients
@@ -54,6 +55,9 @@ from pgha.waiting import wait_until
 log = logging.getLogger(__name__)
 
 HEALTHY_TIMEOUT = 180.0
+# pgBackRest's short commands (stanza-create, info, check) and a whole backup.
+PGBACKREST_TIMEOUT = 120.0
+BACKUP_TIMEOUT = 6 * 3600.0
 
 
 def _never() -> bool:
@@ -187,7 +191,9 @@ class Cluster:
         return journal(self.layout.journal, lambda: is_ours(self.home, self.name))
 
     @journaled
-    def up(self, requested: Spec | None, timeout: float = HEALTHY_TIMEOUT) -> UpResult:
+    def up(self, requested: Spec | None, timeout: float = HEALTHY_TIMEOUT, secrets: Secrets | None = None) -> UpResult:
+        """Start the cluster, or do nothing if it is up and healthy. `secrets`: a new cluster's
+        passwords when they must be another's (a restored cluster keeps its source's)."""
         start = time.monotonic()
         if requested is not None:
             try:
@@ -212,6 +218,7 @@ class Cluster:
                 # Not the DCS's authentication: the running Patroni may have been started without
                 # credentials (an older pgha); `pgha check` says so, and down + up turns it on.
                 self._ensure_app_role()
+                self._ensure_backups(state)
                 log.info("every component runs and the cluster is healthy: nothing to change")
                 return UpResult(False, state, time.monotonic() - start)
         fresh = not self.exists
@@ -222,6 +229,8 @@ class Cluster:
             except BackendError as e:
                 raise ClusterError(str(e)) from None
             self._save_spec(spec)
+            if secrets is not None:
+                secrets_store.save(self.layout.secrets_file, secrets)
             secrets_store.load_or_create(self.layout.secrets_file)
             on = f" on {spec.engine}" if spec.engine else ""
             log.info(f"new cluster {self.name!r}: profile {spec.profile}, backend {spec.backend}{on}, {spec.nodes} "
@@ -259,6 +268,8 @@ class Cluster:
             finally:
                 self.cancelled = _never
                 backend.cancelled = _never
+        # After the try: a backup that fails leaves a healthy cluster running, and says so.
+        self._ensure_backups(state)
         return UpResult(True, state, time.monotonic() - start)
 
     def _undo_start(self, backend: Backend, running_before: set[str]) -> list[str]:
@@ -287,6 +298,48 @@ class Cluster:
         except psycopg.Error as e:
             first = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
             raise ClusterError(f"could not create the application role {APP_USER!r}: {first}") from None
+
+    # --- backups ---------------------------------------------------------------------------------
+
+    def backups_backend(self) -> Backups:
+        backend = self.backend()
+        if not self.spec.backup.enabled or not isinstance(backend, Backups):
+            raise ClusterError(f"cluster {self.name!r} keeps no backups (backup.enabled is off in its spec)")
+        return backend
+
+    def pgbackrest(self, node: str, args: list[str], timeout: float = PGBACKREST_TIMEOUT) -> str:
+        """pgBackRest's output on the node, or a ClusterError with its complaint."""
+        try:
+            result = self.backups_backend().pgbackrest(node, args, timeout)
+        except BackendError as e:
+            raise ClusterError(str(e)) from None
+        if result.returncode != 0:
+            raise ClusterError(f"pgbackrest {args[0]} on {node} failed: {result.error_line}")
+        return result.stdout
+
+    def repo_info(self, node: str) -> RepoInfo:
+        try:
+            return parse_info(self.pgbackrest(node, ["info", "--output=json"]), self.spec.name)
+        except BackupInfoError as e:
+            raise ClusterError(str(e)) from None
+
+    def _ensure_backups(self, state: ClusterState) -> None:
+        """The repository's stanza, and the first full backup, so that point-in-time recovery
+        works from the first minute."""
+        if not self.spec.backup.enabled or state.leader is None:
+            return
+        primary = state.leader.name
+        try:
+            self.pgbackrest(primary, ["stanza-create"])
+            if not self.spec.backup.first_backup or self.repo_info(primary).backups:
+                return
+            log.info(f"taking the first full backup from {primary}, so that point-in-time recovery works from now on")
+            began = time.monotonic()
+            self.pgbackrest(primary, ["backup", "--type=full"], BACKUP_TIMEOUT)
+            log.info(f"the first full backup is in the repository after {time.monotonic() - began:.1f} s")
+        except ClusterError as e:
+            raise ClusterError(f"the cluster is up and healthy, but {e} "
+                               f"(`pgha backup --name {self.name}` tries again)") from None
 
     def wait_healthy(self, timeout: float = HEALTHY_TIMEOUT) -> ClusterState:
         problem: HealthProblem | None = HealthProblem("not observed yet")

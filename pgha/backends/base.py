@@ -155,3 +155,32 @@ class NetworkFaults(Protocol):
 
     def heal_network(self) -> None:
         """Restore every link."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def error_line(self) -> str:
+        """What went wrong, in the program's own first line of complaint."""
+        text = (self.stderr.strip() or self.stdout.strip()).splitlines()
+        return text[0] if text else f"exit status {self.returncode}"
+
+
+@runtime_checkable
+class Backups(Protocol):
+    """pgBackRest run beside a node's files, as the user PostgreSQL runs as (spec.backup)."""
+
+    def pgbackrest(self, node: str, args: list[str], timeout: float) -> CommandResult:
+        """`pgbackrest --config=<the node's> --stanza=<the cluster's> ARGS`; raises BackendError
+        only when it could not be run at all (not found, timed out)."""
+
+    def break_archive(self) -> None:
+        """Make the repository unwritable for the cluster's processes (a full or lost backup
+        disk): archive-push fails, the primary keeps the WAL and keeps acknowledging writes."""
+
+    def heal_archive(self) -> None:
+        """Make the repository writable again."""

@@ -59,7 +59,8 @@ class NamespaceLauncher:
     def render(self, site: Site) -> list[RenderedFile]:
         # The bundle `pgha render hosts` writes for a real machine, one host per component.
         bundle = HostBundle(site.name, (site.place,), site.layout.root)
-        return render_bundle(site.topo, bundle, site.secrets, site.programs, site.pki, site.haproxy_sockets)
+        return render_bundle(site.topo, bundle, site.secrets, site.programs, site.pki, site.haproxy_sockets,
+                             site.backup_repo)
 
     def endpoint(self, place: Place, port: int) -> Endpoint:
         return own_namespace(place, port)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Protocol
 
 import psutil
 
-from pgha.backends.base import ComponentState
+from pgha.backends.base import CommandResult, ComponentState
 from pgha.backends.postmaster import PostmasterFaults
 from pgha.backends.stopping import stop_in_order
 from pgha.components.base import CertificateReload, Component, Programs, Site, Unit
@@ -33,6 +34,7 @@ from pgha.net.probe import dcs_members, node_rest, replace_certificate
 from pgha.net.probe import leader as probe_leader
 from pgha.net.reach import Reach
 from pgha.render import RenderedFile
+from pgha.render.backup import PGBACKREST_BIN, pgbackrest_argv
 from pgha.security import pki
 from pgha.security.dcs_auth import ensure_authentication
 from pgha.security.pki import Pki, controller_tls
@@ -130,7 +132,7 @@ class ProcessBackend(PostmasterFaults):
     def site(self, name: str) -> Site:
         sockets = tuple(str(self.host_layout(h).haproxy_socket) for h in self._haproxy_names())
         return Site(self.topo, self.topo.place(name), self.host_layout(name), self.secrets, self.launcher.programs,
-                    self.pki, sockets)
+                    self.pki, sockets, self.layout.backup_repo if self.spec.backup.enabled else None)
 
     @functools.cached_property
     def pki(self) -> Pki | None:
@@ -169,6 +171,9 @@ class ProcessBackend(PostmasterFaults):
             for what, (path, how) in component.needs(programs).items():
                 if not path.exists():
                     raise BackendError(f"{what} not found at {path}: install it with `{how}`")
+        if self.spec.backup.enabled and not Path(PGBACKREST_BIN).exists():
+            raise BackendError(f"pgbackrest not found at {PGBACKREST_BIN}: install it with "
+                               f"`apt-get install pgbackrest` (or turn backups off: --no-backup)")
         self._check_ports()
 
     def _check_ports(self) -> None:
@@ -199,6 +204,8 @@ class ProcessBackend(PostmasterFaults):
             write_file(f.path, f.text, f.mode)
         for node in self.spec.node_names:
             self.host_layout(node).wal_archive(node).mkdir(parents=True, exist_ok=True)
+        if self.spec.backup.enabled:
+            self._make_backup_dirs()
         # The service account owns everything but the secrets file, which stays the caller's.
         for lay in sorted(layouts, key=lambda x: str(x.root)):
             lay.root.chmod(0o750 if self.run_as.user is None else 0o755)
@@ -206,6 +213,18 @@ class ProcessBackend(PostmasterFaults):
                 procs.ensure_owner(d, self.run_as)
             lay.data.chmod(0o700)
         procs.ensure_owner(self.layout.logs, self.run_as)
+
+    def _make_backup_dirs(self) -> None:
+        """The repository (only its owner may read it: it holds the whole database), and each
+        node's lock and log directories for pgBackRest."""
+        if not self.layout.backup_repo.is_dir():
+            self.layout.backup_repo.mkdir(parents=True)
+            self.layout.backup.chmod(0o700)
+            procs.ensure_owner(self.layout.backup, self.run_as)
+        for node in self.spec.node_names:
+            lay = self.host_layout(node)
+            for d in (lay.pgbackrest_run(node), lay.logs / f"pgbackrest-{node}"):
+                d.mkdir(parents=True, exist_ok=True)
 
     def _spawn(self, name: str) -> None:
         if self.cancelled():
@@ -374,6 +393,30 @@ class ProcessBackend(PostmasterFaults):
         for node in self.spec.node_names:
             files[f"postgresql-{node}"] = self.host_layout(node).logs / f"postgresql-{node}.log"
         return files
+
+    # --- backups ---------------------------------------------------------------------------------
+
+    def pgbackrest(self, node: str, args: list[str], timeout: float) -> CommandResult:
+        self.spec.node_index(node)
+        lay = self.host_layout(node)
+        # No PGPASSWORD: the node's own pgpass file, readable by the service account only.
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PGPASSFILE": str(lay.pgbackrest_pgpass(node))}
+        argv = pgbackrest_argv(lay.pgbackrest_config(node), self.spec, *args)
+        try:
+            result = procs.run_as_account(argv, run_as=self.run_as, env=env, timeout=timeout)
+        except FileNotFoundError:
+            raise BackendError(f"pgbackrest not found at {PGBACKREST_BIN}: install it with `apt-get install "
+                               f"pgbackrest`") from None
+        except subprocess.TimeoutExpired:
+            raise BackendError(f"pgbackrest {' '.join(args)} on {node} did not finish in {timeout:.0f} s") from None
+        return CommandResult(result.returncode, result.stdout, result.stderr)
+
+    def break_archive(self) -> None:
+        # Not for root (pgha): for the service account pgBackRest runs as.
+        self.layout.backup_repo.chmod(0o000)
+
+    def heal_archive(self) -> None:
+        self.layout.backup_repo.chmod(0o750)
 
     # --- faults ----------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ in LINES.
 
 from __future__ import annotations
 
+from pgha.checks.backups import check_backups
 from pgha.checks.dcs import check_dcs
 from pgha.checks.pooler import check_pooler
 from pgha.checks.replication import check_replicas_read_only, check_replication
@@ -22,6 +23,7 @@ __all__ = [
     "Outcome",
     "Status",
     "all_passed",
+    "check_backups",
     "check_dcs",
     "check_one_primary",
     "check_pooler",
@@ -45,6 +47,7 @@ LINES: tuple[tuple[int, Checker], ...] = (
     (6, check_dcs),
     (7, check_security),
     (8, check_pooler),
+    (9, check_backups),
 )
 
 

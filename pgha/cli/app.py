@@ -28,11 +28,14 @@ from pgha.drill.faults import FAULTS
 from pgha.drill.faults import help_text as fault_help
 from pgha.drill.run import DrillError, DrillOptions, run_drill, run_soak
 from pgha.errors import PghaError
+from pgha.model import names
 from pgha.model.backend_kinds import backend_kind
 from pgha.model.names import cluster_name_problem, has_control_characters
-from pgha.model.spec import build_spec, load_spec_file
+from pgha.model.spec import SpecError, build_spec, load_spec_file
 from pgha.net.probe import ClusterState, health_problem
-from pgha.ops import handover
+from pgha.ops import backups, handover
+from pgha.ops import restore as restore_ops
+from pgha.ops import verify_backup as verify
 from pgha.state.journal import shown_by
 
 try:  # Typer vendors Click since 0.2x; before that it used Click itself.
@@ -111,11 +114,14 @@ def up(
     pooler: Annotated[bool | None, typer.Option("--pooler/--no-pooler", help="PgBouncer beside every HAProxy, "
                                                 "paused around planned hand-overs (default: on, off for seed).")]
     = None,
+    backup: Annotated[bool | None, typer.Option("--backup/--no-backup", help="WAL archived and backed up with "
+                                                "pgBackRest, a first full backup at once (default: on where the "
+                                                "backend keeps a repository, off for seed).")] = None,
     timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds to wait for a healthy cluster.")] = 180.0,
 ) -> None:
     """Start the cluster (or do nothing if it is already up and healthy)."""
     shaping = any(v is not None
-                  for v in (profile, config, nodes, dcs, dcs_members, base_port, backend, engine, tls, pooler))
+                  for v in (profile, config, nodes, dcs, dcs_members, base_port, backend, engine, tls, pooler, backup))
     cluster = _cluster(name)
     requested = None
     if shaping or not cluster.exists:
@@ -131,6 +137,8 @@ def up(
             overrides["dcs"] = dcs_over
         if pooler is not None:
             overrides["pooler"] = {**(file_settings.get("pooler") or {}), "enabled": pooler}
+        if backup is not None:
+            overrides["backup"] = {**(file_settings.get("backup") or {}), "enabled": backup}
         requested = build_spec(profile, file_settings, overrides)
     with _progress(f"bringing up cluster {name!r}"):
         result = cluster.up(requested, timeout=timeout)
@@ -152,18 +160,47 @@ def status(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
     days = None if expiry is None else (expiry[1] - datetime.datetime.now(datetime.UTC)).total_seconds() / 86400
     if problem is None and days is not None and days <= 0:
         problem = f"the certificate of {expiry[0] if expiry else '?'} has expired: run `pgha rotate-certs`"
+    view, backup_error = _backups_of(cluster)
     if as_json:
         tls = None if expiry is None else {"earliest_expiry": expiry[1].isoformat(), "certificate": expiry[0],
                                            "days_left": round(days or 0, 1)}
-        print(json.dumps({**state.to_json(), "tls": tls, "healthy": problem is None, "problem": problem}, indent=2))
+        backups_json = view.to_json() if view else ({"error": backup_error} if backup_error else None)
+        print(json.dumps({**state.to_json(), "tls": tls, "backups": backups_json, "healthy": problem is None,
+                          "problem": problem}, indent=2))
     else:
         _print_state(cluster, state)
         if expiry is not None and days is not None:
             style = "red" if days < EXPIRY_WARNING_DAYS else "green"
             out.print(f"certificates: the first to expire is {expiry[0]}'s, on {expiry[1]:%Y-%m-%d %H:%M} UTC "
                       f"([{style}]{days:.0f} days[/]); renew them all with `pgha rotate-certs --name {name}`")
+        if view is not None:
+            out.print(f"backups: {_backups_sentence(view)}")
+        elif backup_error:
+            out.print(f"[red]backups:[/] {backup_error}")
         out.print("[green]healthy[/]" if problem is None else f"[red]not healthy:[/] {problem}")
     raise typer.Exit(0 if problem is None else 1)
+
+
+def _backups_of(cluster: Cluster) -> tuple[backups.BackupsView | None, str | None]:
+    """The repository and the archive for `status`; (None, why) when they cannot be read, and
+    (None, None) for a cluster that keeps no backups."""
+    if not cluster.spec.backup.enabled:
+        return None, None
+    try:
+        return backups.backups_view(cluster), None
+    except PghaError as e:
+        return None, str(e)
+
+
+def _backups_sentence(view: backups.BackupsView) -> str:
+    newest = view.repo.newest
+    if newest is None:
+        return "[red]none in the repository yet[/]"
+    age = datetime.datetime.now(datetime.UTC) - newest.stopped
+    archive = f"[red]archive failing: {view.problem}[/]" if view.problem else "WAL archive working"
+    earliest = view.repo.earliest_restorable
+    return (f"{len(view.repo.backups)} in the repository, the newest {newest.label} ({newest.type}, "
+            f"{age.total_seconds() / 3600:.1f} h old); restorable from {earliest:%Y-%m-%d %H:%M:%S} UTC; {archive}")
 
 
 @app.command()
@@ -203,6 +240,89 @@ def resume(name: NameOpt = "default") -> None:
     """RESUME every pooler (after a hand-over that was interrupted while they were paused)."""
     done = handover.resume_poolers(_cluster(name))
     out.print(f"resumed: {', '.join(done)}")
+
+
+@app.command("backup")
+def backup_cmd(name: NameOpt = "default",
+               kind: Annotated[str, typer.Option("--type", help="full | diff (what changed since the last full) "
+                                                                "| incr (since the last backup of any type)")]
+               = "full") -> None:
+    """Take a backup with pgBackRest into the cluster's repository."""
+    cluster = _cluster(name)
+    with _progress(f"backing up cluster {name!r}"):
+        b = backups.take_backup(cluster, kind)
+    out.print(f"backup {b.label} ({b.type}) taken in {b.seconds:.0f} s: {b.size / 2**20:.1f} MiB of data, "
+              f"{b.stored / 2**20:.1f} MiB stored; WAL {b.wal_start} to {b.wal_stop}")
+
+
+@app.command("backups")
+def backups_cmd(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
+    """The backups in the cluster's repository, and how far the WAL archive reaches."""
+    view = backups.backups_view(_cluster(name))
+    if as_json:
+        print(json.dumps(view.to_json(), indent=2))
+        return
+    table = Table(title=f"backups of {name} (repository stanza {view.repo.stanza}: {view.repo.status})")
+    for col in ("label", "type", "started (UTC)", "took", "data", "stored", "WAL start", "WAL stop"):
+        table.add_column(col)
+    for b in view.repo.backups:
+        table.add_row(b.label, b.type, f"{b.started:%Y-%m-%d %H:%M:%S}", f"{b.seconds:.0f} s",
+                      f"{b.size / 2**20:.1f} MiB", f"{b.stored / 2**20:.1f} MiB", b.wal_start, b.wal_stop)
+    out.print(table)
+    earliest = view.repo.earliest_restorable
+    archived = view.archive.last_archived_time if view.archive else None
+    out.print(f"restorable from {earliest:%Y-%m-%d %H:%M:%S} UTC" if earliest else "nothing to restore from yet",
+              end="")
+    out.print(f"; WAL archived until {archived:%Y-%m-%d %H:%M:%S} UTC" if archived else "")
+    if view.problem:
+        out.print(f"[red]archive:[/] {view.problem}")
+
+
+@app.command("verify-backup")
+def verify_backup_cmd(name: NameOpt = "default",
+                      label: Annotated[str | None, typer.Option("--set", help="The backup to verify (a label from "
+                                                                              "`pgha backups`; default: the newest).")]
+                      = None) -> None:
+    """Prove a backup restores: into a scratch instance, recovered, pg_amcheck'd, counted, removed."""
+    cluster = _cluster(name)
+    with _progress(f"verifying a backup of cluster {name!r}"):
+        v = verify.verify_backup(cluster, label)
+    b = v.backup
+    out.print(f"backup {b.label} ({b.type}, {b.size / 2**20:.0f} MiB): restored in {v.restore_s:.1f} s, "
+              f"consistent and promoted {v.recover_s:.1f} s later; pg_amcheck checked {v.relations_checked} "
+              f"relations in {v.amcheck_s:.1f} s: " + ("no corruption" if v.amcheck_ok else "[red]CORRUPTION[/]"))
+    for db, tables in v.rows.items():
+        counted = ", ".join(f"{t} {n}" for t, n in tables.items()) or "no tables"
+        out.print(f"  {db}: {counted}")
+    out.print(f"{v.tables} tables, {v.total_rows} rows; the scratch instance is removed; {v.total_s:.1f} s in all")
+    if not v.amcheck_ok:
+        out.print(v.amcheck_output)
+        raise typer.Exit(1)
+
+
+@app.command("restore")
+def restore_cmd(name: NameOpt = "default",
+                as_name: Annotated[str | None, typer.Option("--as", help="The new cluster's name (default: "
+                                                                          "NAME-restored).")] = None,
+                to: Annotated[str | None, typer.Option("--to", help="Recover up to this time: "
+                                                                    "'2026-12-07 17:41:53' (UTC) or ISO 8601.")] = None,
+                to_lsn: Annotated[str | None, typer.Option("--to-lsn", help="Recover up to this LSN.")] = None,
+                latest: Annotated[bool, typer.Option("--latest", help="Recover everything archived.")] = False,
+                base_port: Annotated[int | None, typer.Option(help="The new cluster's base port "
+                                                                   "(default: the source's + 100).")] = None,
+                ) -> None:
+    """A new cluster beside NAME, restored from NAME's backups to a point in time (NAME is only read)."""
+    target = restore_ops.parse_target(to, to_lsn, latest)
+    source = _cluster(name)
+    new_name = as_name or f"{name}-restored"
+    if not names.is_cluster_name(new_name):
+        raise SpecError(f"--as: the new cluster's name {names.CLUSTER_NAME_RULE} (got {new_name!r})")
+    new = _cluster(new_name)
+    with _progress(f"restoring cluster {name!r} as {new.name!r} to {target.describe()}"):
+        result = restore_ops.restore(source, new, target, base_port)
+    out.print(f"cluster {new.name!r} restored from {name!r} to {target.describe()}; healthy after "
+              f"{result.seconds:.1f} s (it archives to a repository of its own)")
+    _print_state(new, result.up.state)
 
 
 @app.command("rotate-certs")

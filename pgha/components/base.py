@@ -60,6 +60,9 @@ class Site:
     # HAProxy admin sockets a process on this host can open (the same machine's): where a new
     # primary pushes routing. None on real machines and in containers.
     haproxy_sockets: tuple[str, ...] = ()
+    # pgBackRest's repository as this host's processes see it, where the backend keeps one
+    # (spec.backup; the process backends: a directory of the cluster's on this machine).
+    backup_repo: Path | None = None
 
     @property
     def name(self) -> str:

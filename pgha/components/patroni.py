@@ -12,6 +12,7 @@ from pgha.components.pooler import ENV_APP, ENV_POOLER_ADMIN
 from pgha.model.spec import Spec
 from pgha.model.topology import Kind, Place, Topology
 from pgha.render import RenderedFile, to_yaml
+from pgha.render.backup import backup_pgpass, pgbackrest_config
 from pgha.render.node_hook import (
     hook_config_path,
     hook_script_path,
@@ -49,7 +50,9 @@ class PatroniNode(Component):
     stop_settings: ClassVar[tuple[tuple[str, str], ...]] = (("stop_grace_period", "30s"),)
 
     def files(self, site: Site) -> list[RenderedFile]:
-        cfg = patroni_config(site.topo, site.layout, site.secrets, site.name, site.tls)
+        backup = backup_files(site)
+        cfg = patroni_config(site.topo, site.layout, site.secrets, site.name, site.tls,
+                             site.layout.pgbackrest_config(site.name) if backup else None)
         hooks: list[RenderedFile] = []
         if hooks_wanted(site.topo, site.haproxy_sockets):
             python = str(Path(site.programs.patroni).parent / "python")
@@ -60,7 +63,7 @@ class PatroniNode(Component):
                                         haproxy_sockets=site.haproxy_sockets)
             hooks = [RenderedFile(hook_script_path(site.layout), HOOK_SOURCE, 0o644),
                      RenderedFile(hook_config_path(site.layout, site.name), config, 0o600)]
-        return [RenderedFile(self.config_path(site.layout, site.place), to_yaml(cfg), 0o600), *hooks,
+        return [RenderedFile(self.config_path(site.layout, site.place), to_yaml(cfg), 0o600), *hooks, *backup,
                 *site.tls_files(clients=(dcs_client_name(site.name),))]
 
     def config_path(self, layout: Layout, place: Place) -> Path:
@@ -125,7 +128,27 @@ class PatroniNode(Component):
         }
 
 
-def patroni_config(topo: Topology, layout: Layout, secrets: Secrets, node: str, tls: bool = False) -> dict[str, Any]:
+def backup_files(site: Site) -> list[RenderedFile]:
+    """The node's pgBackRest configuration and login, when the cluster archives to a repository
+    this host can write (none otherwise)."""
+    if not site.topo.spec.backup.enabled or site.backup_repo is None:
+        return []
+    port = site.topo.node_ports[site.place.index].postgres
+    lay = site.layout
+    spec = site.topo.spec
+    config = pgbackrest_config(spec, lay, site.secrets, site.name, site.backup_repo, port)
+    login = backup_pgpass(port, site.secrets.superuser_password)
+    files = [RenderedFile(lay.pgbackrest_config(site.name), config, 0o600),
+             RenderedFile(lay.pgbackrest_pgpass(site.name), login, 0o600)]
+    if spec.restore_from is not None:
+        source = pgbackrest_config(spec, lay, site.secrets, site.name, Path(spec.restore_from.repo), port,
+                                   spec.restore_from.cluster)
+        files.append(RenderedFile(lay.pgbackrest_source_config(site.name), source, 0o600))
+    return files
+
+
+def patroni_config(topo: Topology, layout: Layout, secrets: Secrets, node: str, tls: bool = False,
+                   backup_config: Path | None = None) -> dict[str, Any]:
     """One node's whole Patroni configuration, its DCS section from the DCS kind."""
     dcs = patroni_dcs_section(topo, secrets, layout if tls else None, node)
-    return render_patroni(topo, layout, secrets, node, dcs, tls)
+    return render_patroni(topo, layout, secrets, node, dcs, tls, backup_config)

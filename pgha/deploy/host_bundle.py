@@ -38,8 +38,8 @@ class HostBundle:
         return Layout(self.root)
 
     def site(self, topo: Topology, place: Place, secrets: Secrets, programs: Programs,
-             pki: Pki | None = None, haproxy_sockets: tuple[str, ...] = ()) -> Site:
-        return Site(topo, place, self.layout, secrets, programs, pki, haproxy_sockets)
+             pki: Pki | None = None, haproxy_sockets: tuple[str, ...] = (), backup_repo: Path | None = None) -> Site:
+        return Site(topo, place, self.layout, secrets, programs, pki, haproxy_sockets, backup_repo)
 
 
 def units_dir(root: Path) -> Path:
@@ -47,14 +47,15 @@ def units_dir(root: Path) -> Path:
 
 
 def render_bundle(topo: Topology, bundle: HostBundle, secrets: Secrets, programs: Programs,
-                  pki: Pki | None = None, haproxy_sockets: tuple[str, ...] = ()) -> list[RenderedFile]:
+                  pki: Pki | None = None, haproxy_sockets: tuple[str, ...] = (),
+                  backup_repo: Path | None = None) -> list[RenderedFile]:
     """A host's files; with the cluster's certificates (pki) it gets its own and the CA's
     certificate, never the CA's key. `haproxy_sockets`: those its processes can open (netns:
-    every host is on this machine)."""
+    every host is on this machine); `backup_repo`: pgBackRest's repository as its nodes see it."""
     files: list[RenderedFile] = []
     units: list[Unit] = []
     for place in bundle.places:
-        new, unit = render_component(bundle.site(topo, place, secrets, programs, pki, haproxy_sockets))
+        new, unit = render_component(bundle.site(topo, place, secrets, programs, pki, haproxy_sockets, backup_repo))
         new.append(RenderedFile(units_dir(bundle.root) / unit.name, unit.text(), 0o644))
         files += [f for f in new if f not in files]
         units.append(unit)

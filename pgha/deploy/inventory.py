@@ -91,6 +91,11 @@ def inventory_spec(inv: Inventory) -> Spec:
     settings = dict(inv.cluster)
     dcs = {**settings.get("dcs", {}), "members": len(inv.hosts_running("dcs"))}
     settings.update(nodes=len(inv.hosts_running("node")), dcs=dcs, backend="local")
+    backup = settings.get("backup")
+    if isinstance(backup, dict) and backup.get("enabled"):
+        raise SpecError("inventory: cluster.backup.enabled: host bundles carry no backup repository yet")
+    # The bundles have no backup host yet, so nothing archives there (pgha.model.spec.BackupSettings).
+    settings["backup"] = {**(backup if isinstance(backup, dict) else {}), "enabled": False}
     if "tls" not in settings:
         # Real machines talk over a network: TLS unless the lab's profile is asked for.
         settings["tls"] = settings.get("profile", "default") == "default"

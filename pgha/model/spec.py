@@ -7,6 +7,7 @@ A spec is built from three layers, later ones winning: a built-in profile, an op
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -34,6 +35,9 @@ PROFILES = ("default", "seed")
 EngineName = Literal["docker", "podman"]
 ENGINES: tuple[str, ...] = get_args(EngineName)
 MAX_NODES = 9
+# What PostgreSQL's recovery_target_lsn and recovery_target_time take (the time as pgha writes it).
+LSN = re.compile(r"[0-9A-F]{1,8}/[0-9A-F]{1,8}")
+RECOVERY_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?\+00:00")
 
 
 class SpecError(PghaError, ValueError):
@@ -131,6 +135,62 @@ class PoolerSettings(_Frozen):
     pause_timeout_s: float = Field(default=5.0, gt=0, le=300)
 
 
+class BackupSettings(_Frozen):
+    """pgBackRest: WAL archived continuously and full/differential backups in a repository of the
+    cluster's own, encrypted, so a dropped table or every node's disk lost is recoverable to any
+    moment since the first backup (pgha.render.backup). Off in a spec an older pgha saved; the
+    default profile turns it on where its backend keeps a repository."""
+
+    enabled: bool = False
+    # A WAL segment is archived at the latest this long after its first write, even when it is
+    # not full: the most a disaster can lose under a trickle of writes.
+    archive_timeout_s: int = Field(default=60, ge=1, le=3600)
+    # Full backups kept; the WAL needed by the oldest one is kept with it.
+    retention_full: int = Field(default=2, ge=1, le=100)
+    # lz4: a few times faster than gzip for a little more space.
+    compress: Literal["lz4", "gz", "zst", "none"] = "lz4"
+    # `pgha up` takes the first full backup as soon as the cluster is healthy.
+    first_backup: bool = True
+
+
+class RestoreSource(_Frozen):
+    """Where a cluster made by `pgha restore` came from: its first node is bootstrapped from the
+    source's repository (Patroni's custom bootstrap running `pgbackrest restore`) and recovers the
+    source's WAL to the target, then promotes; the cluster archives to a repository of its own."""
+
+    cluster: str
+    repo: str  # the source's repository, an absolute path on this machine
+    target: Literal["time", "lsn", "latest"]
+    to: str | None = None  # the time (ISO 8601, UTC) or LSN; none for latest
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, v: str) -> str:
+        if not names.is_cluster_name(v):
+            raise ValueError(names.CLUSTER_NAME_RULE)
+        return v
+
+    @field_validator("repo")
+    @classmethod
+    def _repo(cls, v: str) -> str:
+        if not names.PLAIN_ABSOLUTE_PATH.fullmatch(v) or ".." in v.split("/"):
+            raise ValueError("must be a plain absolute path")
+        return v
+
+    @model_validator(mode="after")
+    def _target(self) -> RestoreSource:
+        if self.target == "latest":
+            if self.to is not None:
+                raise ValueError("to: none for target latest")
+        elif self.to is None:
+            raise ValueError(f"to: required for target {self.target}")
+        elif self.target == "lsn" and not LSN.fullmatch(self.to):
+            raise ValueError(f"to: {self.to!r} is not an LSN such as 0/5000028")
+        elif self.target == "time" and not RECOVERY_TIME.fullmatch(self.to):
+            raise ValueError(f"to: {self.to!r} is not a time such as 2026-12-07 17:41:53.123+00:00")
+        return self
+
+
 class DCSSettings(_Frozen):
     kind: Literal["etcd", "zookeeper"] = "etcd"
     members: int = 3
@@ -202,6 +262,9 @@ class Spec(_Frozen):
     patroni: PatroniSettings = PatroniSettings()
     haproxy: HAProxySettings = HAProxySettings()
     pooler: PoolerSettings = PoolerSettings()
+    backup: BackupSettings = BackupSettings()
+    # Set on a cluster `pgha restore` made: bootstrapped from another cluster's backups.
+    restore_from: RestoreSource | None = None
     ports: Ports
 
     @field_validator("network")
@@ -286,6 +349,16 @@ class Spec(_Frozen):
             raise ValueError(f"ports: {self.dcs.kind} needs one dcs_election port per member")
         if self.engine is not None and not backend_kind(self.backend).runs_containers:
             raise ValueError(f"engine: {self.engine} runs containers; it needs backend compose, not {self.backend}")
+        if self.backup.enabled and not backend_kind(self.backend).keeps_backups:
+            raise ValueError(f"backup.enabled: the {self.backend} backend keeps no backup repository yet "
+                             f"(backends that do: {', '.join(b for b, k in BACKENDS.items() if k.keeps_backups)})")
+        if self.restore_from is not None and not self.backup.enabled:
+            raise ValueError("restore_from: a restored cluster reads its source's repository through pgBackRest; "
+                             "it needs backup.enabled")
+        if self.restore_from is not None and self.restore_from.cluster == self.name:
+            raise ValueError("restore_from: a cluster cannot be restored from itself (pick another name)")
+        if self.backup.enabled and str(self.patroni.parameters.get("archive_mode", "off")) != "off":
+            raise ValueError("backup.enabled: pgBackRest archives the WAL itself; drop patroni.parameters.archive_mode")
         if self.haproxy.hosts > 1 and not backend_kind(self.backend).hosts_of_their_own:
             raise ValueError("haproxy.hosts: more than one HAProxy needs hosts of their own (backend netns)")
         if len(p.entrypoint_rw_more) != self.haproxy.hosts - 1:
@@ -356,6 +429,7 @@ def _profile_defaults(profile: str) -> dict[str, Any]:
                 "timeout_check_ms": 5000,
             },
             "pooler": {"enabled": False},
+            "backup": {"enabled": False},
         }
     if profile == "default":
         return {
@@ -495,7 +569,7 @@ def load_spec_file(path: Path) -> dict[str, Any]:
 
 
 # Sections of a spec that hold settings of their own: each must be a mapping.
-_SECTIONS = ("dcs", "patroni", "haproxy", "pooler", "ports")
+_SECTIONS = ("dcs", "patroni", "haproxy", "pooler", "backup", "ports")
 
 
 def _check_sections(settings: dict[str, Any]) -> None:
@@ -526,6 +600,13 @@ def build_spec(profile: str | None = None, file_settings: dict[str, Any] | None 
             and "hosts" not in given_hap:
         # Hosts of their own allow what one machine cannot: no single HAProxy to lose.
         merged["haproxy"] = {**merged.get("haproxy", {}), "hosts": backend.default_haproxy_hosts}
+    given_backup = {**(file_settings.get("backup") or {}), **(overrides.get("backup") or {})}
+    if chosen == "default" and "enabled" not in given_backup:
+        # Every default cluster archives its WAL and is backed up, where its backend keeps a
+        # repository (pgha.model.backend_kinds); a user may still say no.
+        where_backup = find_backend(merged.get("backend", "local"))  # the Spec's own default backend
+        merged["backup"] = {**merged.get("backup", {}),
+                            "enabled": bool(where_backup is not None and where_backup.keeps_backups)}
     if "tls" not in merged:
         # The lab as published has no TLS; the default profile has it wherever hosts talk over
         # a network, and with ZooKeeper everywhere (its ACLs need client certificates), and a

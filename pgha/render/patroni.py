@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 from pgha.model.spec import Spec
 from pgha.model.topology import Topology
+from pgha.render.backup import archive_command, archive_settings, restore_bootstrap, restore_command
 from pgha.state.layout import Layout
 from pgha.state.secrets import REPLICATION_USER, REST_USER, SUPERUSER, Secrets
 
@@ -46,6 +48,7 @@ def verify_full(layout: Layout) -> dict[str, str]:
 def dynamic_settings(spec: Spec) -> dict[str, Any]:
     """What Patroni keeps in the DCS (bootstrap.dcs): one value for the whole cluster."""
     p = spec.patroni
+    archiving = archive_settings(spec) if spec.backup.enabled else {}
     return {
         "ttl": p.ttl,
         "loop_wait": p.loop_wait,
@@ -58,12 +61,12 @@ def dynamic_settings(spec: Spec) -> dict[str, Any]:
         "postgresql": {
             "use_pg_rewind": p.use_pg_rewind,
             "use_slots": p.use_slots,
-            "parameters": dict(p.parameters),
+            "parameters": {**dict(p.parameters), **archiving},
         },
     }
 
 
-def local_parameters(spec: Spec, layout: Layout, node: str) -> dict[str, Any]:
+def local_parameters(spec: Spec, layout: Layout, node: str, backup_config: Path | None = None) -> dict[str, Any]:
     params: dict[str, Any] = {
         "unix_socket_directories": str(layout.socket_dir),
         "password_encryption": "scram-sha-256",
@@ -80,6 +83,9 @@ def local_parameters(spec: Spec, layout: Layout, node: str) -> dict[str, Any]:
         # The lab's archive: kept beside the node's data, never restored from.
         archive = layout.wal_archive(node)
         params["archive_command"] = f"test ! -f {archive}/%f && cp %p {archive}/%f"
+    if backup_config is not None:
+        # Each node names its own pgBackRest configuration; only the primary archives (archive_mode on).
+        params["archive_command"] = archive_command(backup_config, spec)
     return params
 
 
@@ -88,8 +94,9 @@ _FAST_BASEBACKUP: dict[str, Any] = {"basebackup": [{"checkpoint": "fast"}]}
 
 
 def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str, dcs: dict[str, Any],
-                   tls: bool = False) -> dict[str, Any]:
-    """One node's configuration; `dcs` is Patroni's section for the DCS (the DCS kind renders it)."""
+                   tls: bool = False, backup_config: Path | None = None) -> dict[str, Any]:
+    """One node's configuration; `dcs` is Patroni's section for the DCS (the DCS kind renders it);
+    `backup_config`: the node's pgBackRest configuration when the cluster archives its WAL."""
     spec = topo.spec
     place, ports = topo.node(node)
     host = place.address
@@ -134,7 +141,11 @@ def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str, 
                 "replication": {"username": REPLICATION_USER, "password": secrets.replication_password,
                                 **pg_tls},
             },
-            "parameters": {**local_parameters(spec, layout, node), **(tls_parameters(layout, node) if tls else {})},
+            "parameters": {**local_parameters(spec, layout, node, backup_config),
+                           **(tls_parameters(layout, node) if tls else {})},
+            # A replica that fell behind what the primary still keeps fetches the WAL from the archive.
+            **({"recovery_conf": {"restore_command": restore_command(backup_config, spec)}}
+               if backup_config is not None else {}),
             "pg_hba": pg_hba(topo, tls),
             # A new replica's pg_basebackup starts with a checkpoint on the primary; a spread one
             # waits out checkpoint_completion_target (measured here: 95 s after the application
@@ -144,4 +155,10 @@ def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str, 
         "watchdog": {"mode": "off"},
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},
     }
+    if spec.restore_from is not None and backup_config is not None:
+        config["bootstrap"].update(restore_bootstrap(spec, layout.pgbackrest_source_config(node)))
+        # While it bootstraps from a backup, Patroni trusts only its connections from the node's
+        # own address and socket (the restored pg_hba.conf is the source's); on loopback a TCP
+        # connection to 127.0.1.1 comes from 127.0.0.1, so Patroni talks over the socket.
+        config["postgresql"]["use_unix_socket"] = True
     return config

@@ -71,6 +71,35 @@ class Layout:
     def wal_archive(self, node: str) -> Path:
         return self.data / f"{node}-wal-archive"
 
+    @property
+    def backup(self) -> Path:
+        """pgBackRest's repository and what pgha keeps beside it (pgha.render.backup)."""
+        return self.root / "backup"
+
+    @property
+    def backup_repo(self) -> Path:
+        return self.backup / "repo"
+
+    @property
+    def scratch(self) -> Path:
+        """Throw-away instances (a backup restored to be verified); pgha.state.ownership removes them."""
+        return self.root / "scratch"
+
+    def pgbackrest_config(self, node: str) -> Path:
+        return self.conf / f"pgbackrest-{node}.conf"
+
+    def pgbackrest_source_config(self, node: str) -> Path:
+        """pgBackRest's configuration for reading the repository a restored cluster came from."""
+        return self.conf / f"pgbackrest-{node}-source.conf"
+
+    def pgbackrest_pgpass(self, node: str) -> Path:
+        """How pgBackRest, run by pgha, logs in to the node's PostgreSQL (the superuser's line)."""
+        return self.run / f"pgpass-backup-{node}"
+
+    def pgbackrest_run(self, node: str) -> Path:
+        """pgBackRest's lock and spool files for one node."""
+        return self.run / f"pgbackrest-{node}"
+
     def pgpass(self, node: str) -> Path:
         return self.run / f"pgpass-{node}"
 

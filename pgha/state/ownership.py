@@ -9,6 +9,7 @@ no planted link can turn `pgha down --purge` against data that is not the cluste
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -81,3 +82,25 @@ def remove_cluster_dir(home: Path, name: str) -> None:
     # rmtree never follows symbolic links inside the tree: a link planted by the service user
     # is removed as a link, its target stays.
     shutil.rmtree(root)
+
+
+# The one directory inside a cluster's that holds throw-away instances (pgha verify-backup).
+SCRATCH = "scratch"
+SCRATCH_INSTANCE = re.compile(r"[a-z0-9][a-z0-9_-]{0,80}")
+
+
+def scratch_dir(home: Path, name: str, instance: str) -> Path:
+    """<cluster>/scratch/<instance> of a cluster pgha created; `instance` is one plain name."""
+    if not SCRATCH_INSTANCE.fullmatch(instance):
+        raise NotOursError(f"{instance!r} is not a scratch instance's name")
+    return owned_cluster_dir(home, name) / SCRATCH / instance
+
+
+def remove_scratch_dir(home: Path, name: str, instance: str) -> None:
+    """Delete one scratch instance of a cluster pgha created, never through a link."""
+    path = scratch_dir(home, name, instance)
+    parent = path.parent
+    if parent.is_symlink() or path.is_symlink():
+        raise NotOursError(f"{path} is reached through a symbolic link: pgha does not delete it")
+    if path.exists():
+        shutil.rmtree(path)

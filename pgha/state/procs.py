@@ -219,6 +219,18 @@ def thaw(procs: Iterable[psutil.Process]) -> None:
 
 
 
+def run_as_account(argv: Sequence[str], *, run_as: RunAs, env: dict[str, str], timeout: float,
+                   cwd: str = "/") -> subprocess.CompletedProcess[str]:
+    """Run argv to its end as the account (a short command, not a unit), output captured; raises
+    OSError when it cannot start and subprocess.TimeoutExpired when it outlives timeout."""
+    ids = run_as.uid_gid
+    if ids is None:
+        return subprocess.run(list(argv), capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout,
+                              check=False, stdin=subprocess.DEVNULL)
+    return subprocess.run(list(argv), capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout,
+                          check=False, stdin=subprocess.DEVNULL, user=ids[0], group=ids[1], extra_groups=[])
+
+
 def ensure_owner(path: Path, run_as: RunAs) -> None:
     ids = run_as.uid_gid
     if ids is None:

@@ -32,6 +32,8 @@ class Secrets:
     dcs_root_password: str = ""  # etcd's root user (pgha/security/dcs_auth.py)
     dcs_password: str = ""  # Patroni's own etcd user, confined to the cluster's prefix
     pooler_admin_password: str = ""  # PgBouncer's admin console (POOLER_ADMIN)
+    # The key pgBackRest encrypts the cluster's repository with: lose it and the backups are lost.
+    backup_cipher_password: str = ""
 
     @classmethod
     def generate(cls) -> Secrets:

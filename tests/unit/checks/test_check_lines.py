@@ -26,6 +26,7 @@ EXPECTED = [
     (6, "check_dcs"),
     (7, "check_security"),
     (8, "check_pooler"),
+    (9, "check_backups"),
 ]
 
 

@@ -12,6 +12,8 @@ from pgha.state.ownership import (
     create_cluster_dir,
     is_ours,
     remove_cluster_dir,
+    remove_scratch_dir,
+    scratch_dir,
 )
 
 
@@ -87,3 +89,26 @@ def test_a_clusters_directory_behind_a_link_still_works(home: Path, tmp_path: Pa
     create_cluster_dir(alias, "viaalias")
     remove_cluster_dir(alias, "viaalias")
     assert not (home / "viaalias").exists()
+
+
+def test_a_scratch_instance_is_removed_only_inside_a_cluster_pgha_created(home: Path, tmp_path: Path) -> None:
+    root = create_cluster_dir(home, "prod")
+    scratch = scratch_dir(home, "prod", "verify-20261207-174151f")
+    assert scratch == root / "scratch" / "verify-20261207-174151f"
+    (scratch / "data").mkdir(parents=True)
+    remove_scratch_dir(home, "prod", "verify-20261207-174151f")
+    assert not scratch.exists() and root.is_dir()
+    for bad in ("", "..", "../../outside", "a/b", "Verify", ".hidden"):
+        with pytest.raises(NotOursError):
+            remove_scratch_dir(home, "prod", bad)
+    # The scratch directory planted as a link to elsewhere: refused, the target kept.
+    (root / "scratch").rmdir()
+    (root / "scratch").symlink_to(tmp_path / "outside")
+    (tmp_path / "outside" / "verify-x").mkdir()
+    with pytest.raises(NotOursError):
+        remove_scratch_dir(home, "prod", "verify-x")
+    assert (tmp_path / "outside" / "verify-x").is_dir() and (tmp_path / "outside" / "keep.txt").exists()
+    # A directory pgha did not create has no scratch instances to remove.
+    (home / "notours" / "scratch" / "verify-x").mkdir(parents=True)
+    with pytest.raises(NotOursError):
+        remove_scratch_dir(home, "notours", "verify-x")

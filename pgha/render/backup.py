@@ -1,0 +1,114 @@
+"""pgBackRest's configuration for one node, and the commands Patroni gives PostgreSQL to archive
+and fetch WAL through it; pure.
+
+One repository per cluster (a directory of its own on this machine for the process backends),
+one stanza named after the cluster, encrypted with the cluster's own key (secrets.yml). Every node
+has its own configuration file naming its own data directory, so the same command works on
+whichever node is primary, and a node's archive_command needs nothing but that file.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from pgha.model.spec import Spec
+from pgha.state.layout import Layout
+from pgha.state.secrets import SUPERUSER, Secrets
+
+PGBACKREST_BIN = "/usr/bin/pgbackrest"
+CIPHER = "aes-256-cbc"
+
+
+def stanza(spec: Spec) -> str:
+    """The stanza of a cluster's repository: its name (validated: letters, digits, '-')."""
+    return spec.name
+
+
+def pgbackrest_config(spec: Spec, layout: Layout, secrets: Secrets, node: str, repo: Path, port: int,
+                      stanza_name: str | None = None) -> str:
+    """pgbackrest.conf for one node: the repository (encrypted, with its retention) and the node's
+    own PostgreSQL, reached over its Unix socket (no password on the command line, no network).
+    `stanza_name`: another cluster's (a restore reads the source's repository; the key is the same,
+    as a restored cluster keeps its source's secrets)."""
+    b = spec.backup
+    glob = {
+        "repo1-path": str(repo),
+        "repo1-cipher-type": CIPHER,
+        "repo1-cipher-pass": secrets.backup_cipher_password,
+        "repo1-retention-full": str(b.retention_full),
+        "compress-type": b.compress,
+        "log-path": str(layout.logs / f"pgbackrest-{node}"),
+        "log-level-console": "warn",
+        "log-level-file": "info",
+        "lock-path": str(layout.pgbackrest_run(node)),
+        "spool-path": str(layout.pgbackrest_run(node)),
+        # A backup starts with an immediate checkpoint instead of waiting out a spread one.
+        "start-fast": "y",
+        # Restores into a directory that has files reuse what matches.
+        "delta": "y",
+        "process-max": "2",
+    }
+    own = {
+        "pg1-path": str(layout.pgdata(node)),
+        "pg1-port": str(port),
+        "pg1-socket-path": str(layout.socket_dir),
+        "pg1-user": SUPERUSER,
+    }
+    return _ini({"global": glob, stanza_name or stanza(spec): own})
+
+
+def _ini(sections: dict[str, dict[str, str]]) -> str:
+    lines: list[str] = []
+    for name, values in sections.items():
+        lines += [f"[{name}]", *(f"{k}={v}" for k, v in values.items()), ""]
+    return "\n".join(lines)
+
+
+def pgbackrest_argv(config: Path, spec: Spec, *command: str, program: str = PGBACKREST_BIN) -> list[str]:
+    return [program, f"--config={config}", f"--stanza={stanza(spec)}", *command]
+
+
+def archive_command(config: Path, spec: Spec) -> str:
+    return f"{shlex.join(pgbackrest_argv(config, spec, 'archive-push'))} \"%p\""
+
+
+def restore_command(config: Path, spec: Spec) -> str:
+    return f"{shlex.join(pgbackrest_argv(config, spec, 'archive-get'))} %f \"%p\""
+
+
+RESTORE_METHOD = "pgbackrest_restore"
+
+
+def restore_bootstrap(spec: Spec, source_config: Path) -> dict[str, Any]:
+    """Patroni's bootstrap section for a cluster restored from another's repository: the first
+    node's data directory comes from the source's newest backup before the target, then
+    PostgreSQL replays the source's archived WAL to the target and promotes (a new timeline; the
+    source's repository is only read). pgBackRest writes no recovery settings (type none):
+    Patroni writes them from recovery_conf, and drops them once the node is promoted, so no
+    replica of the new cluster ever fetches WAL from the source's archive."""
+    src = spec.restore_from
+    assert src is not None
+    command = [PGBACKREST_BIN, f"--config={source_config}", f"--stanza={src.cluster}", "--type=none",
+               "--no-delta", "restore"]
+    fetch = f"{shlex.join([PGBACKREST_BIN, f'--config={source_config}', f'--stanza={src.cluster}', 'archive-get'])}" \
+            f" %f \"%p\""
+    recovery: dict[str, Any] = {"restore_command": fetch, "recovery_target_timeline": "latest"}
+    if src.target == "time":
+        recovery |= {"recovery_target_time": src.to, "recovery_target_action": "promote"}
+    elif src.target == "lsn":
+        recovery |= {"recovery_target_lsn": src.to, "recovery_target_action": "promote"}
+    return {"method": RESTORE_METHOD,
+            RESTORE_METHOD: {"command": shlex.join(command), "no_params": True, "recovery_conf": recovery}}
+
+
+def archive_settings(spec: Spec) -> dict[str, Any]:
+    """What every node shares (Patroni's dynamic configuration)."""
+    return {"archive_mode": "on", "archive_timeout": f"{spec.backup.archive_timeout_s}s"}
+
+
+def backup_pgpass(port: int, password: str) -> str:
+    """The superuser's line for pgBackRest's libpq, over the node's socket only."""
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    return f"*:{port}:*:{SUPERUSER}:{escaped}\n"

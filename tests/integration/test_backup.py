@@ -1,0 +1,192 @@
+"""Backups with pgBackRest on a real cluster: the first full backup at `up`, the WAL archive,
+`pgha backup`, `pgha backups`, and a point-in-time restore into a new cluster beside the source."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from helpers import processes_under, run_pgha
+
+from pgha.cluster import Cluster
+
+pytestmark = pytest.mark.integration
+
+SOURCE, COPY = "bk", "bk-copy"
+
+
+@pytest.fixture(scope="module")
+def source(pgha_home: Path) -> Iterator[Cluster]:
+    run_pgha("up", "--name", SOURCE, "--base-port", "22432", check=True, timeout=300)
+    yield Cluster(SOURCE)
+    for name in (SOURCE, COPY, "bk-never"):
+        run_pgha("down", "--name", name, "--purge", timeout=120)
+
+
+def _write(cluster: Cluster, first: int, last: int) -> None:
+    with psycopg.connect(cluster.clients.entrypoint_dsn(), connect_timeout=10, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS orders (id int PRIMARY KEY, at timestamptz DEFAULT clock_timestamp())")
+        conn.execute("INSERT INTO orders (id) SELECT generate_series(%s::int, %s::int)", (first, last))
+
+
+def _ids(cluster: Cluster) -> list[int]:
+    with psycopg.connect(cluster.clients.entrypoint_dsn(), connect_timeout=10) as conn:
+        return [r[0] for r in conn.execute("SELECT id FROM orders ORDER BY id").fetchall()]
+
+
+def _backups(name: str) -> dict[str, object]:
+    result = run_pgha("backups", "--name", name, "--json", check=True)
+    return dict(json.loads(result.stdout))
+
+
+def test_up_takes_the_first_full_backup_and_archives(source: Cluster) -> None:
+    listed = _backups(SOURCE)
+    backups = listed["backups"]
+    assert isinstance(backups, list) and [b["type"] for b in backups] == ["full"], listed
+    assert listed["problem"] is None and listed["earliest_restorable"] is not None
+    assert "taking the first full backup" in source.layout.journal.read_text()
+    check = json.loads(run_pgha("check", "--name", SOURCE, "--json").stdout)
+    line = next(r for r in check if r["number"] == 9)
+    assert line["status"] == "PASS" and "pgbackrest check passed" in line["evidence"], line
+    # The repository holds the whole database: only the service account may read it.
+    assert (source.layout.backup.stat().st_mode & 0o077) == 0
+
+
+def test_a_differential_backup_builds_on_the_full_one(source: Cluster) -> None:
+    _write(source, 1, 10)
+    result = run_pgha("backup", "--name", SOURCE, "--type", "diff", check=True, timeout=300)
+    assert "(diff) taken" in result.stdout, result.stdout
+    backups = _backups(SOURCE)["backups"]
+    assert isinstance(backups, list)
+    full, diff = backups[0], backups[-1]
+    assert diff["type"] == "diff" and diff["prior"] == full["label"]
+    bad = run_pgha("backup", "--name", SOURCE, "--type", "weekly")
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --type: 'weekly'"), bad.stderr
+
+
+def test_restore_to_a_time_brings_back_exactly_what_was_committed_before_it(source: Cluster) -> None:
+    _write(source, 1001, 1100)
+    before = _ids(source)
+    time.sleep(1)
+    target = datetime.datetime.now(datetime.UTC)
+    time.sleep(1)
+    _write(source, 2001, 2100)  # after the target: must not come back
+    source_backups = len(_backups(SOURCE)["backups"])  # type: ignore[arg-type]
+
+    result = run_pgha("restore", "--name", SOURCE, "--as", COPY, "--to", target.isoformat(), "--base-port", "22532",
+                      timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    copy = Cluster(COPY)
+    assert _ids(copy) == before
+    assert 2001 not in _ids(copy) and 2001 in _ids(source)
+    # The copy is a cluster of its own: promoted to a new timeline that its replicas follow,
+    # archiving to its own repository, which already holds its first backup.
+    state = copy.state()
+    assert state.leader is not None and all(m.timeline == state.leader.timeline for m in state.members)
+    assert state.leader.timeline is not None and state.leader.timeline >= 2
+    check = json.loads(run_pgha("check", "--name", COPY, "--json").stdout)
+    assert [r["status"] for r in check] == ["PASS"] * 9, check
+    assert copy.layout.backup_repo != source.layout.backup_repo
+    assert len(_backups(COPY)["backups"]) == 1  # type: ignore[arg-type]
+    # The source's repository was only read.
+    assert len(_backups(SOURCE)["backups"]) == source_backups  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--to", "2001-01-01 00:00:00"], "before the earliest restorable time"),
+    (["--to", "2999-01-01 00:00:00"], "is in the future"),
+    (["--to", "2999-01-01", "--latest"], "exactly one of"),
+    (["--to-lsn", "nonsense"], "is not an LSN"),
+    (["--as", COPY, "--latest"], f"a cluster named {COPY!r} exists already"),
+    (["--as", "../etc", "--latest"], "--as: the new cluster's name must be lowercase letters"),
+])
+def test_a_restore_that_cannot_be_done_changes_nothing(source: Cluster, pgha_home: Path, args: list[str],
+                                                       message: str) -> None:
+    before = sorted(p.name for p in pgha_home.iterdir())
+    argv = ["restore", "--name", SOURCE, *args]
+    if "--as" not in args:
+        argv += ["--as", "bk-never"]
+    result = run_pgha(*argv, "--base-port", "22632", timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert sorted(p.name for p in pgha_home.iterdir()) == before
+    assert processes_under(pgha_home / "bk-never") == []
+
+
+def test_verify_backup_restores_checks_counts_and_removes_its_instance(source: Cluster) -> None:
+    # The newest backup holds every row written so far: restored to consistency, it has them all.
+    run_pgha("backup", "--name", SOURCE, "--type", "incr", check=True, timeout=300)
+    result = run_pgha("verify-backup", "--name", SOURCE, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "no corruption" in out and "the scratch instance is removed" in out, out
+    rows = len(_ids(source))
+    assert f"public.orders {rows}" in out, out
+    assert not list(source.layout.scratch.iterdir())
+    assert processes_under(source.layout.scratch) == []
+    unknown = run_pgha("verify-backup", "--name", SOURCE, "--set", "20990101-000000F")
+    assert unknown.returncode == 2 and "no backup labelled '20990101-000000F'" in unknown.stderr
+
+
+def _archiver(cluster: Cluster) -> tuple[int, object, object]:
+    leader = cluster.state().leader
+    assert leader is not None
+    with psycopg.connect(cluster.clients.node_target(leader.name).dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_switch_wal()")  # something to archive, and the archiver woken
+        row = conn.execute("SELECT failed_count, last_failed_time, last_archived_time FROM pg_stat_archiver").fetchone()
+    assert row is not None
+    return int(row[0]), row[1], row[2]
+
+
+def _segments(cluster: Cluster) -> dict[str, list[int]]:
+    """The WAL segments in the repository, per timeline, as numbers (16 MiB segments)."""
+    found: dict[str, set[int]] = {}
+    for path in (cluster.layout.backup_repo / "archive" / cluster.name).glob("*/*/*"):
+        # A segment is <24 hex digits>-<its SHA-1>; backup labels (.backup) and .history are not.
+        m = re.fullmatch(r"([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})-[0-9a-f]{40}(\.\w+)?", path.name)
+        if m:
+            found.setdefault(m[1], set()).add(int(m[2], 16) * 256 + int(m[3], 16))
+    return {tl: sorted(segs) for tl, segs in found.items()}
+
+
+def test_a_failing_archive_is_reported_and_catches_up_without_a_gap(source: Cluster) -> None:
+    backend = source.backups_backend()
+    backend.break_archive()
+    try:
+        _write(source, 5001, 5100)  # the primary keeps acknowledging writes
+        deadline = time.monotonic() + 60
+        failed, failed_at, archived_at = _archiver(source)
+        while not (failed and (archived_at is None or failed_at > archived_at)) and time.monotonic() < deadline:
+            time.sleep(1)
+            failed, failed_at, archived_at = _archiver(source)
+        check = json.loads(run_pgha("check", "--name", SOURCE, "--json").stdout)
+        line = next(r for r in check if r["number"] == 9)
+        assert line["status"] == "FAIL" and "has failed" in line["evidence"], line
+        status = json.loads(run_pgha("status", "--name", SOURCE, "--json").stdout)
+        assert "has failed" in str(status["backups"]), status["backups"]
+        _write(source, 5101, 5200)
+    finally:
+        backend.heal_archive()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        failed, failed_at, archived_at = _archiver(source)
+        if archived_at is not None and failed_at is not None and archived_at > failed_at:
+            break
+        time.sleep(1)
+    check = json.loads(run_pgha("check", "--name", SOURCE, "--json").stdout)
+    line = next(r for r in check if r["number"] == 9)
+    assert line["status"] == "PASS", line
+    for timeline, segments in _segments(source).items():
+        assert segments == list(range(segments[0], segments[-1] + 1)), f"a gap in timeline {timeline}"
+
+
+def test_a_cluster_without_backups_says_so(pgha_home: Path) -> None:
+    result = run_pgha("backups", "--name", "nosuch")
+    assert result.returncode == 2 and "no cluster named 'nosuch'" in result.stderr
