@@ -213,7 +213,7 @@ def throughput(source: Cluster, work: Path, rows: list[str]) -> None:
     cp = work / "cp"
     seconds = timed("cp -a", lambda: subprocess.run(["cp", "-a", str(pgdata), str(cp)], check=True))
     cp_size = sum(f.stat().st_size for f in cp.rglob("*") if f.is_file()) / 2**20
-    rows.append(f"| cp -a of the primary's data directory | {cp_size:.0f} MiB | {seconds:.1f} s | "
+    rows.append(f"| cp -a of the primary's data directory (with its pg_wal) | {cp_size:.0f} MiB | {seconds:.1f} s | "
                 f"{cp_size / seconds:.0f} MiB/s | |")
     shutil.rmtree(cp)
 
@@ -283,7 +283,7 @@ def disaster(source: Cluster) -> list[str]:
     restore_s = time.time() - began
     print(f"  disaster: {len(acked)} acknowledged, {len(missing)} missing; RTO {rto:.1f} s", flush=True)
     down(COPY)
-    return [f"| acknowledged writes before the kill | {len(acked)} (the last {fault - last_ack:.2f} s before it) |",
+    return [f"| writes acknowledged by the source | {len(acked)} (the last {last_ack - fault:+.2f} s from the kill) |",
             f"| acknowledged writes missing after the restore (RPO) | {len(missing)}"
             + (f", written over {span:.1f} s, ids {missing[0]}..{missing[-1]}" if missing else "") + " |",
             f"| RTO: kill → first write acknowledged by the restored cluster | {rto:.1f} s |",
@@ -361,7 +361,8 @@ def main() -> None:
         "",
         f"Backup {verified.backup.label} ({verified.backup.size / 2**20:.0f} MiB): restored in "
         f"{verified.restore_s:.1f} s, consistent and promoted {verified.recover_s:.1f} s later, pg_amcheck over "
-        f"{verified.relations_checked} relations in {verified.amcheck_s:.1f} s "
+        f"{verified.relations_checked} relations ({verified.pages_checked * 8 / 1024:.0f} MiB) in "
+        f"{verified.amcheck_s:.1f} s "
         f"({'no corruption' if verified.amcheck_ok else 'CORRUPTION'}), {verified.tables} tables and "
         f"{verified.total_rows} rows counted; {verified.total_s:.1f} s in all.",
         "",

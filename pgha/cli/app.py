@@ -290,7 +290,8 @@ def verify_backup_cmd(name: NameOpt = "default",
     b = v.backup
     out.print(f"backup {b.label} ({b.type}, {b.size / 2**20:.0f} MiB): restored in {v.restore_s:.1f} s, "
               f"consistent and promoted {v.recover_s:.1f} s later; pg_amcheck checked {v.relations_checked} "
-              f"relations in {v.amcheck_s:.1f} s: " + ("no corruption" if v.amcheck_ok else "[red]CORRUPTION[/]"))
+              f"relations ({v.pages_checked * 8 / 1024:.0f} MiB) in {v.amcheck_s:.1f} s: "
+              + ("no corruption" if v.amcheck_ok else "[red]CORRUPTION[/]"))
     for db, tables in v.rows.items():
         counted = ", ".join(f"{t} {n}" for t, n in tables.items()) or "no tables"
         out.print(f"  {db}: {counted}")

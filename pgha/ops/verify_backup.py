@@ -48,6 +48,7 @@ class Verified:
     amcheck_ok: bool
     amcheck_output: str
     relations_checked: int
+    pages_checked: int  # 8 KiB each
     rows: dict[str, dict[str, int]] = field(default_factory=dict)  # database -> table -> rows
 
     @property
@@ -112,11 +113,12 @@ def verify_backup(cluster: Cluster, label: str | None = None) -> Verified:
             _pg_ctl(["stop", "-m", "immediate", "-w"], data, _env(scratch, "", run_as), run_as, check=False)
         remove_scratch_dir(cluster.home, cluster.name, instance)
         log.info(f"the scratch instance of backup {backup.label} is stopped and removed")
-    relations = _relations_checked(check.stdout + check.stderr)
+    relations, pages = amcheck_progress(check.stdout + check.stderr)
     verified = Verified(backup, restored - began, recovered - restored, checked - recovered, time.monotonic() - began,
-                        check.returncode == 0, (check.stdout + check.stderr).strip(), relations, rows)
+                        check.returncode == 0, (check.stdout + check.stderr).strip(), relations, pages, rows)
     log.info(f"backup {backup.label}: pg_amcheck {'found no corruption' if verified.amcheck_ok else 'FAILED'} "
-             f"in {relations} relations; {verified.tables} tables, {verified.total_rows} rows; "
+             f"in {relations} relations ({pages * 8 / 1024:.0f} MiB); {verified.tables} tables, "
+             f"{verified.total_rows} rows; "
              f"{verified.total_s:.1f} s in all")
     return verified
 
@@ -183,7 +185,8 @@ def _count_rows(run: Path, env: dict[str, str], run_as: procs.RunAs) -> dict[str
     return {db: {table: int(n) for table, n in _psql(run, env, run_as, COUNT_SQL, db)} for db in dbs}
 
 
-def _relations_checked(output: str) -> int:
-    """pg_amcheck --progress ends with 'N/N relations (100%) ...'."""
-    found = re.findall(r"(\d+)/(\d+) relations", output)
-    return int(found[-1][1]) if found else 0
+def amcheck_progress(output: str) -> tuple[int, int]:
+    """(relations, pages) pg_amcheck --progress reports last: 'N/N relations (100%), P/P pages (100%)'."""
+    relations = re.findall(r"(\d+)/(\d+) relations", output)
+    pages = re.findall(r"(\d+)/(\d+) pages", output)
+    return (int(relations[-1][0]) if relations else 0, int(pages[-1][0]) if pages else 0)

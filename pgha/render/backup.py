@@ -103,6 +103,15 @@ def restore_bootstrap(spec: Spec, source_config: Path) -> dict[str, Any]:
             RESTORE_METHOD: {"command": shlex.join(command), "no_params": True, "recovery_conf": recovery}}
 
 
+def replica_methods(config: Path, spec: Spec) -> dict[str, Any]:
+    """Patroni's postgresql section for new replicas: restored from the repository's newest backup
+    (then the archive and streaming close the gap), which spares the primary a full copy; with no
+    backup yet (a new cluster's first minute) pgBackRest fails at once and pg_basebackup follows."""
+    restore = pgbackrest_argv(config, spec, "--type=standby", "restore")
+    return {"create_replica_methods": ["pgbackrest", "basebackup"],
+            "pgbackrest": {"command": shlex.join(restore), "keep_data": True, "no_params": True}}
+
+
 def archive_settings(spec: Spec) -> dict[str, Any]:
     """What every node shares (Patroni's dynamic configuration)."""
     return {"archive_mode": "on", "archive_timeout": f"{spec.backup.archive_timeout_s}s"}

@@ -8,7 +8,7 @@ from typing import Any
 
 from pgha.model.spec import Spec
 from pgha.model.topology import Topology
-from pgha.render.backup import archive_command, archive_settings, restore_bootstrap, restore_command
+from pgha.render.backup import archive_command, archive_settings, replica_methods, restore_bootstrap, restore_command
 from pgha.state.layout import Layout
 from pgha.state.secrets import REPLICATION_USER, REST_USER, SUPERUSER, Secrets
 
@@ -151,6 +151,7 @@ def render_patroni(topo: Topology, layout: Layout, secrets: Secrets, node: str, 
             # waits out checkpoint_completion_target (measured here: 95 s after the application
             # database was created at bootstrap, against under 1 s with this). The lab had none.
             **(_FAST_BASEBACKUP if spec.profile != "seed" else {}),
+            **(replica_methods(backup_config, spec) if backup_config is not None else {}),
         },
         "watchdog": {"mode": "off"},
         "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False, "nosync": False},

@@ -187,6 +187,29 @@ def test_a_failing_archive_is_reported_and_catches_up_without_a_gap(source: Clus
         assert segments == list(range(segments[0], segments[-1] + 1)), f"a gap in timeline {timeline}"
 
 
+def test_a_replica_is_rebuilt_from_the_repository(source: Cluster) -> None:
+    run_pgha("backup", "--name", SOURCE, "--type", "incr", check=True, timeout=300)
+    _write(source, 7001, 7100)  # after the backup: it reaches the new replica through the archive or streaming
+    state = source.state()
+    replica = next(m.name for m in state.members if not m.is_leader)
+    log = source.backend().log_files()[replica]
+    seen = log.read_text().count("replica has been created using pgbackrest")
+    result = run_pgha("ctl", "--name", SOURCE, "reinit", source.spec.patroni_scope, replica, "--force", "--wait",
+                      timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert log.read_text().count("replica has been created using pgbackrest") == seen + 1, log.read_text()[-3000:]
+    source.wait_healthy(120)
+    with psycopg.connect(source.clients.node_target(replica).dsn, connect_timeout=10) as conn:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ids = [r[0] for r in conn.execute("SELECT id FROM orders ORDER BY id").fetchall()]
+            conn.rollback()
+            if ids == _ids(source):
+                break
+            time.sleep(0.5)
+    assert ids == _ids(source)
+
+
 def test_a_cluster_without_backups_says_so(pgha_home: Path) -> None:
     result = run_pgha("backups", "--name", "nosuch")
     assert result.returncode == 2 and "no cluster named 'nosuch'" in result.stderr

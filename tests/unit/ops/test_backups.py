@@ -13,6 +13,7 @@ from pgha.model.backup_info import BackupInfoError, parse_info
 from pgha.model.spec import RestoreSource, SpecError, build_spec
 from pgha.ops.backups import ArchiveState, archive_problem
 from pgha.ops.restore import Target, check_target, parse_target, recovery_failure, restored_spec
+from pgha.ops.verify_backup import amcheck_progress
 
 UTC = datetime.UTC
 # `pgbackrest info --output=json` of one stanza with one full backup, as pgBackRest 2.45 printed it here.
@@ -137,3 +138,11 @@ def test_a_failed_recovery_is_explained_in_one_line() -> None:
     assert why is not None and why.startswith("the archive ends before 2026-12-07 17:00:00")
     assert "--latest" in why
     assert recovery_failure(["LOG:  database system is ready to accept connections"], target) is None
+
+
+def test_what_pg_amcheck_says_it_checked() -> None:
+    output = ("0/817 relations (0%),      0/139263 pages (0%)\r"
+              "402/817 relations (49%),  70112/139263 pages (50%)\r"
+              "817/817 relations (100%), 139263/139263 pages (100%)\n")
+    assert amcheck_progress(output) == (817, 139263)
+    assert amcheck_progress("") == (0, 0)

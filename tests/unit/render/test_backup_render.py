@@ -78,6 +78,11 @@ def test_each_node_archives_through_its_own_pgbackrest_configuration(tmp_path: P
         assert dynamic["archive_mode"] == "on"
         assert dynamic["archive_timeout"] == "60s"
         assert "method" not in pg["bootstrap"]
+        # New replicas from the repository's newest backup, pg_basebackup when there is none yet.
+        assert pg["postgresql"]["create_replica_methods"] == ["pgbackrest", "basebackup"]
+        assert pg["postgresql"]["pgbackrest"] == {
+            "command": f"/usr/bin/pgbackrest --config={layout.pgbackrest_config(node)} --stanza=shop "
+                       f"--type=standby restore", "keep_data": True, "no_params": True}
 
 
 def test_netns_nodes_share_one_repository_outside_their_hosts(tmp_path: Path) -> None:
@@ -94,6 +99,7 @@ def test_without_backups_nothing_archives(tmp_path: Path) -> None:
     assert not [p for p in files if p.name.startswith("pgbackrest")]
     pg = yaml.safe_load(files[Layout(tmp_path).patroni_config("node0")].text)
     assert "archive_command" not in pg["postgresql"]["parameters"]
+    assert "create_replica_methods" not in pg["postgresql"]
     assert "archive_mode" not in pg["bootstrap"]["dcs"]["postgresql"]["parameters"]
 
 
