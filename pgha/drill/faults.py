@@ -14,7 +14,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from pgha.backends.base import Backend, ComponentFaults, NetworkFaults, NodeFaults, PauseFaults, PostgresFaults
+from pgha.backends.base import (
+    Backend,
+    Backups,
+    ComponentFaults,
+    NetworkFaults,
+    NodeFaults,
+    PauseFaults,
+    PostgresFaults,
+)
 from pgha.errors import BackendError, PghaError
 from pgha.ops.patroni_api import request_switchover
 
@@ -94,6 +102,7 @@ class ComponentTargets:
 NODES = NodeTargets()
 DCS_MEMBERS = ComponentTargets("dcs0.. | majority | all", lambda h: h.dcs, ("majority", "all"))
 HAPROXIES = ComponentTargets("haproxy, haproxy1..", lambda h: h.haproxies)
+REPOSITORY = ComponentTargets("repository", lambda h: ("repository",))
 ANY_HOST = NodeTargets("primary | replica | a node, dcsN or an HAProxy", lambda h: (*h.dcs, *h.haproxies))
 
 
@@ -112,6 +121,8 @@ class Nemesis:
     hand_over: Callable[[str], object] | None = None
     # A rolling restart as pgha does it (replicas, a hand-over, the old primary); None: not offered.
     rolling_restart: Callable[[], object] | None = None
+    # pg_switch_wal() on the primary: a segment for the archiver to try now; None: not offered.
+    switch_wal: Callable[[], object] | None = None
 
     def inject(self, fault: str, target: str) -> float:
         """Inject `fault` on a resolved target; returns the time it landed (the moment of the
@@ -151,6 +162,11 @@ class Nemesis:
             return self.backend
         raise self._unable("kill and start DCS members and entrypoints")
 
+    def backups(self) -> Backups:
+        if isinstance(self.backend, Backups) and self.switch_wal is not None:
+            return self.backend
+        raise self._unable("break its backup repository (a cluster with backups, run by pgha drill)")
+
     def _unable(self, what: str) -> BackendError:
         return BackendError(f"the {self.backend.kind} backend cannot {what}")
 
@@ -185,8 +201,9 @@ class Fault:
     # Needs hosts of their own (a backend with NetworkFaults).
     network: bool = False
     # Verdicts beyond the standard ones, by the name of their checker (pgha.drill.checkers.CHECKERS),
-    # given when the fault hit a node.
+    # given when the fault hit a node (or, with extra_for_any_target, whatever it hit).
     extra_verdicts: tuple[str, ...] = ()
+    extra_for_any_target: bool = False
 
 
 def _stall_then_kill(n: Nemesis, target: str) -> float:
@@ -236,6 +253,21 @@ def _start_node(n: Nemesis, target: str) -> None:
     n.nodes().start_node(target)
 
 
+def _break_archive(n: Nemesis, target: str) -> None:
+    n.backups().break_archive()
+    # Nothing is archived until a segment is full or archive_timeout passes: switch one, so the
+    # archiver tries (and fails) now.
+    assert n.switch_wal is not None
+    n.switch_wal()
+
+
+def _heal_archive(n: Nemesis, target: str) -> None:
+    n.backups().heal_archive()
+    # The archiver waits up to a minute after three failures; a new segment wakes it.
+    assert n.switch_wal is not None
+    n.switch_wal()
+
+
 def _table(faults: Iterable[Fault]) -> dict[str, Fault]:
     return {f.name: f for f in faults}
 
@@ -274,6 +306,10 @@ FAULTS: dict[str, Fault] = _table([
           lambda n, t: n.network().lose_packets(t, LOSS_PERCENT), _heal_network, settles=True, network=True),
     Fault("lag", f"delay every packet leaving the host by {LAG_MS} ms (tc netem)", ANY_HOST,
           lambda n, t: n.network().lag(t, LAG_MS), _heal_network, settles=True, network=True),
+    Fault("archive-fail", "make the backup repository unwritable (a full or lost backup disk): archiving fails, "
+          "the primary must keep acknowledging writes; writable again at heal, the archive must catch up",
+          REPOSITORY, _break_archive, _heal_archive, extra_verdicts=("archive_caught_up",),
+          extra_for_any_target=True),
 ])
 
 

@@ -84,6 +84,10 @@ class FinalState:
     rows: dict[str, list[int]]  # node -> ids present in the drill table on that node
     caught_up: dict[str, bool]  # node -> replica had replayed everything the primary had
     timelines: dict[str, int | None] = field(default_factory=dict)
+    # The primary's WAL archive after the load (clusters with backups): pg_stat_archiver's
+    # failed_count, last_failed_time and last_archived_time (epoch s), and "passed" or why
+    # `pgbackrest check` (a segment switched now reaches the repository) failed. None: no backups.
+    archive: dict[str, float | int | str | None] | None = None
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pgha.drill.history import CheckerResult, Event, FinalState, History, RunInf
 from pgha.drill.workload import TABLE, Workload
 from pgha.errors import PghaError
 from pgha.model.topology import topology
-from pgha.ops import handover
+from pgha.ops import backups, handover
 from pgha.state.secrets import APP_DATABASE
 from pgha.waiting import wait_until
 
@@ -123,7 +123,33 @@ def _final_state(cluster: Cluster) -> FinalState:
             ids = conn.execute(f"SELECT id FROM {TABLE} ORDER BY id").fetchall()
             rows[node] = [int(r[0]) for r in ids]
     timelines = {m.name: m.timeline for m in state.members}
-    return FinalState(primary=leader, rows=rows, caught_up=caught_up, timelines=timelines)
+    archive = _archive_evidence(cluster, leader) if cluster.spec.backup.enabled and leader else None
+    return FinalState(primary=leader, rows=rows, caught_up=caught_up, timelines=timelines, archive=archive)
+
+
+def _switch_wal(cluster: Cluster) -> None:
+    state = cluster.state()
+    if state.leader is None:
+        raise DrillError("no primary to switch the WAL segment on")
+    with cluster.clients.node_target(state.leader.name).connect(connect_timeout=5, autocommit=True) as conn:
+        conn.execute("SELECT pg_switch_wal()")
+
+
+def _epoch(t: datetime | None) -> float | None:
+    return t.timestamp() if t is not None else None
+
+
+def _archive_evidence(cluster: Cluster, leader: str) -> dict[str, float | int | str | None]:
+    """`pgbackrest check` first (it switches a segment and waits for it in the repository), then
+    pg_stat_archiver as it stands after it."""
+    try:
+        cluster.pgbackrest(leader, ["check"])
+        check = "passed"
+    except ClusterError as e:
+        check = str(e)
+    a = backups.archive_state(cluster, leader)
+    return {"failed_count": a.failed_count, "last_failed_time": _epoch(a.last_failed_time),
+            "last_archived_time": _epoch(a.last_archived_time), "check": check}
 
 
 def _drill_logs(cluster: Cluster) -> dict[str, Path]:
@@ -180,7 +206,8 @@ class Session:
         self.nemesis = Nemesis(cluster.backend(), tuple(p.name for p in topology(spec).dcs),
                                cluster.secrets.rest_password,
                                hand_over=lambda leader: handover.hand_over(cluster, leader, None),
-                               rolling_restart=lambda: handover.restart(cluster, True))
+                               rolling_restart=lambda: handover.restart(cluster, True),
+                               switch_wal=(lambda: _switch_wal(cluster)) if spec.backup.enabled else None)
         _prepare_table(cluster)
         via = options.via
         app = cluster.clients.app
@@ -312,7 +339,8 @@ def single_results(events: list[Event], final: FinalState, fault_time: float, ta
     fault's extra verdicts when it hit a node (pure)."""
     evidence = checkers.Evidence(sorted_events(events), final, target, fault_time=fault_time,
                                  deadline_s=REJOIN_DEADLINE, ttl=ttl)
-    extra = fault_named(fault).extra_verdicts if fault and target in nodes else ()
+    chosen = fault_named(fault) if fault else None
+    extra = chosen.extra_verdicts if chosen and (target in nodes or chosen.extra_for_any_target) else ()
     verdicts = (*checkers.STANDARD, *extra)
     return list(checkers.compose(evidence, verdicts, checkers.instead_for(target in nodes)).values())
 

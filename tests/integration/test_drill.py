@@ -130,6 +130,16 @@ def test_drills_write_as_the_application_role(drill_cluster: Path) -> None:
     assert row == ("app",)  # created by the drill's clients, who are not the superuser
 
 
+def test_a_failing_archive_costs_no_write_and_catches_up(drill_cluster: Path) -> None:
+    rc, run = _drill("--fault", "archive-fail")
+    results = _by_name(run)
+    assert rc == 0, results
+    archive = results["archive_caught_up"]
+    assert archive["passed"] and "pgbackrest check passed" in str(archive["summary"]), archive
+    assert results["outage"]["passed"] and results["lost_writes"]["passed"], results
+    assert (drill_cluster / "backup" / "repo").stat().st_mode & 0o777 == 0o750  # writable again
+
+
 def test_report_rerenders_the_latest_run(drill_cluster: Path) -> None:
     runs = sorted((drill_cluster / "runs").glob("*"))
     assert runs, "no drill ran before"

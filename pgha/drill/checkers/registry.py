@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from pgha.drill.checkers.archive import check_archive_caught_up
 from pgha.drill.checkers.healthy_after_heal import check_healthy_after_heal
 from pgha.drill.checkers.lost_writes import check_lost_writes
 from pgha.drill.checkers.outage import check_outage
@@ -51,6 +52,7 @@ CHECKERS: dict[str, Checker] = {
     "rejoin": lambda e: check_rejoin(e.events, e.target, e.deadline_s),
     "healthy_after_heal": lambda e: check_healthy_after_heal(e.events, e.target),
     "self_demotion": _self_demotion,
+    "archive_caught_up": lambda e: check_archive_caught_up(e.events, e.final, e.fault_time),
 }
 
 # Every drill's verdicts, in report order.

@@ -84,11 +84,13 @@ EXPECTED: dict[str, tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]]]] = 
     "partition": ("node1", [("partition", ["node1", "dcs0"])], [("heal_network",)]),
     "loss": ("node2", [("lose_packets", "node2", 30)], [("heal_network",)]),
     "lag": ("node2", [("lag", "node2", 200)], [("heal_network",)]),
+    "archive-fail": ("repository", [("break_archive",), ("switch_wal",)], [("heal_archive",), ("switch_wal",)]),
 }
 
 
 def nemesis(backend: Recorder) -> Nemesis:
-    return Nemesis(backend, DCS, "rest-pw", sleep=backend.sleep, clock=backend.clock)
+    return Nemesis(backend, DCS, "rest-pw", sleep=backend.sleep, clock=backend.clock,
+                   switch_wal=lambda: backend.calls.append(("switch_wal",)))
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
