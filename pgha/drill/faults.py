@@ -103,6 +103,7 @@ NODES = NodeTargets()
 DCS_MEMBERS = ComponentTargets("dcs0.. | majority | all", lambda h: h.dcs, ("majority", "all"))
 HAPROXIES = ComponentTargets("haproxy, haproxy1..", lambda h: h.haproxies)
 REPOSITORY = ComponentTargets("repository", lambda h: ("repository",))
+TABLE = ComponentTargets("table (the drill's own)", lambda h: ("table",))
 ANY_HOST = NodeTargets("primary | replica | a node, dcsN or an HAProxy", lambda h: (*h.dcs, *h.haproxies))
 
 
@@ -123,6 +124,10 @@ class Nemesis:
     rolling_restart: Callable[[], object] | None = None
     # pg_switch_wal() on the primary: a segment for the archiver to try now; None: not offered.
     switch_wal: Callable[[], object] | None = None
+    # DROP the drill's table (returns the moment just before it, T), and restore the cluster to
+    # that T as a new cluster, recording what came back; None: not offered (no backups, or not a drill).
+    drop_table: Callable[[], float] | None = None
+    restore_to_drop: Callable[[], object] | None = None
 
     def inject(self, fault: str, target: str) -> float:
         """Inject `fault` on a resolved target; returns the time it landed (the moment of the
@@ -204,6 +209,13 @@ class Fault:
     # given when the fault hit a node (or, with extra_for_any_target, whatever it hit).
     extra_verdicts: tuple[str, ...] = ()
     extra_for_any_target: bool = False
+    # Its own verdicts instead of the standard ones (a fault on the data, not on availability:
+    # writes are not expected to recover, and the drill does not wait for them to).
+    only_verdicts: tuple[str, ...] | None = None
+    # The drill waits for writes to recover before it heals (False: they cannot until the heal).
+    awaits_recovery: bool = True
+    # Needs the cluster's backup repository (spec.backup).
+    needs_backups: bool = False
 
 
 def _stall_then_kill(n: Nemesis, target: str) -> float:
@@ -268,6 +280,18 @@ def _heal_archive(n: Nemesis, target: str) -> None:
     n.switch_wal()
 
 
+def _drop_table(n: Nemesis, target: str) -> float:
+    if n.drop_table is None:
+        raise BackendError("drop-table needs a cluster with backups, run by pgha drill")
+    return n.drop_table()
+
+
+def _restore_before(n: Nemesis, target: str) -> None:
+    if n.restore_to_drop is None:
+        raise BackendError("drop-table needs a cluster with backups, run by pgha drill")
+    n.restore_to_drop()
+
+
 def _table(faults: Iterable[Fault]) -> dict[str, Fault]:
     return {f.name: f for f in faults}
 
@@ -309,7 +333,11 @@ FAULTS: dict[str, Fault] = _table([
     Fault("archive-fail", "make the backup repository unwritable (a full or lost backup disk): archiving fails, "
           "the primary must keep acknowledging writes; writable again at heal, the archive must catch up",
           REPOSITORY, _break_archive, _heal_archive, extra_verdicts=("archive_caught_up",),
-          extra_for_any_target=True),
+          extra_for_any_target=True, needs_backups=True),
+    Fault("drop-table", "DROP the drill's table under load at T (a bad migration); then pgha restores the cluster "
+          "to T as a new cluster beside it, compares its rows with what the writers were told, and removes it",
+          TABLE, _drop_table, _restore_before, held=False, only_verdicts=("pitr_exact",), awaits_recovery=False,
+          needs_backups=True),
 ])
 
 

@@ -20,12 +20,14 @@ import psycopg
 from pgha.backends.base import NetworkFaults
 from pgha.cluster import Cluster, ClusterError
 from pgha.drill import checkers
+from pgha.drill.checkers.pitr import RESTORED
 from pgha.drill.faults import SETTLE_MARGIN_S, Hosts, Nemesis, fault_named
 from pgha.drill.history import CheckerResult, Event, FinalState, History, RunInfo, sorted_events
 from pgha.drill.workload import TABLE, Workload
 from pgha.errors import PghaError
 from pgha.model.topology import topology
 from pgha.ops import backups, handover
+from pgha.ops import restore as restore_ops
 from pgha.state.secrets import APP_DATABASE
 from pgha.waiting import wait_until
 
@@ -74,6 +76,11 @@ def _resolve_target(cluster: Cluster, options: DrillOptions) -> tuple[str, str |
     if leader is None:
         raise DrillError("the cluster has no primary to start from; run `pgha status`")
     fault = fault_named(options.fault)
+    if fault.needs_backups and not cluster.spec.backup.enabled:
+        raise DrillError(f"fault: {fault.name} needs a cluster with backups (pgha up --backup)")
+    if fault.name == "drop-table" and Cluster(pitr_name(cluster.name), cluster.home).layout.root.exists():
+        raise DrillError(f"fault: drop-table restores into {pitr_name(cluster.name)!r}, which exists already; "
+                         f"`pgha down --name {pitr_name(cluster.name)} --purge` it first")
     if fault.network and not isinstance(cluster.backend(), NetworkFaults):
         raise DrillError(f"fault: {fault.name} needs hosts of their own; bring the cluster up with --backend netns "
                          f"or compose")
@@ -125,6 +132,11 @@ def _final_state(cluster: Cluster) -> FinalState:
     timelines = {m.name: m.timeline for m in state.members}
     archive = _archive_evidence(cluster, leader) if cluster.spec.backup.enabled and leader else None
     return FinalState(primary=leader, rows=rows, caught_up=caught_up, timelines=timelines, archive=archive)
+
+
+def pitr_name(name: str) -> str:
+    """The cluster a drop-table drill restores into, beside the drilled one."""
+    return f"{name[:26]}-pitr"
 
 
 def _switch_wal(cluster: Cluster) -> None:
@@ -207,7 +219,10 @@ class Session:
                                cluster.secrets.rest_password,
                                hand_over=lambda leader: handover.hand_over(cluster, leader, None),
                                rolling_restart=lambda: handover.restart(cluster, True),
-                               switch_wal=(lambda: _switch_wal(cluster)) if spec.backup.enabled else None)
+                               switch_wal=(lambda: _switch_wal(cluster)) if spec.backup.enabled else None,
+                               drop_table=self._drop_table if spec.backup.enabled else None,
+                               restore_to_drop=self._restore_to_drop if spec.backup.enabled else None)
+        self._dropped_at: float | None = None
         _prepare_table(cluster)
         via = options.via
         app = cluster.clients.app
@@ -242,7 +257,6 @@ class Session:
     def cycle(self, fault_name: str, target_spec: str) -> None:
         """Inject one fault, hold it until writes recover (or a deadline), heal, wait for rejoin."""
         fault = fault_named(fault_name)
-        spec = self.cluster.spec
         target, _ = _resolve_target(self.cluster, replace(self.options, fault=fault_name, target=target_spec))
         log.info(f"fault: {fault_name} on {target}")
         healed = False
@@ -253,16 +267,10 @@ class Session:
             self.cycles.append((landed, fault_name, target))
             self.history.append(Event(landed, "nemesis", "info", "fault", {"fault": fault_name, "target": target}))
             self.phase("fault")
-            log.info("waiting for writes to recover")
-            deadline = landed + (self.options.recovery_deadline or (3 * spec.patroni.ttl + 30))
-            settled = landed + (spec.patroni.ttl + SETTLE_MARGIN_S if fault.settles else 0.0)
-            recovered = wait_until(lambda: time.time() >= settled and _recovered(
-                self.history.events, landed, AFTER_RECOVERY_SECONDS), deadline - time.time())
-            self.phase("recovered" if recovered else "deadline")
-            if recovered:
-                log.info(f"writes recovered; healing {time.time() - landed:.1f} s after the fault landed")
+            if fault.awaits_recovery:
+                self._await_recovery(landed, fault.settles)
             else:
-                log.warning(f"writes did not recover within {deadline - landed:.0f} s of the fault: healing it anyway")
+                time.sleep(AFTER_RECOVERY_SECONDS)  # what the writers meet after it, on the record
             if fault.held and self.options.hold:
                 time.sleep(self.options.hold)
             log.info(f"heal: {fault_name} on {target}")
@@ -282,6 +290,53 @@ class Session:
         except ClusterError as e:
             log.info(f"not healthy after heal: {e}")
         time.sleep(AFTER_RECOVERY_SECONDS)
+
+    def _await_recovery(self, landed: float, settles: bool) -> None:
+        spec = self.cluster.spec
+        log.info("waiting for writes to recover")
+        deadline = landed + (self.options.recovery_deadline or (3 * spec.patroni.ttl + 30))
+        settled = landed + (spec.patroni.ttl + SETTLE_MARGIN_S if settles else 0.0)
+        recovered = wait_until(lambda: time.time() >= settled and _recovered(
+            self.history.events, landed, AFTER_RECOVERY_SECONDS), deadline - time.time())
+        self.phase("recovered" if recovered else "deadline")
+        if recovered:
+            log.info(f"writes recovered; healing {time.time() - landed:.1f} s after the fault landed")
+        else:
+            log.warning(f"writes did not recover within {deadline - landed:.0f} s of the fault: healing it anyway")
+
+    def _drop_table(self) -> float:
+        clients = self.cluster.clients
+        with psycopg.connect(clients.entrypoint_dsn(login=clients.app), connect_timeout=5, autocommit=True) as conn:
+            self._dropped_at = time.time()
+            conn.execute(f"DROP TABLE {TABLE}")
+        log.info(f"dropped the drill's table {TABLE}: pgha restores the cluster to the moment before")
+        return self._dropped_at
+
+    def _restore_to_drop(self) -> None:
+        """The cluster restored to T (the moment before the drop) as a new cluster beside it; its
+        rows go into the history, then it is removed."""
+        if self._dropped_at is None:
+            raise DrillError("the table was not dropped: nothing to restore to")
+        t = self._dropped_at
+        new = Cluster(pitr_name(self.cluster.name), self.cluster.home)
+        value: dict[str, Any] = {"cluster": new.name, "target": t}
+        try:
+            target = restore_ops.Target("time", time=datetime.fromtimestamp(t, UTC))
+            result = restore_ops.restore(self.cluster, new, target)
+            clients = new.clients
+            with psycopg.connect(clients.entrypoint_dsn(login=clients.app), connect_timeout=10) as conn:
+                value["rows"] = [int(r[0]) for r in conn.execute(f"SELECT id FROM {TABLE} ORDER BY id").fetchall()]
+            value["seconds"] = round(result.seconds, 2)
+        except (PghaError, psycopg.Error) as e:
+            value["error"] = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
+            log.warning(f"the restore to the moment before the drop failed: {value['error']}")
+        finally:
+            if new.layout.root.exists():
+                new.down(purge=True)
+                log.info(f"removed the restored cluster {new.name!r} after reading its rows")
+        self.history.append(Event(time.time(), "nemesis", "info", RESTORED, value))
+        # The drill's table again, so the cluster is as a drill found it (rows are the restore's).
+        _prepare_table(self.cluster)
 
     def finish(self, results_for: Callable[[list[Event], FinalState], list[CheckerResult]]) -> DrillOutcome:
         log.info("reading the final state")
@@ -341,7 +396,8 @@ def single_results(events: list[Event], final: FinalState, fault_time: float, ta
                                  deadline_s=REJOIN_DEADLINE, ttl=ttl)
     chosen = fault_named(fault) if fault else None
     extra = chosen.extra_verdicts if chosen and (target in nodes or chosen.extra_for_any_target) else ()
-    verdicts = (*checkers.STANDARD, *extra)
+    verdicts = (*(chosen.only_verdicts if chosen and chosen.only_verdicts is not None else checkers.STANDARD),
+                *extra)
     return list(checkers.compose(evidence, verdicts, checkers.instead_for(target in nodes)).values())
 
 
@@ -371,6 +427,8 @@ def _run_soak(cluster: Cluster, options: DrillOptions, faults: list[str], durati
               seed: int | None) -> DrillOutcome:
     for f in faults:
         _validate(replace(options, fault=f))
+        if fault_named(f).only_verdicts is not None:
+            raise DrillError(f"fault: {f} has verdicts of its own and cannot be part of a soak; drill it alone")
     rng = random.Random(seed)
     session = Session(cluster, options, "soak")
     end = time.monotonic() + duration

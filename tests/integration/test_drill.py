@@ -140,6 +140,23 @@ def test_a_failing_archive_costs_no_write_and_catches_up(drill_cluster: Path) ->
     assert (drill_cluster / "backup" / "repo").stat().st_mode & 0o777 == 0o750  # writable again
 
 
+def test_a_dropped_table_comes_back_exactly_as_acknowledged(drill_cluster: Path) -> None:
+    rc, run = _drill("--fault", "drop-table")
+    results = _by_name(run)
+    assert rc == 0, results
+    assert list(results) == ["pitr_exact"]
+    pitr = results["pitr_exact"]
+    metrics = pitr["metrics"]
+    assert pitr["passed"] and isinstance(metrics, dict), pitr
+    assert metrics["acknowledged_before"] > 0 and metrics["missing"] == 0 and metrics["present_after"] == 0
+    # The restored cluster was removed after its rows were read; the drilled one has its table again.
+    assert not (drill_cluster.parent / f"{NAME}-pitr").exists()
+    clients = Cluster(NAME).clients
+    with psycopg.connect(clients.entrypoint_dsn(login=clients.app), connect_timeout=10) as conn:
+        row = conn.execute("SELECT to_regclass('pgha_drill')::text").fetchone()
+    assert row is not None and row[0] == "pgha_drill"
+
+
 def test_report_rerenders_the_latest_run(drill_cluster: Path) -> None:
     runs = sorted((drill_cluster / "runs").glob("*"))
     assert runs, "no drill ran before"

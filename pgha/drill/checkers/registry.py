@@ -16,6 +16,7 @@ from pgha.drill.checkers.archive import check_archive_caught_up
 from pgha.drill.checkers.healthy_after_heal import check_healthy_after_heal
 from pgha.drill.checkers.lost_writes import check_lost_writes
 from pgha.drill.checkers.outage import check_outage
+from pgha.drill.checkers.pitr import check_pitr_exact
 from pgha.drill.checkers.rejoin import check_rejoin
 from pgha.drill.checkers.self_demotion import check_self_demotion
 from pgha.drill.checkers.split_brain import check_split_brain
@@ -53,6 +54,7 @@ CHECKERS: dict[str, Checker] = {
     "healthy_after_heal": lambda e: check_healthy_after_heal(e.events, e.target),
     "self_demotion": _self_demotion,
     "archive_caught_up": lambda e: check_archive_caught_up(e.events, e.final, e.fault_time),
+    "pitr_exact": lambda e: check_pitr_exact(e.events, e.fault_time),
 }
 
 # Every drill's verdicts, in report order.

@@ -85,12 +85,15 @@ EXPECTED: dict[str, tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]]]] = 
     "loss": ("node2", [("lose_packets", "node2", 30)], [("heal_network",)]),
     "lag": ("node2", [("lag", "node2", 200)], [("heal_network",)]),
     "archive-fail": ("repository", [("break_archive",), ("switch_wal",)], [("heal_archive",), ("switch_wal",)]),
+    "drop-table": ("table", [("drop_table",)], [("restore_to_drop",)]),
 }
 
 
 def nemesis(backend: Recorder) -> Nemesis:
     return Nemesis(backend, DCS, "rest-pw", sleep=backend.sleep, clock=backend.clock,
-                   switch_wal=lambda: backend.calls.append(("switch_wal",)))
+                   switch_wal=lambda: backend.calls.append(("switch_wal",)),
+                   drop_table=lambda: backend.calls.append(("drop_table",)) or backend.now,
+                   restore_to_drop=lambda: backend.calls.append(("restore_to_drop",)))
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
