@@ -194,9 +194,14 @@ def test_a_replica_is_rebuilt_from_the_repository(source: Cluster) -> None:
     replica = next(m.name for m in state.members if not m.is_leader)
     log = source.backend().log_files()[replica]
     seen = log.read_text().count("replica has been created using pgbackrest")
+    seen_any = log.read_text().count("replica has been created using")
     result = run_pgha("ctl", "--name", SOURCE, "reinit", source.spec.patroni_scope, replica, "--force", "--wait",
                       timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+    # patronictl's --wait can return while Patroni still logs "reinitialize in progress" (seen in CI).
+    deadline = time.monotonic() + 180
+    while log.read_text().count("replica has been created using") == seen_any and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert log.read_text().count("replica has been created using pgbackrest") == seen + 1, log.read_text()[-3000:]
     source.wait_healthy(120)
     with psycopg.connect(source.clients.node_target(replica).dsn, connect_timeout=10) as conn:
