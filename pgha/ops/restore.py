@@ -120,6 +120,8 @@ def restore(source: Cluster, new: Cluster, target: Target, base_port: int | None
     try:
         result = new.up(new_spec, secrets=source.secrets)
     except ClusterError as e:
+        if not new.exists:  # refused before anything was created (a taken port, ...)
+            raise
         # Stopped by up; kept for its logs, which say why (nothing of the source is in danger).
         why = recovery_failure(_postgres_logs(new), target) or str(e)
         raise ClusterError(f"{why}; the restored cluster {new.name!r} is stopped and kept for its logs "

@@ -105,6 +105,7 @@ def test_restore_to_a_time_brings_back_exactly_what_was_committed_before_it(sour
     (["--to-lsn", "nonsense"], "is not an LSN"),
     (["--as", COPY, "--latest"], f"a cluster named {COPY!r} exists already"),
     (["--as", "../etc", "--latest"], "--as: the new cluster's name must be lowercase letters"),
+    (["--latest", "--base-port", "22432"], "is already in use"),  # the source's own ports
 ])
 def test_a_restore_that_cannot_be_done_changes_nothing(source: Cluster, pgha_home: Path, args: list[str],
                                                        message: str) -> None:
@@ -112,7 +113,9 @@ def test_a_restore_that_cannot_be_done_changes_nothing(source: Cluster, pgha_hom
     argv = ["restore", "--name", SOURCE, *args]
     if "--as" not in args:
         argv += ["--as", "bk-never"]
-    result = run_pgha(*argv, "--base-port", "22632", timeout=120)
+    if "--base-port" not in args:
+        argv += ["--base-port", "22632"]
+    result = run_pgha(*argv, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
