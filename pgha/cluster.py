@@ -24,7 +24,7 @@ import psycopg
 from pgha.backends.base import Backend, Backups
 from pgha.backends.factory import make_backend, settle
 from pgha.backends.stopping import stop_in_order
-from pgha.errors import BackendError, PghaError, tail
+from pgha.errors import BackendError, PghaError, first_line, tail
 from pgha.model.backup_info import BackupInfoError, RepoInfo, parse_info
 from pgha.model.spec import Spec, SpecError
 from pgha.model.topology import topology
@@ -296,8 +296,7 @@ class Cluster:
             with psycopg.connect(self.clients.entrypoint_dsn(), connect_timeout=5, autocommit=True) as conn:
                 ensure_app_role(conn, self.secrets.app_password)
         except psycopg.Error as e:
-            first = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
-            raise ClusterError(f"could not create the application role {APP_USER!r}: {first}") from None
+            raise ClusterError(f"could not create the application role {APP_USER!r}: {first_line(e)}") from None
 
     # --- backups ---------------------------------------------------------------------------------
 

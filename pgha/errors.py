@@ -15,6 +15,12 @@ class PghaError(RuntimeError):
         self.log_tail = log_tail
 
 
+def first_line(e: BaseException) -> str:
+    """An exception's message as one line: its first, or its class's name when it says nothing."""
+    text = str(e).strip().splitlines()
+    return text[0] if text else e.__class__.__name__
+
+
 class BackendError(PghaError):
     """A one-line reason why a backend (or the network under it) could not do what it was asked;
     defined here so that the layers under the backends can raise it too."""

@@ -8,8 +8,9 @@ import secrets
 import psycopg
 from psycopg import errors as pg_errors
 
-from pgha.checks.result import Outcome, connect, first_line, one_row, replica_names
+from pgha.checks.result import Outcome, connect, one_row, replica_names
 from pgha.cluster import Cluster
+from pgha.errors import first_line
 from pgha.net.dial import PgTarget
 from pgha.net.probe import ClusterState
 from pgha.waiting import wait_until

@@ -10,6 +10,7 @@ from typing import Any, Literal
 import psycopg
 
 from pgha.cluster import Cluster
+from pgha.errors import first_line
 from pgha.model.topology import SERVER_SQL, server_names, topology
 from pgha.net.dial import PgTarget
 from pgha.net.probe import ClusterState
@@ -54,11 +55,6 @@ def one_row(target: PgTarget, sql: str) -> tuple[Any, ...]:
         row = conn.execute(sql).fetchone()
     assert row is not None
     return tuple(row)
-
-
-def first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else e.__class__.__name__
 
 
 def replica_names(cluster: Cluster, state: ClusterState) -> list[str]:

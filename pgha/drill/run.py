@@ -24,7 +24,7 @@ from pgha.drill.checkers.pitr import RESTORED
 from pgha.drill.faults import SETTLE_MARGIN_S, Hosts, Nemesis, fault_named
 from pgha.drill.history import CheckerResult, Event, FinalState, History, RunInfo, sorted_events
 from pgha.drill.workload import TABLE, Workload
-from pgha.errors import PghaError
+from pgha.errors import PghaError, first_line
 from pgha.model.topology import topology
 from pgha.ops import backups, handover
 from pgha.ops import restore as restore_ops
@@ -328,7 +328,7 @@ class Session:
                 value["rows"] = [int(r[0]) for r in conn.execute(f"SELECT id FROM {TABLE} ORDER BY id").fetchall()]
             value["seconds"] = round(result.seconds, 2)
         except (PghaError, psycopg.Error) as e:
-            value["error"] = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
+            value["error"] = first_line(e)
             log.warning(f"the restore to the moment before the drop failed: {value['error']}")
         finally:
             if new.layout.root.exists():

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 
 from pgha.cluster import BACKUP_TIMEOUT, Cluster, ClusterError, journaled
+from pgha.errors import first_line
 from pgha.model.backup_info import BACKUP_TYPES, Backup, RepoInfo
 from pgha.net.probe import ClusterState
 
@@ -60,8 +61,7 @@ def archive_state(cluster: Cluster, node: str) -> ArchiveState:
         with cluster.clients.node_target(node).connect(connect_timeout=5, autocommit=True) as conn:
             row = conn.execute(ARCHIVER_SQL).fetchone()
     except psycopg.Error as e:
-        first = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
-        raise ClusterError(f"could not read pg_stat_archiver on {node}: {first}") from None
+        raise ClusterError(f"could not read pg_stat_archiver on {node}: {first_line(e)}") from None
     assert row is not None
     return ArchiveState(node, int(row[0]), row[1], row[2], int(row[3]), row[4], row[5], row[6])
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from pgha.cluster import BACKUP_TIMEOUT, Cluster, ClusterError, journaled
 from pgha.errors import tail
 from pgha.model.backup_info import Backup
+from pgha.render.backup import backup_pgpass
 from pgha.render.patroni import PG_BIN_DIR
 from pgha.security.service_user import service_account
 from pgha.state import procs
@@ -94,7 +95,8 @@ def verify_backup(cluster: Cluster, label: str | None = None) -> Verified:
         cluster.pgbackrest(node, [f"--pg1-path={data}", f"--set={backup.label}", "--type=immediate",
                                   "--target-action=promote", "--no-delta", "restore"], BACKUP_TIMEOUT)
         restored = time.monotonic()
-        env = _env(scratch, cluster.secrets.superuser_password, run_as)
+        _write_login(run, cluster.secrets.superuser_password, run_as)
+        env = _env(run)
         # Its log outlives it, beside the cluster's own.
         server_log = cluster.layout.logs / f"{instance}.log"
         _pg_ctl(["start", "-w", "-t", str(int(START_TIMEOUT)), "-l", str(server_log), "-o", _server_options(run)],
@@ -110,7 +112,7 @@ def verify_backup(cluster: Cluster, label: str | None = None) -> Verified:
         rows = _count_rows(run, env, run_as)
     finally:
         if started:
-            _pg_ctl(["stop", "-m", "immediate", "-w"], data, _env(scratch, "", run_as), run_as, check=False)
+            _pg_ctl(["stop", "-m", "immediate", "-w"], data, _env(run), run_as, check=False)
         remove_scratch_dir(cluster.home, cluster.name, instance)
         log.info(f"the scratch instance of backup {backup.label} is stopped and removed")
     relations, pages = amcheck_progress(check.stdout + check.stderr)
@@ -133,14 +135,15 @@ def _server_options(run: Path) -> str:
     return " ".join(f"-c {k}={v}" for k, v in settings.items())
 
 
-def _env(scratch: Path, password: str, run_as: procs.RunAs) -> dict[str, str]:
-    pgpass = scratch / "run" / "pgpass"
-    hba = scratch / "run" / "pg_hba.conf"
-    if password and not pgpass.exists():
-        write_file(pgpass, f"*:*:*:{SUPERUSER}:{password.replace(chr(92), chr(92) * 2).replace(':', chr(92) + ':')}\n")
-        write_file(hba, f"local all {SUPERUSER} scram-sha-256\n")
-        procs.ensure_owner(scratch / "run", run_as)
-    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PGPASSFILE": str(pgpass), "PGCONNECT_TIMEOUT": "10"}
+def _write_login(run: Path, password: str, run_as: procs.RunAs) -> None:
+    """The scratch instance admits the superuser over its socket only, with the cluster's password."""
+    write_file(run / "pgpass", backup_pgpass("*", password))
+    write_file(run / "pg_hba.conf", f"local all {SUPERUSER} scram-sha-256\n")
+    procs.ensure_owner(run, run_as)
+
+
+def _env(run: Path) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PGPASSFILE": str(run / "pgpass"), "PGCONNECT_TIMEOUT": "10"}
 
 
 def _run(argv: list[str], env: dict[str, str], run_as: procs.RunAs,

@@ -117,7 +117,8 @@ def archive_settings(spec: Spec) -> dict[str, Any]:
     return {"archive_mode": "on", "archive_timeout": f"{spec.backup.archive_timeout_s}s"}
 
 
-def backup_pgpass(port: int, password: str) -> str:
-    """The superuser's line for pgBackRest's libpq, over the node's socket only."""
+def backup_pgpass(port: int | str, password: str) -> str:
+    """The superuser's line for pgBackRest's libpq (or pgha's, on a scratch instance), on one port
+    (or "*")."""
     escaped = password.replace("\\", "\\\\").replace(":", "\\:")
     return f"*:{port}:*:{SUPERUSER}:{escaped}\n"
