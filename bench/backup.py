@@ -14,10 +14,11 @@ backend). Prints the table and writes it to bench/results/backup.md.
   its log.
 - RTO (source intact): `pgha restore --latest --as` until a write through the new cluster's
   entrypoint is acknowledged (a writer polls it while the restore runs).
-- disaster: a writer through the entrypoint (a fresh row every 20 ms); every node SIGKILLed
-  (Patroni and PostgreSQL; nothing restarts them); `restore --latest` from the repository.
-  RTO: the kill to the first acknowledged write through the restored cluster's entrypoint. RPO:
-  acknowledged rows missing from it, and the span of time they were written in.
+- disaster: a writer through the entrypoint (a fresh connection and row every 20 ms); every node
+  SIGKILLed (Patroni and PostgreSQL; nothing restarts them) and its data directory deleted, as
+  `pgha drill --fault disaster` does; then `restore --in-place --latest` from the repository.
+  RTO: the loss to the first write acknowledged through the same entrypoint. RPO: rows
+  acknowledged before the loss missing afterwards, and how long before the loss the oldest was.
 - PITR: the same writer; T noted on the wall clock; `restore --to T`. Exact when no row
   acknowledged before T is missing and no row sent after T is present (rows in flight at T may go
   either way and are not counted).
@@ -259,35 +260,36 @@ def pitr_round(source: Cluster, k: int) -> str:
 
 
 def disaster(source: Cluster) -> list[str]:
-    writer = Writer(source).start()
+    writer = Writer(source).start()  # it keeps writing through the same entrypoint all along
     time.sleep(10)
-    backend = source.backend()
-    fault = time.time()
-    for node in source.spec.node_names:
+    backend = source.backups_backend()
+    nodes = source.spec.node_names
+    for node in nodes:
         backend.kill_node(node)  # type: ignore[attr-defined]
-    writer.finish()
-    acked = {i: acked for i, _, acked in writer.acks}
-    last_ack = max(acked.values()) if acked else fault
-    stop, found = threading.Event(), []  # type: ignore[var-annotated]
-    down(COPY)
-    poller = threading.Thread(target=first_ack, args=(COPY, BASE[COPY], stop, found), daemon=True)
-    poller.start()
+    fault = time.time()
+    for node in nodes:  # every data directory lost, as the drill's disaster fault does
+        if backend.set_aside_data(node, f"lost-{node}"):
+            backend.remove_set_aside(f"lost-{node}")
     began = time.time()
-    restore_ops.restore(source, Cluster(COPY), restore_ops.Target("latest"), BASE[COPY])
-    poller.join(60)
-    stop.set()
-    present = ids_in(Cluster(COPY))
-    missing = sorted(set(acked) - present)
-    span = (max(acked[i] for i in missing) - min(acked[i] for i in missing)) if missing else 0.0
-    rto = found[0] - fault if found else float("nan")
-    restore_s = time.time() - began
-    print(f"  disaster: {len(acked)} acknowledged, {len(missing)} missing; RTO {rto:.1f} s", flush=True)
-    down(COPY)
-    return [f"| writes acknowledged by the source | {len(acked)} (the last {last_ack - fault:+.2f} s from the kill) |",
-            f"| acknowledged writes missing after the restore (RPO) | {len(missing)}"
-            + (f", written over {span:.1f} s, ids {missing[0]}..{missing[-1]}" if missing else "") + " |",
-            f"| RTO: kill → first write acknowledged by the restored cluster | {rto:.1f} s |",
-            f"| `pgha restore --latest` on its own | {restore_s:.1f} s |"]
+    result = restore_ops.restore_in_place(source, restore_ops.Target("latest"))
+    time.sleep(2)
+    writer.finish()
+    before = {i: acked for i, _, acked in writer.acks if acked < fault}
+    after = [acked for _, _, acked in writer.acks if acked >= fault]
+    present = ids_in(source)
+    missing = sorted(set(before) - present)
+    lost_after = sum(1 for i, _, acked in writer.acks if acked >= fault and i not in present)
+    oldest = fault - min(before[i] for i in missing) if missing else 0.0
+    rto = min(after) - fault if after else float("nan")
+    print(f"  disaster: {len(before)} acknowledged before, {len(missing)} missing; RTO {rto:.1f} s", flush=True)
+    return [f"| writes acknowledged before every node was lost | {len(before)} |",
+            f"| of those missing after the restore (RPO) | {len(missing)}"
+            + (f": ids {missing[0]}..{missing[-1]}, the oldest acknowledged {oldest:.1f} s before the loss"
+               if missing else "") + " |",
+            f"| writes acknowledged after the restore, then missing (must be 0) | {lost_after} |",
+            f"| RTO: loss → first write acknowledged through the same entrypoint | {rto:.1f} s |",
+            f"| `pgha restore --in-place --latest` on its own (stop, restore, replicas, a new full backup) | "
+            f"{time.time() - began - 2:.1f} s ({result.seconds:.1f} s by its own clock) |"]
 
 
 def main() -> None:
@@ -379,7 +381,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
         *pitr,
         "",
-        "## Disaster: every node killed, restored from the repository",
+        "## Disaster: every node lost (killed, data directory deleted), restored in place from the repository",
         "",
         "| | |",
         "|---|---|",

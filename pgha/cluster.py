@@ -169,6 +169,13 @@ class Cluster:
     def reach(self) -> Reach:
         return self.backend().reach
 
+    def replace_spec(self, spec: Spec) -> None:
+        """Store a changed spec of this cluster (a restore in place names its own repository as the
+        source of the bootstrap, then drops it); the next backend is built from it."""
+        if not self.exists or spec.name != self.name:
+            raise ClusterError(f"no cluster named {spec.name!r} to change")
+        self._save_spec(spec)
+
     def _save_spec(self, spec: Spec) -> None:
         try:
             create_cluster_dir(self.home, self.name)

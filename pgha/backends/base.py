@@ -184,3 +184,14 @@ class Backups(Protocol):
 
     def heal_archive(self) -> None:
         """Make the repository writable again."""
+
+    def set_aside_data(self, node: str, instance: str) -> bool:
+        """Move the node's data directory (the node stopped) to the cluster's scratch instance
+        `instance`, whole and unchanged; False when it had none."""
+
+    def put_back_data(self, node: str, instance: str) -> bool:
+        """Undo set_aside_data (the node stopped, its data directory gone); False when nothing
+        was set aside under that name."""
+
+    def remove_set_aside(self, instance: str) -> None:
+        """Delete what set_aside_data moved to the scratch instance `instance`."""

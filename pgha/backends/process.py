@@ -38,7 +38,7 @@ from pgha.render.backup import PGBACKREST_BIN, pgbackrest_argv
 from pgha.security import pki
 from pgha.security.dcs_auth import ensure_authentication
 from pgha.security.pki import Pki, controller_tls
-from pgha.state import procs
+from pgha.state import ownership, procs
 from pgha.state.files import replace_file, write_file
 from pgha.state.layout import Layout
 from pgha.state.procs import RunAs
@@ -417,6 +417,17 @@ class ProcessBackend(PostmasterFaults):
 
     def heal_archive(self) -> None:
         self.layout.backup_repo.chmod(0o750)
+
+    def set_aside_data(self, node: str, instance: str) -> bool:
+        self.spec.node_index(node)
+        return ownership.set_aside(self.layout.root.parent, self.spec.name, self._pgdata(node), instance)
+
+    def put_back_data(self, node: str, instance: str) -> bool:
+        self.spec.node_index(node)
+        return ownership.put_back(self.layout.root.parent, self.spec.name, instance, self._pgdata(node))
+
+    def remove_set_aside(self, instance: str) -> None:
+        ownership.remove_scratch_dir(self.layout.root.parent, self.spec.name, instance)
 
     # --- faults ----------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from pgha.model.backend_kinds import backend_kind
 from pgha.model.names import cluster_name_problem, has_control_characters
 from pgha.model.spec import SpecError, build_spec, load_spec_file
 from pgha.net.probe import ClusterState, health_problem
-from pgha.ops import backups, handover
+from pgha.ops import backups, handover, patroni_tools
 from pgha.ops import restore as restore_ops
 from pgha.ops import verify_backup as verify
 from pgha.state.journal import shown_by
@@ -311,9 +311,29 @@ def restore_cmd(name: NameOpt = "default",
                 latest: Annotated[bool, typer.Option("--latest", help="Recover everything archived.")] = False,
                 base_port: Annotated[int | None, typer.Option(help="The new cluster's base port "
                                                                    "(default: the source's + 100).")] = None,
+                in_place: Annotated[bool, typer.Option("--in-place", help="Replace NAME's own data instead "
+                                                       "(its current data is kept until the restored cluster "
+                                                       "is healthy, and put back if it does not get there).")] = False,
+                yes: Annotated[bool, typer.Option("--yes", help="Confirm --in-place.")] = False,
                 ) -> None:
-    """A new cluster beside NAME, restored from NAME's backups to a point in time (NAME is only read)."""
+    """A new cluster beside NAME, restored from NAME's backups to a point in time (NAME is only read);
+    with --in-place --yes, NAME itself."""
     target = restore_ops.parse_target(to, to_lsn, latest)
+    if in_place:
+        if as_name is not None or base_port is not None:
+            raise SpecError("--in-place restores NAME itself: --as and --base-port do not apply")
+        if not yes:
+            raise SpecError(f"--in-place replaces the data of cluster {name!r} with its backups' as of "
+                            f"{target.describe()}; add --yes to go ahead")
+        cluster = _cluster(name)
+        with _progress(f"restoring cluster {name!r} in place to {target.describe()}"):
+            done = restore_ops.restore_in_place(cluster, target)
+        out.print(f"cluster {name!r} restored in place to {target.describe()}; healthy after {done.seconds:.1f} s "
+                  f"(a new timeline; the data it replaced is deleted)")
+        _print_state(cluster, done.up.state)
+        return
+    if yes:
+        raise SpecError("--yes confirms --in-place; a restore beside NAME needs no confirmation")
     source = _cluster(name)
     new_name = as_name or f"{name}-restored"
     if not names.is_cluster_name(new_name):
@@ -414,14 +434,7 @@ def down(name: NameOpt = "default",
 def ctl(ctx: typer.Context, name: NameOpt = "default") -> None:
     """Run patronictl against the cluster's own config, e.g. `pgha ctl list`."""
     cluster = _cluster(name)
-    node = cluster.spec.node_names[0]
-    backend = cluster.backend()
-    config = backend.host_layout(node).patroni_config(node)
-    patronictl = Path(sys.executable).parent / "patronictl"
-    netns = backend.netns_path(node)
-    # patronictl talks to the DCS, which a netns cluster has only on its private network.
-    prefix = ["nsenter", f"--net={netns}"] if netns else []
-    result = subprocess.run([*prefix, str(patronictl), "-c", str(config), *ctx.args], check=False)
+    result = subprocess.run(patroni_tools.patronictl_argv(cluster, ctx.args), check=False)
     raise typer.Exit(result.returncode)
 
 

@@ -104,6 +104,7 @@ DCS_MEMBERS = ComponentTargets("dcs0.. | majority | all", lambda h: h.dcs, ("maj
 HAPROXIES = ComponentTargets("haproxy, haproxy1..", lambda h: h.haproxies)
 REPOSITORY = ComponentTargets("repository", lambda h: ("repository",))
 TABLE = ComponentTargets("table (the drill's own)", lambda h: ("table",))
+EVERY_NODE = ComponentTargets("cluster (every node at once)", lambda h: ("cluster",))
 ANY_HOST = NodeTargets("primary | replica | a node, dcsN or an HAProxy", lambda h: (*h.dcs, *h.haproxies))
 
 
@@ -115,6 +116,7 @@ class Nemesis:
     backend: Backend
     dcs: tuple[str, ...]
     rest_password: str
+    cluster_nodes: tuple[str, ...] = ()  # every node of the cluster (a fault on all of them)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
     # A planned hand-over from a leader as pgha does it (the poolers paused around Patroni's
@@ -128,6 +130,9 @@ class Nemesis:
     # that T as a new cluster, recording what came back; None: not offered (no backups, or not a drill).
     drop_table: Callable[[], float] | None = None
     restore_to_drop: Callable[[], object] | None = None
+    # Restore the cluster in place from its repository to the end of its archive (pgha restore
+    # --in-place --latest), recording how it went; None: not offered.
+    restore_in_place: Callable[[], object] | None = None
 
     def inject(self, fault: str, target: str) -> float:
         """Inject `fault` on a resolved target; returns the time it landed (the moment of the
@@ -216,6 +221,9 @@ class Fault:
     awaits_recovery: bool = True
     # Needs the cluster's backup repository (spec.backup).
     needs_backups: bool = False
+    # The drill's table must be in the archive before the load starts: a restore from the archive
+    # alone must find it (what the load writes after that is what the fault puts at risk).
+    archive_before_load: bool = False
 
 
 def _stall_then_kill(n: Nemesis, target: str) -> float:
@@ -292,6 +300,27 @@ def _restore_before(n: Nemesis, target: str) -> None:
     n.restore_to_drop()
 
 
+def _lose_every_node(n: Nemesis, target: str) -> float:
+    """Every node's processes killed, then its data directory deleted (the cluster's own: moved
+    into its scratch directory first, then removed there). The fault lands when the last node is
+    gone: a write acknowledged after that moment came from a restored node."""
+    backups = n.backups()
+    nodes = n.nodes()
+    for node in n.cluster_nodes:
+        nodes.kill_node(node)
+    landed = n.clock()
+    for node in n.cluster_nodes:
+        if backups.set_aside_data(node, f"lost-{node}"):
+            backups.remove_set_aside(f"lost-{node}")
+    return landed
+
+
+def _restore_in_place(n: Nemesis, target: str) -> None:
+    if n.restore_in_place is None:
+        raise BackendError("disaster needs a cluster with backups, run by pgha drill")
+    n.restore_in_place()
+
+
 def _table(faults: Iterable[Fault]) -> dict[str, Fault]:
     return {f.name: f for f in faults}
 
@@ -338,6 +367,11 @@ FAULTS: dict[str, Fault] = _table([
           "to T as a new cluster beside it, compares its rows with what the writers were told, and removes it",
           TABLE, _drop_table, _restore_before, held=False, only_verdicts=("pitr_exact",), awaits_recovery=False,
           needs_backups=True),
+    Fault("disaster", "lose every node at once (processes killed, data directories deleted) under load; pgha "
+          "restores the cluster in place from its repository (restore --in-place --latest); judged by the "
+          "outage (RTO) and the acknowledged writes lost (RPO, bounded by archive_timeout)", EVERY_NODE,
+          _lose_every_node, _restore_in_place, held=False, only_verdicts=("outage", "rpo", "split_brain", "rejoin"),
+          awaits_recovery=False, needs_backups=True, archive_before_load=True),
 ])
 
 

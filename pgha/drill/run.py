@@ -21,7 +21,7 @@ from pgha.backends.base import NetworkFaults
 from pgha.cluster import Cluster, ClusterError
 from pgha.drill import checkers
 from pgha.drill.checkers.pitr import RESTORED
-from pgha.drill.faults import SETTLE_MARGIN_S, Hosts, Nemesis, fault_named
+from pgha.drill.faults import SETTLE_MARGIN_S, Hosts, Nemesis, NodeTargets, fault_named
 from pgha.drill.history import CheckerResult, Event, FinalState, History, RunInfo, sorted_events
 from pgha.drill.workload import TABLE, Workload
 from pgha.errors import PghaError, first_line
@@ -37,6 +37,8 @@ STEADY_SECONDS = 3.0
 AFTER_RECOVERY_SECONDS = 2.0
 REJOIN_DEADLINE = 120.0
 CATCH_UP_DEADLINE = 30.0
+# What a disaster may lose beyond archive_timeout: the switch, and the archiver's push of the segment.
+RPO_MARGIN_S = 5.0
 
 
 
@@ -216,14 +218,19 @@ class Session:
         self.history = History(self.run_dir / "history.jsonl")
         # A planned switchover is pgha's: the poolers are paused around it.
         self.nemesis = Nemesis(cluster.backend(), tuple(p.name for p in topology(spec).dcs),
-                               cluster.secrets.rest_password,
+                               cluster.secrets.rest_password, cluster_nodes=spec.node_names,
                                hand_over=lambda leader: handover.hand_over(cluster, leader, None),
                                rolling_restart=lambda: handover.restart(cluster, True),
                                switch_wal=(lambda: _switch_wal(cluster)) if spec.backup.enabled else None,
                                drop_table=self._drop_table if spec.backup.enabled else None,
-                               restore_to_drop=self._restore_to_drop if spec.backup.enabled else None)
+                               restore_to_drop=self._restore_to_drop if spec.backup.enabled else None,
+                               restore_in_place=self._restore_in_place if spec.backup.enabled else None)
         self._dropped_at: float | None = None
         _prepare_table(cluster)
+        if fault_named(options.fault).archive_before_load:
+            # `pgbackrest check` switches the WAL segment and waits until the repository has it.
+            cluster.pgbackrest(self.old_primary or spec.node_names[0], ["check"])
+            log.info("the drill's table is in the WAL archive: what the load writes from now on is at risk")
         via = options.via
         app = cluster.clients.app
         if via == "pooler" and not spec.pooler.enabled:
@@ -338,6 +345,18 @@ class Session:
         # The drill's table again, so the cluster is as a drill found it (rows are the restore's).
         _prepare_table(self.cluster)
 
+    def _restore_in_place(self) -> None:
+        """The cluster restored in place to the end of its archive, as `pgha restore --in-place
+        --latest --yes` does; how long it took (or why it failed) goes into the history."""
+        value: dict[str, Any] = {"cluster": self.cluster.name, "in_place": True}
+        try:
+            result = restore_ops.restore_in_place(self.cluster, restore_ops.Target("latest"))
+            value["seconds"] = round(result.seconds, 2)
+        except PghaError as e:
+            value["error"] = first_line(e)
+            log.warning(f"the restore in place failed: {value['error']}")
+        self.history.append(Event(time.time(), "nemesis", "info", RESTORED, value))
+
     def finish(self, results_for: Callable[[list[Event], FinalState], list[CheckerResult]]) -> DrillOutcome:
         log.info("reading the final state")
         try:
@@ -378,22 +397,28 @@ def run_drill(cluster: Cluster, options: DrillOptions) -> DrillOutcome:
 
 def _run_drill(cluster: Cluster, options: DrillOptions) -> DrillOutcome:
     _validate(options)
-    _resolve_target(cluster, options)  # refuse a bad target before any load starts
-    session = Session(cluster, options, f"{options.fault}-{options.target}")
+    resolved, _ = _resolve_target(cluster, options)  # refuse a bad target before any load starts
+    # The run is named by the target as asked (primary, replica), or by what it resolved to when
+    # the fault takes no node (disaster: cluster).
+    named = options.target if isinstance(fault_named(options.fault).targets, NodeTargets) else resolved
+    session = Session(cluster, options, f"{options.fault}-{named}")
     with session:
         session.cycle(options.fault, options.target)
     fault_time, fault, target = session.cycles[0]
-    ttl = cluster.spec.patroni.ttl
+    spec = cluster.spec
+    ttl = spec.patroni.ttl
+    rpo_bound = spec.backup.archive_timeout_s + RPO_MARGIN_S if spec.backup.enabled else None
     return session.finish(lambda events, final: single_results(events, final, fault_time, target,
-                                                               cluster.spec.node_names, fault, ttl))
+                                                               spec.node_names, fault, ttl, rpo_bound))
 
 
 def single_results(events: list[Event], final: FinalState, fault_time: float, target: str,
-                   nodes: tuple[str, ...], fault: str = "", ttl: float = 0.0) -> list[CheckerResult]:
+                   nodes: tuple[str, ...], fault: str = "", ttl: float = 0.0,
+                   rpo_bound_s: float | None = None) -> list[CheckerResult]:
     """The verdicts of one drill in report order: the standard ones (see instead_for), then the
     fault's extra verdicts when it hit a node (pure)."""
     evidence = checkers.Evidence(sorted_events(events), final, target, fault_time=fault_time,
-                                 deadline_s=REJOIN_DEADLINE, ttl=ttl)
+                                 deadline_s=REJOIN_DEADLINE, ttl=ttl, rpo_bound_s=rpo_bound_s)
     chosen = fault_named(fault) if fault else None
     extra = chosen.extra_verdicts if chosen and (target in nodes or chosen.extra_for_any_target) else ()
     verdicts = (*(chosen.only_verdicts if chosen and chosen.only_verdicts is not None else checkers.STANDARD),

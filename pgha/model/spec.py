@@ -156,7 +156,8 @@ class BackupSettings(_Frozen):
 class RestoreSource(_Frozen):
     """Where a cluster made by `pgha restore` came from: its first node is bootstrapped from the
     source's repository (Patroni's custom bootstrap running `pgbackrest restore`) and recovers the
-    source's WAL to the target, then promotes; the cluster archives to a repository of its own."""
+    source's WAL to the target, then promotes; the cluster archives to a repository of its own. A
+    cluster restored in place is its own source: it bootstraps from its own repository."""
 
     cluster: str
     repo: str  # the source's repository, an absolute path on this machine
@@ -355,8 +356,6 @@ class Spec(_Frozen):
         if self.restore_from is not None and not self.backup.enabled:
             raise ValueError("restore_from: a restored cluster reads its source's repository through pgBackRest; "
                              "it needs backup.enabled")
-        if self.restore_from is not None and self.restore_from.cluster == self.name:
-            raise ValueError("restore_from: a cluster cannot be restored from itself (pick another name)")
         if self.backup.enabled and str(self.patroni.parameters.get("archive_mode", "off")) != "off":
             raise ValueError("backup.enabled: pgBackRest archives the WAL itself; drop patroni.parameters.archive_mode")
         if self.haproxy.hosts > 1 and not backend_kind(self.backend).hosts_of_their_own:

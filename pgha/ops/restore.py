@@ -1,8 +1,12 @@
-"""Point-in-time restore: a new cluster beside the source, made from the source's repository.
+"""Point-in-time restore from a cluster's repository: by default a new cluster beside the source,
+or, asked for in so many words, the cluster itself in place.
 
-Nothing of the source is touched: its repository is only read, and the new cluster archives to
-a repository of its own from its first minute. The target is checked against what the repository
-can reach before anything is created.
+Beside: nothing of the source is touched; its repository is only read, and the new cluster
+archives to a repository of its own from its first minute. In place: the nodes stop, their data
+directories are moved aside whole, the cluster's keys leave the DCS and the first node bootstraps
+from the cluster's own repository; the old data is deleted only once the restored cluster is
+healthy, and put back (and started again) when it does not get there. Either way the target is
+checked against what the repository can reach before anything is stopped or created.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from typing import Literal
 
 import psycopg
 
-from pgha.cluster import Cluster, ClusterError, UpResult
+from pgha.backends.base import Backups
+from pgha.cluster import BACKUP_TIMEOUT, Cluster, ClusterError, UpResult
+from pgha.errors import BackendError, first_line
 from pgha.model.backup_info import RepoInfo
 from pgha.model.spec import LSN, RestoreSource, Spec, SpecError, build_spec
+from pgha.ops.patroni_tools import forget_cluster
+from pgha.state.ownership import NotOursError
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +138,119 @@ def restore(source: Cluster, new: Cluster, target: Target, base_port: int | None
         log.info(f"restored from {source.name!r}'s repository to {target.describe()} in "
                  f"{time.monotonic() - began:.1f} s")
     return RestoreResult(new.name, target, result, time.monotonic() - began)
+
+
+# Where a restore in place keeps a node's data directories: <cluster>/scratch/<what>-<node>.
+REPLACED = "replaced"  # the data it replaces, until the restored cluster is healthy
+UNRESTORED = "unrestored"  # a failed restore's data, moved aside before the old data goes back
+
+
+def restore_in_place(cluster: Cluster, target: Target) -> RestoreResult:
+    """Replace the cluster's data with its own repository's, recovered to `target` (a new timeline
+    in the same repository). The old data directories are deleted only once the restored cluster
+    is healthy."""
+    began = time.monotonic()
+    spec = cluster.spec
+    backend = cluster.backups_backend()
+    if not cluster.layout.backup_repo.is_dir():
+        raise ClusterError(f"the repository of {cluster.name!r} is missing ({cluster.layout.backup_repo})")
+    check_target(target, cluster.repo_info(spec.node_names[0]), datetime.datetime.now(datetime.UTC))
+    nodes = list(spec.node_names)
+    with cluster.journal():
+        _archive_now(cluster)
+        log.info(f"restoring {cluster.name!r} in place to {target.describe()}: its nodes stop and their data "
+                 f"directories are kept aside until the restored cluster is healthy")
+        try:
+            kept = _stop_and_set_aside(cluster, backend, nodes)
+        except ClusterError as e:
+            cluster.up(None)  # on the data it had: nothing was moved, or it was moved back
+            raise ClusterError(f"{e}; the cluster runs on its own data again") from None
+        try:
+            forget_cluster(cluster)
+            log.info(f"removed {cluster.name!r}'s keys from the DCS: its first node bootstraps from the repository")
+        except ClusterError:
+            _put_back(cluster, spec, kept)
+            raise
+        src = RestoreSource(cluster=cluster.name, repo=str(cluster.layout.backup_repo), target=target.kind,
+                            to=target.setting)
+        cluster.replace_spec(spec.model_copy(update={"restore_from": src}))
+    try:
+        result = cluster.up(None)
+    except (ClusterError, KeyboardInterrupt) as e:
+        why = recovery_failure(_postgres_logs(cluster), target) or first_line(e)
+        with cluster.journal():
+            log.warning(f"the restore in place failed ({why}): putting the cluster's own data back")
+            back = _put_back(cluster, spec, kept, restart=True)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise ClusterError(f"{why}; {back}", e.log_tail if isinstance(e, ClusterError) else None) from None
+    with cluster.journal():
+        cluster.replace_spec(spec)
+        for node in kept:
+            cluster.backups_backend().remove_set_aside(f"{REPLACED}-{node}")
+        log.info(f"restored {cluster.name!r} in place to {target.describe()} in {time.monotonic() - began:.1f} s; "
+                 f"the data it replaced is deleted")
+        _backup_restored_timeline(cluster, result)
+    return RestoreResult(cluster.name, target, result, time.monotonic() - began)
+
+
+def _stop_and_set_aside(cluster: Cluster, backend: Backups, nodes: list[str]) -> list[str]:
+    """Stop the nodes and move their data aside; returns the nodes that had data."""
+    try:
+        cluster.backend().stop_components(nodes)
+        running = [c.name for c in cluster.backend().components() if c.name in nodes and c.pids]
+        if running:
+            raise ClusterError(f"could not stop {', '.join(running)}: nothing of its data was moved")
+        kept: list[str] = []
+        for node in nodes:
+            if backend.set_aside_data(node, f"{REPLACED}-{node}"):
+                kept.append(node)
+    except (BackendError, NotOursError) as e:
+        for node in kept:
+            backend.put_back_data(node, f"{REPLACED}-{node}")
+        raise ClusterError(str(e)) from None
+    log.info(f"stopped {', '.join(nodes)}; data directories kept aside: {', '.join(kept) or 'none (all lost)'}")
+    return kept
+
+
+def _put_back(cluster: Cluster, spec: Spec, kept: list[str], restart: bool = False) -> str:
+    """Undo a restore in place: the restore's data out, the kept data back, the original spec;
+    with `restart`, the cluster started on its own data again (only if any was kept: with none,
+    its nodes would bootstrap an empty cluster). Returns what the operator should know."""
+    try:
+        cluster.replace_spec(spec)
+        backend = cluster.backups_backend()
+        nodes = list(spec.node_names)
+        cluster.backend().stop_components(nodes)
+        for node in nodes:
+            if backend.set_aside_data(node, f"{UNRESTORED}-{node}"):
+                backend.remove_set_aside(f"{UNRESTORED}-{node}")
+        for node in kept:
+            backend.put_back_data(node, f"{REPLACED}-{node}")
+        if not restart:
+            return "nothing was changed"
+        if not kept:
+            return (f"the cluster had no data left to put back, so its nodes stay stopped (`pgha restore --name "
+                    f"{cluster.name} --in-place --yes` with another target tries again)")
+        forget_cluster(cluster)
+        cluster.up(None)
+    except (ClusterError, BackendError, NotOursError) as e:
+        where = ", ".join(str(cluster.layout.scratch / f"{REPLACED}-{n}") for n in kept)
+        return f"and putting its own data back failed too ({first_line(e)}); what was kept is in {where or 'nothing'}"
+    log.info(f"{cluster.name!r} runs on its own data again")
+    return "the cluster's own data is back in place and it runs on it again"
+
+
+def _backup_restored_timeline(cluster: Cluster, result: UpResult) -> None:
+    """A full backup of the restored timeline: the next replica and the next restore start from it."""
+    primary = result.state.leader.name if result.state.leader else None
+    if primary is None:
+        return
+    try:
+        cluster.pgbackrest(primary, ["backup", "--type=full"], BACKUP_TIMEOUT)
+        log.info(f"took a full backup of the restored timeline from {primary}")
+    except ClusterError as e:
+        log.warning(f"the restored cluster runs, but its first backup failed: {e} (`pgha backup` tries again)")
 
 
 # PostgreSQL's own words when recovery cannot reach its target, and what they mean for a restore.

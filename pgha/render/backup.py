@@ -106,7 +106,12 @@ def restore_bootstrap(spec: Spec, source_config: Path) -> dict[str, Any]:
 def replica_methods(config: Path, spec: Spec) -> dict[str, Any]:
     """Patroni's postgresql section for new replicas: restored from the repository's newest backup
     (then the archive and streaming close the gap), which spares the primary a full copy; with no
-    backup yet (a new cluster's first minute) pgBackRest fails at once and pg_basebackup follows."""
+    backup yet (a new cluster's first minute) pgBackRest fails at once and pg_basebackup follows.
+    While a cluster is being restored, pg_basebackup only: the repository's newest backup may be
+    on the timeline the restore branches from, and a replica restored from it would replay that
+    timeline's archived WAL past the branch point before it ever saw the new one."""
+    if spec.restore_from is not None:
+        return {"create_replica_methods": ["basebackup"]}
     restore = pgbackrest_argv(config, spec, "--type=standby", "restore")
     return {"create_replica_methods": ["pgbackrest", "basebackup"],
             "pgbackrest": {"command": shlex.join(restore), "keep_data": True, "no_params": True}}

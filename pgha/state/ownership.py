@@ -104,3 +104,34 @@ def remove_scratch_dir(home: Path, name: str, instance: str) -> None:
         raise NotOursError(f"{path} is reached through a symbolic link: pgha does not delete it")
     if path.exists():
         shutil.rmtree(path)
+
+
+def set_aside(home: Path, name: str, path: Path, instance: str) -> bool:
+    """Move `path`, a directory inside a cluster pgha created, to <cluster>/scratch/<instance>
+    (a rename: nothing is copied or deleted); False when there was nothing at `path`. A scratch
+    instance of that name left by an earlier run is removed first."""
+    root = owned_cluster_dir(home, name)
+    if root not in path.parents or path.is_symlink() or any(p.is_symlink() for p in path.parents if root in p.parents):
+        raise NotOursError(f"{path} is not a directory inside cluster {name!r}: pgha does not move it")
+    if not path.exists():
+        return False
+    dest = scratch_dir(home, name, instance)
+    remove_scratch_dir(home, name, instance)
+    dest.parent.mkdir(mode=0o700, exist_ok=True)
+    path.rename(dest)
+    return True
+
+
+def put_back(home: Path, name: str, instance: str, path: Path) -> bool:
+    """Undo set_aside: <cluster>/scratch/<instance> back to `path` (which must not exist);
+    False when nothing was set aside under that name."""
+    src = scratch_dir(home, name, instance)
+    root = owned_cluster_dir(home, name)
+    if root not in path.parents or path.is_symlink() or src.is_symlink() or src.parent.is_symlink():
+        raise NotOursError(f"{path} is not a directory inside cluster {name!r}: pgha does not move it")
+    if not src.exists():
+        return False
+    if path.exists():
+        raise NotOursError(f"{path} exists: pgha does not put {src} over it")
+    src.rename(path)
+    return True

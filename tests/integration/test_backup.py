@@ -1,5 +1,6 @@
 """Backups with pgBackRest on a real cluster: the first full backup at `up`, the WAL archive,
-`pgha backup`, `pgha backups`, and a point-in-time restore into a new cluster beside the source."""
+`pgha backup`, `pgha backups`, a point-in-time restore into a new cluster beside the source, and
+restores in place (the last tests: they replace the source's data)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,18 @@ def _ids(cluster: Cluster) -> list[int]:
         return [r[0] for r in conn.execute("SELECT id FROM orders ORDER BY id").fetchall()]
 
 
+def _target_between(cluster: Cluster, before: int, after: int) -> tuple[list[int], datetime.datetime]:
+    """100 rows from `before`, a target time a second later, 100 rows from `after` a second after
+    it; returns the rows at the target and the target."""
+    _write(cluster, before, before + 99)
+    rows = _ids(cluster)
+    time.sleep(1)
+    target = datetime.datetime.now(datetime.UTC)
+    time.sleep(1)
+    _write(cluster, after, after + 99)
+    return rows, target
+
+
 def _backups(name: str) -> dict[str, object]:
     result = run_pgha("backups", "--name", name, "--json", check=True)
     return dict(json.loads(result.stdout))
@@ -71,12 +84,7 @@ def test_a_differential_backup_builds_on_the_full_one(source: Cluster) -> None:
 
 
 def test_restore_to_a_time_brings_back_exactly_what_was_committed_before_it(source: Cluster) -> None:
-    _write(source, 1001, 1100)
-    before = _ids(source)
-    time.sleep(1)
-    target = datetime.datetime.now(datetime.UTC)
-    time.sleep(1)
-    _write(source, 2001, 2100)  # after the target: must not come back
+    before, target = _target_between(source, 1001, 2001)  # the rows from 2001 on must not come back
     source_backups = len(_backups(SOURCE)["backups"])  # type: ignore[arg-type]
 
     result = run_pgha("restore", "--name", SOURCE, "--as", COPY, "--to", target.isoformat(), "--base-port", "22532",
@@ -216,6 +224,62 @@ def test_a_replica_is_rebuilt_from_the_repository(source: Cluster) -> None:
                 break
             time.sleep(0.5)
     assert ids == _ids(source)
+
+
+def _timelines(cluster: Cluster) -> dict[str, int | None]:
+    return {m.name: m.timeline for m in cluster.state().members}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--in-place", "--latest"], "add --yes to go ahead"),
+    (["--in-place", "--yes", "--latest", "--as", "bk-never"], "--as and --base-port do not apply"),
+    (["--yes", "--latest"], "--yes confirms --in-place"),
+    (["--in-place", "--yes", "--to", "2001-01-01 00:00:00"], "before the earliest restorable time"),
+])
+def test_a_restore_in_place_that_is_not_confirmed_or_cannot_be_done_changes_nothing(
+        source: Cluster, args: list[str], message: str) -> None:
+    before, timelines = _ids(source), _timelines(source)
+    result = run_pgha("restore", "--name", SOURCE, *args, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert _ids(source) == before and _timelines(source) == timelines
+
+
+def test_restore_in_place_replaces_the_data_and_every_node_follows_the_new_timeline(source: Cluster) -> None:
+    before, target = _target_between(source, 8001, 9001)  # the rows from 9001 on: gone once restored
+    old_timeline = max(t or 0 for t in _timelines(source).values())
+    backups_before = len(_backups(SOURCE)["backups"])  # type: ignore[arg-type]
+
+    result = run_pgha("restore", "--name", SOURCE, "--in-place", "--yes", "--to", target.isoformat(), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _ids(source) == before
+    timelines = _timelines(source)
+    assert len(timelines) == 3 and len(set(timelines.values())) == 1, timelines
+    assert (next(iter(timelines.values())) or 0) > old_timeline
+    check = json.loads(run_pgha("check", "--name", SOURCE, "--json").stdout)
+    assert [r["status"] for r in check] == ["PASS"] * 9, check
+    # The data it replaced is gone, the spec names no restore any more, and the restored
+    # timeline has a full backup of its own, in the same repository.
+    assert not list(source.layout.scratch.iterdir())
+    assert Cluster(SOURCE).spec.restore_from is None
+    backups = _backups(SOURCE)["backups"]
+    assert isinstance(backups, list) and len(backups) == backups_before + 1 and backups[-1]["type"] == "full"
+    _write(source, 9101, 9110)  # and it takes writes
+    assert _ids(source)[-1] == 9110
+
+
+def test_a_restore_in_place_that_fails_puts_the_clusters_own_data_back(source: Cluster) -> None:
+    before = _ids(source)
+    # Far beyond the end of the archive: recovery ends before it, PostgreSQL refuses to promote.
+    result = run_pgha("restore", "--name", SOURCE, "--in-place", "--yes", "--to-lsn", "FFFF/0", timeout=600)
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = result.stderr.strip()
+    assert "the archive ends before LSN FFFF/0" in line and "own data is back in place" in line, line
+    source.wait_healthy(120)
+    assert _ids(source) == before
+    assert not list(source.layout.scratch.iterdir())
+    assert Cluster(SOURCE).spec.restore_from is None
 
 
 def test_a_cluster_without_backups_says_so(pgha_home: Path) -> None:

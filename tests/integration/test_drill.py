@@ -157,6 +157,26 @@ def test_a_dropped_table_comes_back_exactly_as_acknowledged(drill_cluster: Path)
     assert row is not None and row[0] == "pgha_drill"
 
 
+def test_a_lost_cluster_is_restored_in_place_within_the_archives_bound(drill_cluster: Path) -> None:
+    old = {m.name: m.timeline for m in Cluster(NAME).state().members}
+    rc, run = _drill("--fault", "disaster")
+    results = _by_name(run)
+    assert rc == 0, results
+    assert list(results) == ["outage", "rpo", "split_brain", "rejoin"]
+    rpo = results["rpo"]
+    metrics = rpo["metrics"]
+    assert isinstance(metrics, dict) and metrics["lost_beyond_bound"] == 0 and metrics["lost_after_fault"] == 0, rpo
+    # The writers came back through the entrypoint of the restored cluster: that is the RTO.
+    outage = results["outage"]["metrics"]
+    assert isinstance(outage, dict) and outage["t_recovered"] is not None, results["outage"]
+    # Every node was rebuilt on the restored timeline; none of the lost data directories is left.
+    state = Cluster(NAME).state()
+    assert state.leader is not None and state.leader.timeline is not None
+    assert state.leader.timeline > max(t or 0 for t in old.values())
+    assert all(m.timeline == state.leader.timeline for m in state.members), state.members
+    assert not list((drill_cluster / "scratch").iterdir())
+
+
 def test_report_rerenders_the_latest_run(drill_cluster: Path) -> None:
     runs = sorted((drill_cluster / "runs").glob("*"))
     assert runs, "no drill ran before"

@@ -18,6 +18,7 @@ from pgha.drill.checkers.lost_writes import check_lost_writes
 from pgha.drill.checkers.outage import check_outage
 from pgha.drill.checkers.pitr import check_pitr_exact
 from pgha.drill.checkers.rejoin import check_rejoin
+from pgha.drill.checkers.rpo import check_rpo
 from pgha.drill.checkers.self_demotion import check_self_demotion
 from pgha.drill.checkers.split_brain import check_split_brain
 from pgha.drill.history import CheckerResult, Event, FinalState, sorted_events
@@ -35,6 +36,7 @@ class Evidence:
     deadline_s: float | None = None  # the longest rejoin that passes (None: any)
     sample_hold_s: float = 1.0  # how long a monitor sample says a node accepts writes
     ttl: float = 0.0  # Patroni's ttl: how soon a cut-off primary must demote itself
+    rpo_bound_s: float | None = None  # the oldest acknowledged write a disaster may lose (archive_timeout+)
 
 
 Checker = Callable[[Evidence], CheckerResult]
@@ -55,6 +57,7 @@ CHECKERS: dict[str, Checker] = {
     "self_demotion": _self_demotion,
     "archive_caught_up": lambda e: check_archive_caught_up(e.events, e.final, e.fault_time),
     "pitr_exact": lambda e: check_pitr_exact(e.events, e.fault_time),
+    "rpo": lambda e: check_rpo(e.events, e.final, e.fault_time, e.rpo_bound_s),
 }
 
 # Every drill's verdicts, in report order.

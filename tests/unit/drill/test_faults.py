@@ -35,6 +35,10 @@ class Recorder:
             raise AttributeError(name)
         return lambda *args: self.calls.append((name, *args))
 
+    def set_aside_data(self, node: str, instance: str) -> bool:
+        self.calls.append(("set_aside_data", node, instance))
+        return node != "node1"  # node1 had no data directory left
+
     def sleep(self, seconds: float) -> None:
         self.calls.append(("sleep", seconds))
         self.now += seconds
@@ -86,12 +90,19 @@ EXPECTED: dict[str, tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]]]] = 
     "lag": ("node2", [("lag", "node2", 200)], [("heal_network",)]),
     "archive-fail": ("repository", [("break_archive",), ("switch_wal",)], [("heal_archive",), ("switch_wal",)]),
     "drop-table": ("table", [("drop_table",)], [("restore_to_drop",)]),
+    # Every node killed first, then each data directory that is there moved aside and removed.
+    "disaster": ("cluster", [("kill_node", "node0"), ("kill_node", "node1"), ("kill_node", "node2"),
+                             ("set_aside_data", "node0", "lost-node0"), ("remove_set_aside", "lost-node0"),
+                             ("set_aside_data", "node1", "lost-node1"),
+                             ("set_aside_data", "node2", "lost-node2"), ("remove_set_aside", "lost-node2")],
+                 [("restore_in_place",)]),
 }
 
 
 def nemesis(backend: Recorder) -> Nemesis:
-    return Nemesis(backend, DCS, "rest-pw", sleep=backend.sleep, clock=backend.clock,
+    return Nemesis(backend, DCS, "rest-pw", ("node0", "node1", "node2"), sleep=backend.sleep, clock=backend.clock,
                    switch_wal=lambda: backend.calls.append(("switch_wal",)),
+                   restore_in_place=lambda: backend.calls.append(("restore_in_place",)),
                    drop_table=lambda: backend.calls.append(("drop_table",)) or backend.now,
                    restore_to_drop=lambda: backend.calls.append(("restore_to_drop",)))
 

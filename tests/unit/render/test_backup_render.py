@@ -135,6 +135,21 @@ def test_a_restored_cluster_bootstraps_from_the_source_repository(tmp_path: Path
     # After the bootstrap, the new cluster's own repository: never the source's.
     assert "--stanza=copy archive-push" in pg["postgresql"]["parameters"]["archive_command"]
     assert "--stanza=copy archive-get" in pg["postgresql"]["recovery_conf"]["restore_command"]
+    # Replicas of a restore in progress are cloned from its new primary, never from a backup of
+    # the timeline it branches from.
+    assert pg["postgresql"]["create_replica_methods"] == ["basebackup"]
+
+
+def test_a_cluster_restored_in_place_bootstraps_from_its_own_repository(tmp_path: Path) -> None:
+    own = {**RESTORED, "cluster": "copy", "repo": str(Layout(tmp_path).backup_repo), "target": "latest", "to": None}
+    spec = build_spec("default", overrides={"name": "copy", "base_port": 9432, "restore_from": own})
+    files = rendered(spec, tmp_path)
+    layout = Layout(tmp_path)
+    source = _ini(files[layout.pgbackrest_source_config("node0")].text)
+    assert source["global"]["repo1-path"] == str(layout.backup_repo)
+    boot = yaml.safe_load(files[layout.patroni_config("node0")].text)["bootstrap"]
+    assert "--stanza=copy" in boot[RESTORE_METHOD]["command"].split()
+    assert "recovery_target_time" not in boot[RESTORE_METHOD]["recovery_conf"]
 
 
 def test_a_restored_clusters_patroni_config_passes_patronis_validator(tmp_path: Path) -> None:
@@ -156,7 +171,6 @@ def test_a_restored_clusters_patroni_config_passes_patronis_validator(tmp_path: 
     ({**RESTORED, "repo": "relative/repo"}, "plain absolute path"),
     ({**RESTORED, "repo": "/var/lib/pgha/../etc"}, "plain absolute path"),
     ({**RESTORED, "cluster": "Bad Name"}, "restore_from.cluster"),
-    ({**RESTORED, "cluster": "copy"}, "cannot be restored from itself"),
 ])
 def test_a_bad_restore_source_is_refused(restore: dict[str, str], message: str) -> None:
     with pytest.raises(SpecError, match=message):
