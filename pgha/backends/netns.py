@@ -53,14 +53,22 @@ class NamespaceLauncher:
         self.spec = topo.spec
         self.programs = Programs(str(patroni_bin()))
 
+    def _host_of(self, component: str) -> str:
+        # pgBackRest's server beside a node lives on the node's host, among the node's files.
+        place = self.topo.place(component)
+        return self.topo.nodes[place.index].name if place.kind == "backup-agent" else component
+
     def host_layout(self, layout: Layout, component: str) -> Layout:
-        return Layout(layout.root / "hosts" / component)
+        return Layout(layout.root / "hosts" / self._host_of(component))
 
     def render(self, site: Site) -> list[RenderedFile]:
-        # The bundle `pgha render hosts` writes for a real machine, one host per component.
-        bundle = HostBundle(site.name, (site.place,), site.layout.root)
+        # The bundle `pgha render hosts` writes for a real machine: one per host directory, with
+        # every component that lives there.
+        host = self._host_of(site.name)
+        places = tuple(p for p in self.topo.places if self._host_of(p.name) == host)
+        bundle = HostBundle(host, places, site.layout.root)
         return render_bundle(site.topo, bundle, site.secrets, site.programs, site.pki, site.haproxy_sockets,
-                             site.backup_repo)
+                             site.backup_repo, site.peers)
 
     def endpoint(self, place: Place, port: int) -> Endpoint:
         return own_namespace(place, port)

@@ -12,6 +12,7 @@ component) is never cut.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,9 +20,12 @@ from pathlib import Path
 from pgha.backends import link_faults
 from pgha.errors import BackendError
 from pgha.model.topology import Place, Topology
+from pgha.render.netns_hosts import hosts_file, marker
 from pgha.render.netns_rules import LINK
 
 NETNS_DIR = Path("/run/netns")
+# `ip netns exec` mounts the files here over /etc for what it starts in that namespace.
+ETC_NETNS = Path("/etc/netns")
 BRIDGE = "br0"
 
 
@@ -49,6 +53,12 @@ def create(topo: Topology) -> None:
     _ensure(sw, BRIDGE, ["type", "bridge", "stp_state", "0", "forward_delay", "0"])
     for place in topo.hosts:
         _attach(topo, place, sw)
+    text = hosts_file(topo)
+    for place in topo.hosts:
+        assert place.netns is not None
+        path = ETC_NETNS / place.netns / "hosts"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
 
 
 def _ensure(ns: str, link: str, how: list[str]) -> bool:
@@ -80,7 +90,22 @@ def destroy(topo: Topology) -> list[str]:
         if exists(ns):
             _run(["ip", "netns", "del", ns])
             deleted.append(ns)
+        _remove_hosts_file(ns, topo.spec.name)
     return deleted
+
+
+def _remove_hosts_file(ns: str, cluster: str) -> None:
+    """The hosts file create() wrote, and its directory once empty; only a file with pgha's marker
+    for this cluster (a file someone else put there stays)."""
+    path = ETC_NETNS / ns / "hosts"
+    try:
+        if path.is_symlink() or not path.read_text().startswith(marker(cluster)):
+            return
+    except FileNotFoundError:
+        return
+    path.unlink()
+    with contextlib.suppress(OSError):  # not empty: something else of that namespace's is there
+        path.parent.rmdir()
 
 
 def existing(topo: Topology) -> list[str]:

@@ -47,6 +47,9 @@ from pgha.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
+# What pgBackRest runs only where the repository is, once it is on a host of its own.
+REPOSITORY_HOST_COMMANDS = frozenset({"backup", "stanza-create", "stanza-upgrade", "expire", "info"})
+
 DCS_START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
 LEADER_START_TIMEOUT = 60.0
@@ -110,6 +113,9 @@ class ProcessBackend(PostmasterFaults):
     def _pooler_names(self) -> list[str]:
         return [p.name for p in self.topo.poolers]
 
+    def _backup_server_names(self) -> list[str]:
+        return [p.name for p in (*self.topo.repository, *self.topo.backup_agents)]
+
     def _component(self, name: str) -> Component:
         return component_for(self.spec, self.topo.place(name))
 
@@ -132,7 +138,8 @@ class ProcessBackend(PostmasterFaults):
     def site(self, name: str) -> Site:
         sockets = tuple(str(self.host_layout(h).haproxy_socket) for h in self._haproxy_names())
         return Site(self.topo, self.topo.place(name), self.host_layout(name), self.secrets, self.launcher.programs,
-                    self.pki, sockets, self.layout.backup_repo if self.spec.backup.enabled else None)
+                    self.pki, sockets, self.layout.backup_repo if self.spec.backup.enabled else None,
+                    tuple((p.name, self.host_layout(p.name)) for p in self.topo.places))
 
     @functools.cached_property
     def pki(self) -> Pki | None:
@@ -221,9 +228,9 @@ class ProcessBackend(PostmasterFaults):
             self.layout.backup_repo.mkdir(parents=True)
             self.layout.backup.chmod(0o700)
             procs.ensure_owner(self.layout.backup, self.run_as)
-        for node in self.spec.node_names:
-            lay = self.host_layout(node)
-            for d in (lay.pgbackrest_run(node), lay.logs / f"pgbackrest-{node}"):
+        for name in (*self.spec.node_names, *self._backup_server_names()):
+            lay = self.host_layout(name)
+            for d in (lay.pgbackrest_run(name), lay.logs / f"pgbackrest-{name}"):
                 d.mkdir(parents=True, exist_ok=True)
 
     def _spawn(self, name: str) -> None:
@@ -256,6 +263,11 @@ class ProcessBackend(PostmasterFaults):
             ensure_authentication(self.spec, self.reach.dcs_client(0), self.secrets)
         except OSError as e:
             raise BackendError(f"the DCS did not answer while pgha secured it: {e}") from None
+        # Before any node: a primary archives from its first minute, and a node may be restored.
+        for name in self._backup_server_names():
+            if self._main_proc(name) is None:
+                log.info(f"starting pgBackRest's TLS server {name}")
+                self._spawn(name)
         first = self._restart_leader()
         if first is not None and self._main_proc(first) is None:
             # On a restart the last primary goes first, so that a replica with less WAL cannot
@@ -401,9 +413,16 @@ class ProcessBackend(PostmasterFaults):
         lay = self.host_layout(node)
         # No PGPASSWORD: the node's own pgpass file, readable by the service account only.
         env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PGPASSFILE": str(lay.pgbackrest_pgpass(node))}
-        argv = pgbackrest_argv(lay.pgbackrest_config(node), self.spec, *args)
+        where, config = node, lay.pgbackrest_config(node)
+        if self.topo.repository and args and args[0] in REPOSITORY_HOST_COMMANDS:
+            # With a repository host, pgBackRest runs these there, reaching the nodes through the
+            # servers beside them.
+            where = self.topo.repository[0].name
+            config = self._component(where).config_path(self.host_layout(where), self.topo.place(where))
+        argv = pgbackrest_argv(config, self.spec, *args)
         try:
-            result = procs.run_as_account(argv, run_as=self.run_as, env=env, timeout=timeout)
+            result = procs.run_as_account(argv, run_as=self.run_as, env=env, timeout=timeout,
+                                          netns=self.topo.place(where).netns)
         except FileNotFoundError:
             raise BackendError(f"pgbackrest not found at {PGBACKREST_BIN}: install it with `apt-get install "
                                f"pgbackrest`") from None

@@ -63,6 +63,14 @@ class Site:
     # pgBackRest's repository as this host's processes see it, where the backend keeps one
     # (spec.backup; the process backends: a directory of the cluster's on this machine).
     backup_repo: Path | None = None
+    # Other places' directory trees as this host's processes name them (where the repository
+    # host finds a node's data directory, which configuration file a pgBackRest server on another
+    # host reads): on real machines every host has the same root; netns: each host's directory.
+    # A place not listed: the same as this host's.
+    peers: tuple[tuple[str, Layout], ...] = ()
+
+    def layout_of(self, name: str) -> Layout:
+        return dict(self.peers).get(name, self.layout)
 
     @property
     def name(self) -> str:

@@ -3,6 +3,7 @@ plus one entry here; a DCS kind is an entry of pgha.components.dcs.DCS_KINDS).""
 
 from __future__ import annotations
 
+from pgha.components.backup import BACKUP_AGENT, REPOSITORY_HOST
 from pgha.components.base import Component
 from pgha.components.dcs import dcs_component
 from pgha.components.haproxy import HAProxy
@@ -19,7 +20,8 @@ POOLER = Pooler()
 def components(spec: Spec) -> tuple[Component, ...]:
     """Every kind a cluster of this spec runs (in the order install.sh lists their packages and
     a preflight checks their programs)."""
-    return (PATRONI, HAPROXY, dcs_component(spec), *((POOLER,) if spec.pooler.enabled else ()))
+    return (PATRONI, HAPROXY, dcs_component(spec), *((POOLER,) if spec.pooler.enabled else ()),
+            *((REPOSITORY_HOST, BACKUP_AGENT) if spec.backup.enabled else ()))
 
 
 def component_for(spec: Spec, place: Place) -> Component:

@@ -6,13 +6,14 @@ import importlib.metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pgha.components.backup import repository_config_path
 from pgha.components.base import Component, Needed, Programs, Site
 from pgha.components.dcs import dcs_component, patroni_dcs_section
 from pgha.components.pooler import ENV_APP, ENV_POOLER_ADMIN
 from pgha.model.spec import Spec
 from pgha.model.topology import Kind, Place, Topology
 from pgha.render import RenderedFile, to_yaml
-from pgha.render.backup import backup_pgpass, pgbackrest_config
+from pgha.render.backup import TlsFiles, backup_pgpass, node_tls_config, pgbackrest_config
 from pgha.render.node_hook import (
     hook_config_path,
     hook_script_path,
@@ -129,20 +130,28 @@ class PatroniNode(Component):
 
 
 def backup_files(site: Site) -> list[RenderedFile]:
-    """The node's pgBackRest configuration and login, when the cluster archives to a repository
-    this host can write (none otherwise)."""
-    if not site.topo.spec.backup.enabled or site.backup_repo is None:
+    """The node's pgBackRest configuration and login: for the repository host's TLS server when
+    the cluster has one, else for a repository directory this host can write; none without
+    backups."""
+    spec, topo = site.topo.spec, site.topo
+    if not spec.backup.enabled or (site.backup_repo is None and not topo.repository):
         return []
-    port = site.topo.node_ports[site.place.index].postgres
+    port = topo.node_ports[site.place.index].postgres
     lay = site.layout
-    spec = site.topo.spec
-    config = pgbackrest_config(spec, lay, site.secrets, site.name, site.backup_repo, port)
+    if topo.repository:
+        config = node_tls_config(spec, lay, site.name, port, topo.repository[0].name, repository_config_path(site),
+                                 TlsFiles.of(lay, site.name))
+    else:
+        assert site.backup_repo is not None
+        config = pgbackrest_config(spec, lay, site.secrets, site.name, site.backup_repo, port)
     login = backup_pgpass(port, site.secrets.superuser_password)
     files = [RenderedFile(lay.pgbackrest_config(site.name), config, 0o600),
              RenderedFile(lay.pgbackrest_pgpass(site.name), login, 0o600)]
     if spec.restore_from is not None:
-        source = pgbackrest_config(spec, lay, site.secrets, site.name, Path(spec.restore_from.repo), port,
-                                   spec.restore_from.cluster)
+        # A restore in place reads the cluster's own repository the way its nodes always do.
+        own = spec.restore_from.cluster == spec.name and topo.repository
+        source = config if own else pgbackrest_config(spec, lay, site.secrets, site.name,
+                                                      Path(spec.restore_from.repo), port, spec.restore_from.cluster)
         files.append(RenderedFile(lay.pgbackrest_source_config(site.name), source, 0o600))
     return files
 

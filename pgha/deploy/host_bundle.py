@@ -38,8 +38,9 @@ class HostBundle:
         return Layout(self.root)
 
     def site(self, topo: Topology, place: Place, secrets: Secrets, programs: Programs,
-             pki: Pki | None = None, haproxy_sockets: tuple[str, ...] = (), backup_repo: Path | None = None) -> Site:
-        return Site(topo, place, self.layout, secrets, programs, pki, haproxy_sockets, backup_repo)
+             pki: Pki | None = None, haproxy_sockets: tuple[str, ...] = (), backup_repo: Path | None = None,
+             peers: tuple[tuple[str, Layout], ...] = ()) -> Site:
+        return Site(topo, place, self.layout, secrets, programs, pki, haproxy_sockets, backup_repo, peers)
 
 
 def units_dir(root: Path) -> Path:
@@ -48,14 +49,16 @@ def units_dir(root: Path) -> Path:
 
 def render_bundle(topo: Topology, bundle: HostBundle, secrets: Secrets, programs: Programs,
                   pki: Pki | None = None, haproxy_sockets: tuple[str, ...] = (),
-                  backup_repo: Path | None = None) -> list[RenderedFile]:
+                  backup_repo: Path | None = None, peers: tuple[tuple[str, Layout], ...] = ()) -> list[RenderedFile]:
     """A host's files; with the cluster's certificates (pki) it gets its own and the CA's
     certificate, never the CA's key. `haproxy_sockets`: those its processes can open (netns:
-    every host is on this machine); `backup_repo`: pgBackRest's repository as its nodes see it."""
+    every host is on this machine); `backup_repo`: pgBackRest's repository as its nodes see it;
+    `peers`: other places' directories as its processes name them (none: this bundle's root)."""
     files: list[RenderedFile] = []
     units: list[Unit] = []
     for place in bundle.places:
-        new, unit = render_component(bundle.site(topo, place, secrets, programs, pki, haproxy_sockets, backup_repo))
+        site = bundle.site(topo, place, secrets, programs, pki, haproxy_sockets, backup_repo, peers)
+        new, unit = render_component(site)
         new.append(RenderedFile(units_dir(bundle.root) / unit.name, unit.text(), 0o644))
         files += [f for f in new if f not in files]
         units.append(unit)

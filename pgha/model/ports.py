@@ -10,6 +10,8 @@ ETCD_CLIENT_PORT, ETCD_PEER_PORT = 2379, 2380
 ZK_CLIENT_PORT, ZK_PEER_PORT, ZK_ELECTION_PORT = 2181, 2888, 3888
 HAPROXY_RW_PORT, HAPROXY_RO_PORT, HAPROXY_STATS_PORT = 5432, 5433, 7000
 POOLER_PORT = 6432
+# pgBackRest's TLS server (its default), on the repository host and beside every node.
+PGBACKREST_TLS_PORT = 8432
 
 # The lab's entrypoint (HAProxy on 5432) is the base every seed port is shifted from; its
 # PostgreSQL containers were published from 5433 on.

@@ -34,10 +34,18 @@ RW_PROXY = "primary"
 RO_PROXY = "replicas"
 POOLER_PROXY = "pooler"
 
-Kind = Literal["node", "dcs", "haproxy", "pooler"]
+Kind = Literal["node", "dcs", "haproxy", "pooler", "repository", "backup-agent"]
 
 # Host numbers inside the cluster network (netns backend).
-_NODE_HOST, _DCS_HOST, _HAPROXY_HOST, _POOLER_HOST = 10, 20, 30, 40
+_NODE_HOST, _DCS_HOST, _HAPROXY_HOST, _POOLER_HOST, _REPOSITORY_HOST = 10, 20, 30, 40, 50
+
+# The host that keeps the backups when the nodes reach it over the network (pgBackRest's TLS
+# server), and the name of the pgBackRest server beside each node that it backs the node up through.
+REPOSITORY = "backup"
+
+
+def backup_agent_name(node: str) -> str:
+    return f"{node}-pgbackrest"
 
 
 def dcs_member_name(i: int) -> str:
@@ -106,15 +114,22 @@ class Topology:
     # Networks whose clients PostgreSQL admits (pg_hba), as CIDR strings.
     client_networks: tuple[str, ...]
     switch_netns: str | None  # the namespace holding the bridge (netns backend)
+    # With backups on hosts of their own (netns with TLS): the repository host, which runs
+    # pgBackRest's TLS server and takes the backups, and a pgBackRest TLS server beside each node
+    # (same namespace, same address) that it reaches the node's PostgreSQL through. Elsewhere
+    # none: the nodes write a repository on their own machine.
+    repository: tuple[Place, ...] = ()
+    backup_agents: tuple[Place, ...] = ()
 
     @property
     def places(self) -> tuple[Place, ...]:
-        return self.dcs + self.nodes + self.haproxies + self.poolers
+        return self.dcs + self.nodes + self.haproxies + self.poolers + self.repository + self.backup_agents
 
     @property
     def hosts(self) -> tuple[Place, ...]:
-        """The places with an address of their own (a pooler shares its HAProxy's host)."""
-        return self.dcs + self.nodes + self.haproxies
+        """The places with an address of their own (a pooler shares its HAProxy's host, a backup
+        agent its node's)."""
+        return self.dcs + self.nodes + self.haproxies + self.repository
 
     def place(self, name: str) -> Place:
         for p in self.places:
@@ -194,9 +209,16 @@ def _netns_topology(spec: Spec, named_namespaces: bool = True) -> Topology:
         # A container is a host of its own (compose): the pooler gets one beside its HAProxy's.
         poolers = tuple(Place(pooler_name(k), "pooler", k, host(_POOLER_HOST + k), None)
                         for k in range(len(haproxies)))
+    nodes = tuple(place(n, "node", i, _NODE_HOST + i) for i, n in enumerate(spec.node_names))
+    # pgBackRest's TLS server needs the cluster's certificates; without TLS (or in containers,
+    # which keep no backups yet) the nodes write the repository's directory themselves.
+    remote_repository = named_namespaces and spec.backup.enabled and spec.tls
+    repository = (place(REPOSITORY, "repository", 0, _REPOSITORY_HOST),) if remote_repository else ()
+    agents = tuple(Place(backup_agent_name(n.name), "backup-agent", n.index, n.address, n.netns)
+                   for n in nodes) if remote_repository else ()
     return Topology(
         spec=spec,
-        nodes=tuple(place(n, "node", i, _NODE_HOST + i) for i, n in enumerate(spec.node_names)),
+        nodes=nodes,
         dcs=tuple(place(dcs_member_name(i), "dcs", i, _DCS_HOST + i) for i in range(spec.dcs.members)),
         haproxies=haproxies,
         node_ports=node_ports,
@@ -206,6 +228,8 @@ def _netns_topology(spec: Spec, named_namespaces: bool = True) -> Topology:
         pooler_ports=(POOLER_PORT,) * len(poolers),
         client_networks=(str(net),),
         switch_netns=netns_name(spec, "switch") if named_namespaces else None,
+        repository=repository,
+        backup_agents=agents,
     )
 
 
@@ -245,11 +269,13 @@ def stop_order(topo: Topology, leader: str | None) -> list[StopStep]:
     replicas, then the primary: stopped together, a replica may take over while the primary shuts
     down, and the old primary's shutdown checkpoint then diverges from it; the DCS members last,
     one at a time: stopped together, etcd members wait seconds for a leader transfer that cannot
-    happen."""
+    happen. pgBackRest's servers stop after the nodes, before the DCS."""
     steps = [StopStep((*topo.poolers, *topo.haproxies), "the entrypoints first: no client reaches a node "
                                                          "that is going down")]
     replicas = tuple(p for p in topo.nodes if p.name != leader)
     steps.append(StopStep(replicas, "the replicas before the primary, so that none takes over while it stops"))
     steps += [StopStep((p,), "the primary, which starts first next time") for p in topo.nodes if p.name == leader]
+    steps.append(StopStep((*topo.backup_agents, *topo.repository),
+                          "pgBackRest's servers after the nodes: the primary archives its last WAL on the way down"))
     steps += [StopStep((p,), "the DCS members last, one at a time") for p in topo.dcs]
     return [s for s in steps if s.places]

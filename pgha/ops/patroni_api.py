@@ -1,5 +1,6 @@
 """Planned operations through Patroni's REST API: the switchover request both `pgha switchover`
-and the drill's `switchover` fault send, and a node's restart (`pgha restart`). Side effects only;
+and the drill's `switchover` fault send, a node's restart (`pgha restart`), and a reload of its
+configuration file (after a restore in place). Side effects only;
 the waiting is the caller's."""
 
 from __future__ import annotations
@@ -46,3 +47,11 @@ def request_restart(reach: Reach, rest_password: str, node: str) -> None:
     if status >= 400:
         reason = answer if isinstance(answer, str) else (answer or "")
         raise BackendError(f"Patroni did not restart {node}: HTTP {status} {reason}".strip())
+
+
+def request_reload(reach: Reach, rest_password: str, node: str) -> None:
+    """Have Patroni on `node` read its configuration file again (and reload PostgreSQL's)."""
+    status, answer = _post(reach, rest_password, node, "reload", {}, TIMEOUT_S)
+    if status >= 400:
+        reason = answer if isinstance(answer, str) else (answer or "")
+        raise BackendError(f"Patroni did not reload {node}'s configuration: HTTP {status} {reason}".strip())

@@ -24,6 +24,7 @@ from pgha.cluster import BACKUP_TIMEOUT, Cluster, ClusterError, UpResult
 from pgha.errors import BackendError, first_line
 from pgha.model.backup_info import RepoInfo
 from pgha.model.spec import LSN, RestoreSource, Spec, SpecError, build_spec
+from pgha.ops.patroni_api import request_reload
 from pgha.ops.patroni_tools import forget_cluster
 from pgha.state.ownership import NotOursError
 
@@ -186,6 +187,7 @@ def restore_in_place(cluster: Cluster, target: Target) -> RestoreResult:
         raise ClusterError(f"{why}; {back}", e.log_tail if isinstance(e, ClusterError) else None) from None
     with cluster.journal():
         cluster.replace_spec(spec)
+        _render_without_restore(cluster)
         for node in kept:
             cluster.backups_backend().remove_set_aside(f"{REPLACED}-{node}")
         log.info(f"restored {cluster.name!r} in place to {target.describe()} in {time.monotonic() - began:.1f} s; "
@@ -239,6 +241,18 @@ def _put_back(cluster: Cluster, spec: Spec, kept: list[str], restart: bool = Fal
         return f"and putting its own data back failed too ({first_line(e)}); what was kept is in {where or 'nothing'}"
     log.info(f"{cluster.name!r} runs on its own data again")
     return "the cluster's own data is back in place and it runs on it again"
+
+
+def _render_without_restore(cluster: Cluster) -> None:
+    """The nodes' configuration files rendered from the spec without its restore (new replicas
+    from the repository again, no bootstrap from it), and Patroni told to read them."""
+    try:
+        cluster.backend().start()  # every component runs: this only writes the files again
+        for node in cluster.spec.node_names:
+            request_reload(cluster.reach, cluster.secrets.rest_password, node)
+    except BackendError as e:
+        log.warning(f"the restored cluster runs, but its configuration files still name the restore: {e} "
+                    f"(`pgha down` and `pgha up` render them again)")
 
 
 def _backup_restored_timeline(cluster: Cluster, result: UpResult) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from pgha.cluster import BACKUP_TIMEOUT, Cluster, ClusterError, journaled
 from pgha.errors import tail
 from pgha.model.backup_info import Backup
+from pgha.model.topology import topology
 from pgha.render.backup import backup_pgpass
 from pgha.render.patroni import PG_BIN_DIR
 from pgha.security.service_user import service_account
@@ -89,6 +90,7 @@ def verify_backup(cluster: Cluster, label: str | None = None) -> Verified:
     cluster.layout.scratch.chmod(0o700)
     procs.ensure_owner(cluster.layout.scratch, run_as)
     data.chmod(0o700)
+    account = Account(run_as, topology(spec).place(node).netns)
     started = False
     try:
         log.info(f"restoring backup {backup.label} ({backup.type}) into a scratch instance in {scratch}")
@@ -100,19 +102,19 @@ def verify_backup(cluster: Cluster, label: str | None = None) -> Verified:
         # Its log outlives it, beside the cluster's own.
         server_log = cluster.layout.logs / f"{instance}.log"
         _pg_ctl(["start", "-w", "-t", str(int(START_TIMEOUT)), "-l", str(server_log), "-o", _server_options(run)],
-                data, env, run_as, server_log)
+                data, env, account, server_log)
         started = True
-        _wait_promoted(run, env, run_as)
+        _wait_promoted(run, env, account)
         recovered = time.monotonic()
         log.info(f"the scratch instance is consistent and promoted after {recovered - restored:.1f} s; "
                  f"running pg_amcheck on every database")
         check = _run([f"{PG_BIN_DIR}/pg_amcheck", "--all", "--install-missing", "--progress", "-h", str(run),
-                      "-p", str(SCRATCH_PORT), "-U", SUPERUSER], env, run_as, QUERY_TIMEOUT)
+                      "-p", str(SCRATCH_PORT), "-U", SUPERUSER], env, account, QUERY_TIMEOUT)
         checked = time.monotonic()
-        rows = _count_rows(run, env, run_as)
+        rows = _count_rows(run, env, account)
     finally:
         if started:
-            _pg_ctl(["stop", "-m", "immediate", "-w"], data, _env(run), run_as, check=False)
+            _pg_ctl(["stop", "-m", "immediate", "-w"], data, _env(run), account, check=False)
         remove_scratch_dir(cluster.home, cluster.name, instance)
         log.info(f"the scratch instance of backup {backup.label} is stopped and removed")
     relations, pages = amcheck_progress(check.stdout + check.stderr)
@@ -146,17 +148,26 @@ def _env(run: Path) -> dict[str, str]:
     return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PGPASSFILE": str(run / "pgpass"), "PGCONNECT_TIMEOUT": "10"}
 
 
-def _run(argv: list[str], env: dict[str, str], run_as: procs.RunAs,
+@dataclass(frozen=True)
+class Account:
+    """Who the scratch instance's commands run as, and where: inside the first node's network
+    namespace when it has one (netns), so that its restore_command reaches the repository host."""
+
+    run_as: procs.RunAs
+    netns: str | None = None
+
+
+def _run(argv: list[str], env: dict[str, str], run_as: Account,
          timeout: float) -> subprocess.CompletedProcess[str]:
     try:
-        return procs.run_as_account(argv, run_as=run_as, env=env, timeout=timeout)
+        return procs.run_as_account(argv, run_as=run_as.run_as, env=env, timeout=timeout, netns=run_as.netns)
     except FileNotFoundError:
         raise ClusterError(f"{argv[0]} not found: install it with `apt-get install postgresql-15`") from None
     except subprocess.TimeoutExpired:
         raise ClusterError(f"{Path(argv[0]).name} did not finish in {timeout:.0f} s") from None
 
 
-def _pg_ctl(args: list[str], data: Path, env: dict[str, str], run_as: procs.RunAs, server_log: Path | None = None,
+def _pg_ctl(args: list[str], data: Path, env: dict[str, str], run_as: Account, server_log: Path | None = None,
             check: bool = True) -> None:
     result = _run([f"{PG_BIN_DIR}/pg_ctl", "-D", str(data), *args], env, run_as, START_TIMEOUT)
     if check and result.returncode != 0:
@@ -166,7 +177,7 @@ def _pg_ctl(args: list[str], data: Path, env: dict[str, str], run_as: procs.RunA
         raise ClusterError(f"the scratch instance did not {args[0]}: {first.strip()} (see {server_log})", said)
 
 
-def _psql(run: Path, env: dict[str, str], run_as: procs.RunAs, sql: str, db: str = "postgres") -> list[list[str]]:
+def _psql(run: Path, env: dict[str, str], run_as: Account, sql: str, db: str = "postgres") -> list[list[str]]:
     result = _run([f"{PG_BIN_DIR}/psql", "-h", str(run), "-p", str(SCRATCH_PORT), "-U", SUPERUSER, "-d", db, "-XAtq",
                    "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", sql], env, run_as, QUERY_TIMEOUT)
     if result.returncode != 0:
@@ -174,7 +185,7 @@ def _psql(run: Path, env: dict[str, str], run_as: procs.RunAs, sql: str, db: str
     return [line.split("\t") for line in result.stdout.splitlines() if line]
 
 
-def _wait_promoted(run: Path, env: dict[str, str], run_as: procs.RunAs) -> None:
+def _wait_promoted(run: Path, env: dict[str, str], run_as: Account) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if _psql(run, env, run_as, "SELECT pg_is_in_recovery()") == [["f"]]:
@@ -183,7 +194,7 @@ def _wait_promoted(run: Path, env: dict[str, str], run_as: procs.RunAs) -> None:
     raise ClusterError(f"the scratch instance did not finish recovery in {START_TIMEOUT:.0f} s")
 
 
-def _count_rows(run: Path, env: dict[str, str], run_as: procs.RunAs) -> dict[str, dict[str, int]]:
+def _count_rows(run: Path, env: dict[str, str], run_as: Account) -> dict[str, dict[str, int]]:
     dbs = [r[0] for r in _psql(run, env, run_as, "SELECT datname FROM pg_database WHERE datallowconn ORDER BY 1")]
     return {db: {table: int(n) for table, n in _psql(run, env, run_as, COUNT_SQL, db)} for db in dbs}
 

@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import resource
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -220,10 +221,16 @@ def thaw(procs: Iterable[psutil.Process]) -> None:
 
 
 def run_as_account(argv: Sequence[str], *, run_as: RunAs, env: dict[str, str], timeout: float,
-                   cwd: str = "/") -> subprocess.CompletedProcess[str]:
+                   cwd: str = "/", netns: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run argv to its end as the account (a short command, not a unit), output captured; raises
-    OSError when it cannot start and subprocess.TimeoutExpired when it outlives timeout."""
+    OSError when it cannot start and subprocess.TimeoutExpired when it outlives timeout. With
+    netns, inside that named network namespace (entered as root, privileges dropped after)."""
     ids = run_as.uid_gid
+    if netns is not None:
+        drop = ["setpriv", f"--reuid={ids[0]}", f"--regid={ids[1]}", "--clear-groups", "--"] if ids else []
+        command = [shutil.which("ip") or "/usr/sbin/ip", "netns", "exec", netns, *drop, *argv]
+        return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout,
+                              check=False, stdin=subprocess.DEVNULL)
     if ids is None:
         return subprocess.run(list(argv), capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout,
                               check=False, stdin=subprocess.DEVNULL)

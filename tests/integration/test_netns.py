@@ -55,7 +55,7 @@ def _drill(*args: str) -> tuple[int, dict[str, dict[str, object]]]:
 
 
 def test_every_component_is_a_host_of_its_own(netns_cluster: Path) -> None:
-    assert len(_namespaces()) == 3 + 3 + 2 + 1  # nodes, etcd members, HAProxies, the switch
+    assert len(_namespaces()) == 3 + 3 + 2 + 1 + 1  # nodes, etcd members, HAProxies, the repository host, switch
     status = json.loads(run_pgha("status", "--name", NAME, "--json").stdout)
     assert status["healthy"], status["problem"]
     hosts = {m["host"] for m in status["members"]}
@@ -188,10 +188,74 @@ def test_losing_an_haproxy_host_costs_at_most_a_reconnect(netns_cluster: Path) -
     assert outage is None or outage < 5, results["outage"]["summary"]
 
 
+def _created_using(log: Path) -> list[str]:
+    return [ln.rsplit(" ", 1)[-1] for ln in log.read_text().splitlines() if "replica has been created using" in ln]
+
+
+def _in_namespace(host: str, code: str) -> str:
+    result = subprocess.run(["ip", "netns", "exec", f"pgha-{NAME}-{host}", "/usr/bin/python3", "-c", code],
+                            capture_output=True, text=True, timeout=60, check=False)
+    return result.stdout + result.stderr
+
+
+def test_backups_go_to_a_repository_host_of_its_own_over_tls(netns_cluster: Path) -> None:
+    backups = json.loads(run_pgha("backups", "--name", NAME, "--json", check=True).stdout)
+    assert [b["type"] for b in backups["backups"]][:1] == ["full"] and backups["problem"] is None, backups
+    # pgBackRest took it on the repository host, through the server beside the primary.
+    repo_log = netns_cluster / "hosts" / "backup" / "logs" / "pgbackrest-backup" / f"{NAME}-backup.log"
+    assert "backup command end: completed successfully" in repo_log.read_text()
+    node_conf = (netns_cluster / "hosts" / "node0" / "conf" / "pgbackrest-node0.conf").read_text()
+    assert "repo1-host=backup" in node_conf and "repo1-host-type=tls" in node_conf
+    assert "cipher-pass" not in node_conf  # only the repository host holds the key
+    # A certificate of the cluster's CA that the repository host does not admit gets nothing.
+    tls = netns_cluster / "hosts" / "node0" / "conf" / "tls"
+
+    def probe(cert: str) -> str:
+        return _in_namespace("node0", "\n".join([
+            "import socket, ssl",
+            f"ctx = ssl.create_default_context(cafile='{tls / 'ca.crt'}')",
+            "ctx.check_hostname = False",
+            f"ctx.load_cert_chain('{tls / (cert + '.crt')}', '{tls / (cert + '.key')}')",
+            "s = ctx.wrap_socket(socket.create_connection(('backup', 8432), 5))",
+            "print('answer', s.recv(200))"]))
+
+    assert '"name":"pgBackRest"' in probe("node0"), "the node's own certificate is not served"
+    assert "answer b''" in probe("node0-dcs"), "a DCS client certificate got an answer"
+
+
+def test_a_replica_is_rebuilt_from_the_repository_host(netns_cluster: Path) -> None:
+    cluster = Cluster(NAME)
+    replica = next(m.name for m in cluster.state().members if not m.is_leader)
+    log = cluster.backend().log_files()[replica]
+    before = _created_using(log)
+    result = run_pgha("ctl", "--name", NAME, "reinit", NAME, replica, "--force", "--wait", timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    deadline = time.monotonic() + 180
+    while len(_created_using(log)) == len(before) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _created_using(log)[len(before):] == ["pgbackrest"], log.read_text()[-3000:]
+    cluster.wait_healthy(120)
+    verified = run_pgha("verify-backup", "--name", NAME, timeout=600)
+    assert verified.returncode == 0 and "no corruption" in " ".join(verified.stdout.split()), verified.stdout
+
+
+def test_a_lost_cluster_comes_back_from_the_repository_host(netns_cluster: Path) -> None:
+    rc, results = _drill("--fault", "disaster")
+    assert rc == 0, results
+    assert list(results) == ["outage", "rpo", "split_brain", "rejoin"]
+    # Restored in place, the nodes' configurations name the repository for new replicas again.
+    cluster = Cluster(NAME)
+    patroni = (netns_cluster / "hosts" / "node1" / "conf" / "patroni-node1.yml").read_text()
+    assert "- pgbackrest" in patroni and "pgbackrest_restore" not in patroni
+    assert not list((netns_cluster / "scratch").iterdir())
+    assert cluster.spec.restore_from is None
+
+
 def test_down_removes_namespaces_and_processes(netns_cluster: Path) -> None:
     run_pgha("down", "--name", NAME, check=True, timeout=180)
     assert _namespaces() == []
     assert processes_under(netns_cluster) == []
+    assert not list(Path("/etc/netns").glob(f"pgha-{NAME}-*"))  # the hosts files it wrote
     # And it comes back on the same data.
     run_pgha("up", "--name", NAME, check=True, timeout=300)
     assert run_pgha("status", "--name", NAME).returncode == 0

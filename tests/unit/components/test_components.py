@@ -14,6 +14,7 @@ import yaml
 
 from pgha.backends.local import LocalBackend, patroni_bin
 from pgha.backends.netns import NetnsBackend
+from pgha.components.backup import BACKUP_AGENT, REPOSITORY_HOST
 from pgha.components.base import Programs, Site
 from pgha.components.dcs import Etcd, ZooKeeper, dcs_component
 from pgha.components.kinds import HAPROXY, PATRONI, POOLER, component_for
@@ -45,6 +46,9 @@ def test_each_place_gets_its_kind() -> None:
     assert [type(component_for(spec, p)).__name__ for p in topo.places] == \
         ["ZooKeeper"] * 3 + ["PatroniNode"] * 3 + ["HAProxy", "Pooler"]
     assert isinstance(dcs_component(build_spec("default")), Etcd)
+    netns = build_spec("default", overrides={"backend": "netns"})
+    assert [type(component_for(netns, p)).__name__ for p in topology(netns).places][-4:] == \
+        ["RepositoryHost"] + ["BackupAgent"] * 3
 
 
 def test_node_unit_runs_patroni_with_its_config_and_never_kills_the_postmaster_first() -> None:
@@ -245,3 +249,15 @@ def test_each_kind_says_how_it_takes_up_a_renewed_certificate() -> None:
     assert HAPROXY.certificate_reload is CertificateReload.RUNTIME_API
     assert PATRONI.certificate_reload is CertificateReload.SIGHUP
     assert POOLER.certificate_reload is CertificateReload.SIGHUP
+    # pgBackRest's TLS server reads its certificate when it starts.
+    assert REPOSITORY_HOST.certificate_reload is BACKUP_AGENT.certificate_reload is CertificateReload.RESTART
+
+
+def test_pgbackrests_servers_run_as_units_of_their_own_on_8432() -> None:
+    spec = build_spec("default", overrides={"name": "c", "backend": "netns"})
+    topo = topology(spec)
+    for place, component in ((topo.place("backup"), REPOSITORY_HOST), (topo.place("node1-pgbackrest"), BACKUP_AGENT)):
+        assert component.ports(topo, place) == [("pgBackRest TLS server", 8432)]
+        assert component.command(Programs("p"), "/x.conf", "/") == ["/usr/bin/pgbackrest", "--config=/x.conf", "server"]
+        assert component.unit_name("c", place) == f"pgha-c-{place.name}.service"
+    assert topo.place("node1-pgbackrest").address == topo.place("node1").address

@@ -35,7 +35,8 @@ def test_netns_topology_gives_every_component_a_host_of_its_own() -> None:
     spec = build_spec("default", overrides={"backend": "netns", "base_port": 9432, "name": "x"})
     topo = topology(spec)
     addresses = [p.address for p in topo.hosts]
-    assert len(set(addresses)) == len(addresses) == 3 + 3 + 2  # nodes, etcd members, two HAProxies
+    # nodes, etcd members, two HAProxies, the backup repository host
+    assert len(set(addresses)) == len(addresses) == 3 + 3 + 2 + 1
     # A pooler beside each HAProxy: its host, its namespace.
     assert [(p.address, p.netns) for p in topo.poolers] == [(h.address, h.netns) for h in topo.haproxies]
     net = ipaddress.ip_network(spec.network)
@@ -96,10 +97,11 @@ def test_one_stop_order_entrypoints_replicas_primary_then_dcs_one_at_a_time() ->
     topo = topology(build_spec("default", overrides={"backend": "netns", "name": "x"}))
     steps = [[p.name for p in step.places] for step in stop_order(topo, leader="node1")]
     assert steps == [["pooler", "pooler1", "haproxy", "haproxy1"], ["node0", "node2"], ["node1"],
+                     ["node0-pgbackrest", "node1-pgbackrest", "node2-pgbackrest", "backup"],
                      ["dcs0"], ["dcs1"], ["dcs2"]]
     # No primary known: every node stops in one step, before the DCS.
     no_leader = [[p.name for p in step.places] for step in stop_order(topo, leader=None)]
-    assert no_leader[1] == ["node0", "node1", "node2"] and no_leader[2] == ["dcs0"]
+    assert no_leader[1] == ["node0", "node1", "node2"] and no_leader[3] == ["dcs0"]
     seed = topology(build_spec("seed"))
     assert [[p.name for p in s.places] for s in stop_order(seed, "postgresql0")] == [
         ["haproxy"], ["postgresql1"], ["postgresql0"], ["dcs0"]]

@@ -85,12 +85,76 @@ def test_each_node_archives_through_its_own_pgbackrest_configuration(tmp_path: P
                        f"--type=standby restore", "keep_data": True, "no_params": True}
 
 
-def test_netns_nodes_share_one_repository_outside_their_hosts(tmp_path: Path) -> None:
-    spec = build_spec("default", overrides={"name": "shop", "backend": "netns", "base_port": 9432})
+def test_netns_nodes_without_tls_share_one_repository_outside_their_hosts(tmp_path: Path) -> None:
+    spec = build_spec("default", overrides={"name": "shop", "backend": "netns", "base_port": 9432, "tls": False})
+    assert not topology(spec).repository
     files = rendered(spec, tmp_path)
     repos = {_ini(f.text)["global"]["repo1-path"] for f in files.values() if f.path.name.startswith("pgbackrest-")
              and f.path.suffix == ".conf"}
     assert repos == {str(Layout(tmp_path).backup_repo)}
+
+
+def stanza_of(text: str) -> configparser.SectionProxy:
+    return _ini(text.replace("tls-server-auth=", "#"))["shop"]
+
+
+def _lines(text: str, key: str) -> list[str]:
+    return [line.split("=", 1)[1] for line in text.splitlines() if line.startswith(f"{key}=")]
+
+
+def test_netns_with_tls_keeps_the_repository_on_a_host_of_its_own(tmp_path: Path) -> None:
+    spec = build_spec("default", overrides={"name": "shop", "backend": "netns", "base_port": 9432})
+    topo = topology(spec)
+    (repo_host,) = topo.repository
+    assert repo_host.name == "backup" and repo_host.address == "198.18.0.50" and repo_host in topo.hosts
+    assert [(a.name, a.address, a.netns) for a in topo.backup_agents] == [
+        (f"{n.name}-pgbackrest", n.address, n.netns) for n in topo.nodes]
+    files = rendered(spec, tmp_path)
+    hosts = tmp_path / "hosts"
+
+    repo_conf = files[hosts / "backup" / "conf" / "pgbackrest-repository.conf"].text
+    glob = _ini(repo_conf.replace("tls-server-auth=", "#"))["global"]
+    assert glob["repo1-path"] == str(Layout(tmp_path).backup_repo)
+    assert glob["repo1-cipher-pass"] == "cipher-key-5"  # only the repository host holds the key
+    assert glob["tls-server-address"] == "198.18.0.50" and glob["tls-server-port"] == "8432"
+    assert _lines(repo_conf, "tls-server-auth") == ["node0=shop", "node1=shop", "node2=shop"]
+    stanza = _ini(repo_conf.replace("tls-server-auth=", "#"))["shop"]
+    for i, node in enumerate(topo.nodes, start=1):
+        node_lay = Layout(hosts / node.name)
+        assert stanza[f"pg{i}-host"] == f"{node.name}-pgbackrest" and stanza[f"pg{i}-host-type"] == "tls"
+        assert stanza[f"pg{i}-path"] == str(node_lay.pgdata(node.name))
+        assert stanza[f"pg{i}-socket-path"] == str(node_lay.socket_dir)
+        assert stanza[f"pg{i}-host-cert-file"] == str(Layout(hosts / "backup").tls_cert("backup"))
+
+    for node in topo.nodes:
+        lay = Layout(hosts / node.name)
+        conf = _ini(files[lay.pgbackrest_config(node.name)].text)
+        assert conf["global"]["repo1-host"] == "backup" and conf["global"]["repo1-host-type"] == "tls"
+        assert conf["global"]["repo1-host-cert-file"] == str(lay.tls_cert(node.name))
+        assert "repo1-cipher-pass" not in conf["global"] and "repo1-path" not in conf["global"]
+        agent = f"{node.name}-pgbackrest"
+        agent_lay = Layout(hosts / node.name)  # on its node's host, among the node's files
+        agent_conf_path = agent_lay.conf / f"pgbackrest-{agent}.conf"
+        assert stanza_of(repo_conf)[f"pg{node.index + 1}-host-config"] == str(agent_conf_path)
+        assert conf["global"]["repo1-host-config"] == str(hosts / "backup" / "conf" / "pgbackrest-repository.conf")
+        agent_conf = files[agent_lay.conf / f"pgbackrest-{agent}.conf"].text
+        assert _lines(agent_conf, "tls-server-auth") == ["backup=shop"]
+        assert _lines(agent_conf, "tls-server-address") == [node.address]
+        assert files[agent_lay.conf / f"pgpass-{agent}"].mode == 0o600
+    # The agent connects to its node's PostgreSQL with the superuser's pgpass, never a variable.
+    backend = NetnsBackend(spec, Layout(tmp_path), SECRETS, RunAs(None))
+    unit = backend.unit("node0-pgbackrest")
+    assert unit.exec_start[-1] == "server" and unit.environment["PGPASSFILE"].endswith("pgpass-node0-pgbackrest")
+    assert not [k for k in unit.environment if k == "PGPASSWORD"]
+
+
+def test_pgbackrests_servers_stop_after_the_nodes_and_before_the_dcs() -> None:
+    from pgha.model.topology import stop_order
+
+    spec = build_spec("default", overrides={"name": "shop", "backend": "netns", "base_port": 9432})
+    steps = [[p.name for p in s.places] for s in stop_order(topology(spec), "node0")]
+    servers = steps.index(["node0-pgbackrest", "node1-pgbackrest", "node2-pgbackrest", "backup"])
+    assert steps.index(["node0"]) < servers < steps.index(["dcs0"])
 
 
 def test_without_backups_nothing_archives(tmp_path: Path) -> None:

@@ -29,7 +29,10 @@ def test_plan_names_every_host_and_the_client_certificates() -> None:
     topo = _netns_topology()
     planned = pki.plan(topo)
     assert set(planned) == {"node0", "node1", "node2", "dcs0", "dcs1", "dcs2", "haproxy", "haproxy1",
-                            "pooler", "pooler1", "node0-dcs", "node1-dcs", "node2-dcs", "pgha"}
+                            "pooler", "pooler1", "node0-dcs", "node1-dcs", "node2-dcs", "pgha",
+                            "backup", "node0-pgbackrest", "node1-pgbackrest", "node2-pgbackrest"}
+    # pgBackRest's TLS peers verify each other by DNS name.
+    assert planned["backup"].dns == ("backup",) and planned["node0-pgbackrest"].dns == ("node0-pgbackrest",)
     node0 = planned["node0"]
     # The node's own address, and the entrypoint clients on this machine verify through HAProxy.
     assert node0.common_name == "node0" and node0.dns == ("node0",)
