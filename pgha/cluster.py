@@ -27,7 +27,7 @@ from pgha.backends.stopping import stop_in_order
 from pgha.errors import BackendError, PghaError, first_line, tail
 from pgha.model.backup_info import BackupInfoError, RepoInfo, parse_info
 from pgha.model.spec import Spec, SpecError
-from pgha.model.topology import topology
+from pgha.model.topology import backups_from_standby, topology
 from pgha.net.clients import Clients
 from pgha.net.probe import ClusterState, HealthProblem, health_problem, observe
 from pgha.net.probe import leader as probe_leader
@@ -329,6 +329,23 @@ class Cluster:
         except BackupInfoError as e:
             raise ClusterError(str(e)) from None
 
+    def backup(self, primary: str, kind: str = "full") -> None:
+        """`pgbackrest backup` of `kind`. With a repository host that knows several nodes, from a
+        standby (pgBackRest copies the files from a replica and asks only the primary to start and
+        stop the backup, sparing its disks); when no standby can be backed up from, from the
+        primary, and the journal says so."""
+        try:
+            self.pgbackrest(primary, ["backup", f"--type={kind}"], BACKUP_TIMEOUT)
+        except ClusterError as e:
+            if not self.backs_up_from_standby or "standby" not in str(e):
+                raise
+            log.info(f"no standby could be backed up from ({e}): backing up from the primary {primary} instead")
+            self.pgbackrest(primary, ["backup", f"--type={kind}", "--no-backup-standby"], BACKUP_TIMEOUT)
+
+    @property
+    def backs_up_from_standby(self) -> bool:
+        return backups_from_standby(topology(self.spec))
+
     def _ensure_backups(self, state: ClusterState) -> None:
         """The repository's stanza, and the first full backup, so that point-in-time recovery
         works from the first minute."""
@@ -341,7 +358,7 @@ class Cluster:
                 return
             log.info(f"taking the first full backup from {primary}, so that point-in-time recovery works from now on")
             began = time.monotonic()
-            self.pgbackrest(primary, ["backup", "--type=full"], BACKUP_TIMEOUT)
+            self.backup(primary)
             log.info(f"the first full backup is in the repository after {time.monotonic() - began:.1f} s")
         except ClusterError as e:
             raise ClusterError(f"the cluster is up and healthy, but {e} "

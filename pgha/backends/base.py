@@ -165,9 +165,11 @@ class CommandResult:
 
     @property
     def error_line(self) -> str:
-        """What went wrong, in the program's own first line of complaint."""
+        """What went wrong, in the program's own words: its first ERROR line (pgBackRest warns
+        about what it tried before it gives up), else its first line of complaint."""
         text = (self.stderr.strip() or self.stdout.strip()).splitlines()
-        return text[0] if text else f"exit status {self.returncode}"
+        errors = [line for line in text if line.startswith("ERROR")]
+        return errors[0] if errors else text[0] if text else f"exit status {self.returncode}"
 
 
 @runtime_checkable

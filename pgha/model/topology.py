@@ -279,3 +279,9 @@ def stop_order(topo: Topology, leader: str | None) -> list[StopStep]:
                           "pgBackRest's servers after the nodes: the primary archives its last WAL on the way down"))
     steps += [StopStep((p,), "the DCS members last, one at a time") for p in topo.dcs]
     return [s for s in steps if s.places]
+
+
+def backups_from_standby(topo: Topology) -> bool:
+    """Whether pgBackRest backs up from a standby: where the repository host reaches every node
+    (a repository host of its own) and there is a replica to copy from."""
+    return bool(topo.repository) and len(topo.nodes) > 1

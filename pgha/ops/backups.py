@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from pgha.cluster import BACKUP_TIMEOUT, Cluster, ClusterError, journaled
+from pgha.cluster import Cluster, ClusterError, journaled
 from pgha.errors import first_line
 from pgha.model.backup_info import BACKUP_TYPES, Backup, RepoInfo
 from pgha.net.probe import ClusterState
@@ -73,6 +73,9 @@ def primary_of(cluster: Cluster, state: ClusterState | None = None) -> str:
     return state.leader.name
 
 
+_ARTICLED = {"full": "a full", "diff": "a differential", "incr": "an incremental"}
+
+
 @journaled
 def take_backup(cluster: Cluster, kind: str = "full") -> Backup:
     """One backup of the type asked (a diff or incr needs a full one before it), taken on the
@@ -81,9 +84,10 @@ def take_backup(cluster: Cluster, kind: str = "full") -> Backup:
         raise ClusterError(f"--type: {kind!r} is not one of {', '.join(BACKUP_TYPES)}")
     primary = primary_of(cluster)
     before = {b.label for b in cluster.repo_info(primary).backups}
-    log.info(f"taking a {kind} backup on the primary {primary}")
+    where = "from a standby" if cluster.backs_up_from_standby else f"on the primary {primary}"
+    log.info(f"taking {_ARTICLED[kind]} backup {where}")
     began = time.monotonic()
-    cluster.pgbackrest(primary, ["backup", f"--type={kind}"], BACKUP_TIMEOUT)
+    cluster.backup(primary, kind)
     new = [b for b in cluster.repo_info(primary).backups if b.label not in before]
     if not new:
         raise ClusterError("pgbackrest reported success, but the repository lists no new backup")

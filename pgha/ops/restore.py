@@ -20,7 +20,7 @@ from typing import Literal
 import psycopg
 
 from pgha.backends.base import Backups
-from pgha.cluster import BACKUP_TIMEOUT, Cluster, ClusterError, UpResult
+from pgha.cluster import Cluster, ClusterError, UpResult
 from pgha.errors import BackendError, first_line
 from pgha.model.backup_info import RepoInfo
 from pgha.model.spec import LSN, RestoreSource, Spec, SpecError, build_spec
@@ -261,7 +261,7 @@ def _backup_restored_timeline(cluster: Cluster, result: UpResult) -> None:
     if primary is None:
         return
     try:
-        cluster.pgbackrest(primary, ["backup", "--type=full"], BACKUP_TIMEOUT)
+        cluster.backup(primary)
         log.info(f"took a full backup of the restored timeline from {primary}")
     except ClusterError as e:
         log.warning(f"the restored cluster runs, but its first backup failed: {e} (`pgha backup` tries again)")

@@ -125,6 +125,9 @@ def repository_host_config(spec: Spec, layout: Layout, secrets: Secrets, repo: P
                 f"pg{i}-host-ca-file": str(tls.ca), f"pg{i}-host-config": str(n.agent_config),
                 f"pg{i}-path": str(n.data), f"pg{i}-port": str(n.port),
                 f"pg{i}-socket-path": str(n.socket_dir), f"pg{i}-user": SUPERUSER}
+    if len(nodes) > 1:
+        # Files copied from a standby; only starting and stopping the backup touch the primary.
+        pgs["backup-standby"] = "y"
     return _ini({"global": glob, name: pgs})
 
 

@@ -204,6 +204,8 @@ def test_backups_go_to_a_repository_host_of_its_own_over_tls(netns_cluster: Path
     # pgBackRest took it on the repository host, through the server beside the primary.
     repo_log = netns_cluster / "hosts" / "backup" / "logs" / "pgbackrest-backup" / f"{NAME}-backup.log"
     assert "backup command end: completed successfully" in repo_log.read_text()
+    # From a standby: pgBackRest waited for the replica to replay up to the backup's start.
+    assert "replay on the standby reached" in repo_log.read_text()
     node_conf = (netns_cluster / "hosts" / "node0" / "conf" / "pgbackrest-node0.conf").read_text()
     assert "repo1-host=backup" in node_conf and "repo1-host-type=tls" in node_conf
     assert "cipher-pass" not in node_conf  # only the repository host holds the key
@@ -237,6 +239,23 @@ def test_a_replica_is_rebuilt_from_the_repository_host(netns_cluster: Path) -> N
     cluster.wait_healthy(120)
     verified = run_pgha("verify-backup", "--name", NAME, timeout=600)
     assert verified.returncode == 0 and "no corruption" in " ".join(verified.stdout.split()), verified.stdout
+
+
+def test_with_no_replica_to_copy_from_the_backup_comes_from_the_primary(netns_cluster: Path) -> None:
+    cluster = Cluster(NAME)
+    backend = cluster.backend()
+    replicas = [m.name for m in cluster.state().members if not m.is_leader]
+    for node in replicas:
+        backend.stop_node(node)  # type: ignore[attr-defined]
+    try:
+        result = run_pgha("backup", "--name", NAME, "--type", "incr", timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        said = [ln for ln in cluster.layout.journal.read_text().splitlines() if "no standby could be backed up" in ln]
+        assert said and "unable to find standby" in said[-1] and "from the primary" in said[-1], said
+    finally:
+        for node in replicas:
+            backend.start_node(node)  # type: ignore[attr-defined]
+    cluster.wait_healthy(180)
 
 
 def test_a_lost_cluster_comes_back_from_the_repository_host(netns_cluster: Path) -> None:

@@ -146,3 +146,23 @@ def test_what_pg_amcheck_says_it_checked() -> None:
               "817/817 relations (100%), 139263/139263 pages (100%)\n")
     assert amcheck_progress(output) == (817, 139263)
     assert amcheck_progress("") == (0, 0)
+
+
+def test_pgbackrests_own_error_line_is_the_reason_given() -> None:
+    from pgha.backends.base import CommandResult
+
+    warned = CommandResult(56, "", "WARN: unable to check pg2: [DbConnectError] ...\n"
+                                    "ERROR: [056]: unable to find standby cluster - cannot proceed\n")
+    assert warned.error_line == "ERROR: [056]: unable to find standby cluster - cannot proceed"
+    assert CommandResult(1, "", "WARN: only a warning\n").error_line == "WARN: only a warning"
+    assert CommandResult(3, "", "").error_line == "exit status 3"
+
+
+def test_backups_come_from_a_standby_only_where_the_repository_host_reaches_every_node() -> None:
+    from pgha.model.spec import build_spec
+    from pgha.model.topology import backups_from_standby, topology
+
+    assert backups_from_standby(topology(build_spec("default", overrides={"backend": "netns"})))
+    assert not backups_from_standby(topology(build_spec("default", overrides={"backend": "netns", "nodes": 1})))
+    assert not backups_from_standby(topology(build_spec("default")))  # local: each node writes the repository
+    assert not backups_from_standby(topology(build_spec("default", overrides={"backend": "netns", "tls": False})))

@@ -119,6 +119,7 @@ def test_netns_with_tls_keeps_the_repository_on_a_host_of_its_own(tmp_path: Path
     assert glob["tls-server-address"] == "198.18.0.50" and glob["tls-server-port"] == "8432"
     assert _lines(repo_conf, "tls-server-auth") == ["node0=shop", "node1=shop", "node2=shop"]
     stanza = _ini(repo_conf.replace("tls-server-auth=", "#"))["shop"]
+    assert stanza["backup-standby"] == "y"  # files copied from a replica, not from the primary
     for i, node in enumerate(topo.nodes, start=1):
         node_lay = Layout(hosts / node.name)
         assert stanza[f"pg{i}-host"] == f"{node.name}-pgbackrest" and stanza[f"pg{i}-host-type"] == "tls"
