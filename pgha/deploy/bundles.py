@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pgha.components.backup import REPOSITORY_HOST
 from pgha.components.base import CertificateReload, Component
 from pgha.components.dcs import dcs_component
 from pgha.components.kinds import components
+from pgha.deploy.backup_timers import timer_name
 from pgha.deploy.compose_files import write_files
 from pgha.deploy.host_bundle import REAL_MACHINE, render_bundle
 from pgha.deploy.inventory import host_bundles, inventory_spec, inventory_topology, load_inventory
@@ -19,6 +21,7 @@ from pgha.render import RenderedFile
 from pgha.security import pki
 from pgha.security.dcs_auth import SECURE_SCRIPT
 from pgha.state import secrets as secrets_store
+from pgha.state.layout import SERVICE_USER, Layout
 
 
 def write_host_bundles(inventory_path: Path, out_dir: Path, root: Path | None,
@@ -47,7 +50,8 @@ def write_host_bundles(inventory_path: Path, out_dir: Path, root: Path | None,
     written: dict[str, list[Path]] = {}
     for bundle in host_bundles(topo, inv, root):
         relative = [RenderedFile(f.path.relative_to(root), f.text, f.mode)
-                    for f in render_bundle(topo, bundle, secrets, REAL_MACHINE, certificates)]
+                    for f in render_bundle(topo, bundle, secrets, REAL_MACHINE, certificates,
+                                           backup_repo=Layout(root).backup_repo if spec.backup.enabled else None)]
         written[bundle.host] = write_files(out_dir / bundle.host, relative)
     (out_dir / "README.md").write_text(operators_readme(topo, inv_hosts(topo), root))
     return written
@@ -70,6 +74,7 @@ def operators_readme(topo: Topology, places: list[tuple[str, str]], root: Path) 
         "",
         f"It installs the Debian/Ubuntu packages the host needs, creates the `pgha` system user, copies the "
         f"files to `{root}`, installs the systemd units and starts them. Start the DCS hosts first, then the "
+        f"{'backup repository host, then the ' if topo.repository else ''}"
         f"nodes, then HAProxy. The netns backend of pgha (`pgha up --backend netns`) runs these very bundles, "
         f"one host per component, so the drills in pgha's tests exercise what you install.",
         "",
@@ -87,7 +92,10 @@ def operators_readme(topo: Topology, places: list[tuple[str, str]], root: Path) 
         + " for clients, 7000 (stats, password in secrets.yml) for operators.",
         *(["- PgBouncer 6432 on every HAProxy host: for clients, and for the nodes, whose Patroni hooks pause it "
            "when the primary stops and resume it once another node takes writes."] if topo.poolers else []),
+        *(["- pgBackRest's TLS server 8432 on the backup host (from the nodes) and on every node (from the "
+           "backup host)."] if topo.repository else []),
         "",
+        *_backups_section(topo, root),
         "## Clients",
         "",
         "Give clients every HAProxy host, so losing one costs one reconnect:",
@@ -108,6 +116,35 @@ def operators_readme(topo: Topology, places: list[tuple[str, str]], root: Path) 
         *_security_section(topo, root),
     ]
     return "\n".join(lines)
+
+
+def _backups_section(topo: Topology, root: Path) -> list[str]:
+    if not topo.repository:
+        return ["## Backups", "",
+                "None: no host runs `backup`. Add `backup` to one host's `runs` in the inventory and render again "
+                "for WAL archiving and scheduled backups with pgBackRest.", ""]
+    spec, host = topo.spec, topo.repository[0]
+    b = spec.backup
+    conf = REPOSITORY_HOST.config_path(Layout(root), host)
+    return [
+        "## Backups",
+        "",
+        f"The backup host ({host.address}) keeps the cluster's pgBackRest repository in `{root}/backup/repo`, "
+        "encrypted with the key in secrets.yml (`backup_cipher_password`; only that host's configuration holds "
+        "it). The nodes archive their WAL to it through its TLS server; it takes the backups through the "
+        f"pgBackRest server beside each node, from a standby when one answers. install.sh puts the cluster's "
+        "names in /etc/hosts (between `# pgha` markers), because pgBackRest checks its peers' certificates by "
+        "name.",
+        "",
+        f"Timers on the backup host: a full backup `{b.full_schedule}` (`{timer_name(spec.name, 'full')}`), a "
+        f"differential one `{b.diff_schedule}` (`{timer_name(spec.name, 'diff')}`); `backup.full_schedule` and "
+        f"`backup.diff_schedule` in the inventory's cluster settings change them. Once the nodes run, take the "
+        "first backup (it creates the stanza) and see the repository:",
+        "",
+        f"    systemctl start pgha-{spec.name}-backup-full.service",
+        f"    sudo -u {SERVICE_USER} pgbackrest --config={conf} --stanza={spec.name} info",
+        "",
+    ]
 
 
 def _security_section(topo: Topology, root: Path) -> list[str]:
@@ -149,11 +186,12 @@ _ON_A_HOST = {
     CertificateReload.PER_HANDSHAKE: "nothing to do, it reads its files at every TLS handshake",
     CertificateReload.SIGHUP: "`systemctl reload` its unit",
     CertificateReload.RUNTIME_API: "`systemctl reload` its unit (a reload re-reads its certificate)",
-    CertificateReload.RESTART: "`systemctl restart` its unit, one host at a time, each member back in the "
-                               "quorum before the next (it reads its certificate only at start)",
+    CertificateReload.RESTART: "`systemctl restart` its unit, one host at a time (it reads its certificate "
+                               "only at start), a DCS member back in the quorum before the next",
 }
 
 
 def _program(component: Component, spec: Spec) -> str:
     return {"node": "Patroni (and its PostgreSQL)", "haproxy": "HAProxy", "pooler": "PgBouncer",
-            "dcs": spec.dcs.kind}[component.kind]
+            "dcs": spec.dcs.kind, "repository": "pgBackRest's server on the backup host",
+            "backup-agent": "pgBackRest's server beside each node"}[component.kind]

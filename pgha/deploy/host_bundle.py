@@ -16,8 +16,10 @@ from pgha.components.base import Programs, Site, Unit
 from pgha.components.dcs import dcs_component
 from pgha.components.kinds import HAPROXY, PATRONI, POOLER, component_for, components
 from pgha.components.render import render_component
+from pgha.deploy.backup_timers import backup_timer_units
 from pgha.model.topology import Place, Topology
 from pgha.render import RenderedFile
+from pgha.render.netns_hosts import hosts_file
 from pgha.security.pki import Pki
 from pgha.state.layout import SERVICE_USER, Layout
 from pgha.state.secrets import Secrets
@@ -62,12 +64,18 @@ def render_bundle(topo: Topology, bundle: HostBundle, secrets: Secrets, programs
         new.append(RenderedFile(units_dir(bundle.root) / unit.name, unit.text(), 0o644))
         files += [f for f in new if f not in files]
         units.append(unit)
-    files.append(RenderedFile(bundle.root / "install.sh", install_script(topo, bundle, units), 0o700))
+    timers: list[str] = []
+    if any(p.kind == "repository" for p in bundle.places):
+        for name, text in backup_timer_units(topo, bundle.layout, SERVICE_USER):
+            files.append(RenderedFile(units_dir(bundle.root) / name, text, 0o644))
+            timers += [name] if name.endswith(".timer") else []
+    files.append(RenderedFile(bundle.root / "install.sh", install_script(topo, bundle, units, tuple(timers)), 0o700))
     return files
 
 
-def install_script(topo: Topology, bundle: HostBundle, units: list[Unit]) -> str:
-    """Debian/Ubuntu: packages, the service account, the venv, the files, the units."""
+def install_script(topo: Topology, bundle: HostBundle, units: list[Unit], timers: tuple[str, ...] = ()) -> str:
+    """Debian/Ubuntu: packages, the service account, the venv, the files, the units (and the
+    repository host's backup timers); with a repository host, the cluster's names in /etc/hosts."""
     present = [component_for(topo.spec, p) for p in bundle.places]
     dcs = dcs_component(topo.spec)
     packages = ["iproute2", *(pkg for c in components(topo.spec) if c in present for pkg in c.packages)]
@@ -93,11 +101,37 @@ def install_script(topo: Topology, bundle: HostBundle, units: list[Unit]) -> str
         f'cp -a "$here"/. {root}/',
         f"rm -f {root}/install.sh",
         f"for d in conf data logs run; do mkdir -p {root}/$d; done",
+        *_backup_dirs(topo, bundle),
         f"chown -R {SERVICE_USER}:{SERVICE_USER} {root}",
         f"chmod 700 {root}/data",
-        f"cp {units_dir(root)}/*.service /etc/systemd/system/",
+        *([f"chmod 700 {bundle.layout.backup}"] if any(p.kind == "repository" for p in bundle.places) else []),
+        f"cp {units_dir(root)}/*.service{f' {units_dir(root)}/*.timer' if timers else ''} /etc/systemd/system/",
         "systemctl daemon-reload",
         *(f"systemctl enable --now {u.name}" for u in units),
+        *(f"systemctl enable --now {t}" for t in timers),
         "",
     ]
+    if topo.repository:
+        lines[-1:-1] = hosts_lines(topo)
     return "\n".join(lines)
+
+
+def _backup_dirs(topo: Topology, bundle: HostBundle) -> list[str]:
+    """pgBackRest's log and lock directories for each of its users on the host, and the repository."""
+    if not topo.repository:
+        return []
+    lay = bundle.layout
+    users = [p.name for p in bundle.places if p.kind in ("node", "repository", "backup-agent")]
+    dirs = [d for name in users for d in (lay.logs / f"pgbackrest-{name}", lay.pgbackrest_run(name))]
+    if any(p.kind == "repository" for p in bundle.places):
+        dirs.append(lay.backup_repo)
+    return [f"mkdir -p {' '.join(str(d) for d in dirs)}"] if dirs else []
+
+
+def hosts_lines(topo: Topology) -> list[str]:
+    """install.sh lines that put the cluster's names in /etc/hosts between pgha's markers (run
+    again, they replace them): pgBackRest verifies its TLS peers by DNS name, never by address."""
+    begin, end = f"# pgha {topo.spec.name} begin", f"# pgha {topo.spec.name} end"
+    entries = hosts_file(topo).splitlines()[2:]  # not the marker, not localhost
+    return [f"sed -i '/^{begin}$/,/^{end}$/d' /etc/hosts",
+            "cat >> /etc/hosts <<'PGHA_HOSTS'", begin, *entries, end, "PGHA_HOSTS"]

@@ -5,6 +5,7 @@
     hosts:
       - {name: db1, address: 10.0.0.11, runs: [node, dcs]}
       - {name: lb1, address: 10.0.0.21, runs: [haproxy]}
+      - {name: bk1, address: 10.0.0.31, runs: [backup]}   # optional: the backup repository host
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from pgha.deploy.host_bundle import HostBundle
 from pgha.model.ports import POOLER_PORT
 from pgha.model.spec import Spec, SpecError, build_spec, format_validation_error, load_spec_file
 from pgha.model.topology import (
+    REPOSITORY,
     DcsPorts,
     HAProxyPorts,
     NodePorts,
     Place,
     Topology,
+    backup_agent_name,
     dcs_member_name,
     haproxy_name,
     netns_topology_ports,
@@ -35,7 +38,7 @@ class InventoryHost(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$")
     address: str
-    runs: list[Literal["node", "dcs", "haproxy"]] = Field(min_length=1)
+    runs: list[Literal["node", "dcs", "haproxy", "backup"]] = Field(min_length=1)
 
     @field_validator("address")
     @classmethod
@@ -73,6 +76,8 @@ class Inventory(BaseModel):
         for role in ("node", "dcs", "haproxy"):
             if not any(role in h.runs for h in self.hosts):
                 raise ValueError(f"hosts: no host runs {role}")
+        if len(self.hosts_running("backup")) > 1:
+            raise ValueError("hosts: only one host may run backup (the cluster has one repository)")
         return self
 
     def hosts_running(self, role: str) -> list[InventoryHost]:
@@ -91,14 +96,20 @@ def inventory_spec(inv: Inventory) -> Spec:
     settings = dict(inv.cluster)
     dcs = {**settings.get("dcs", {}), "members": len(inv.hosts_running("dcs"))}
     settings.update(nodes=len(inv.hosts_running("node")), dcs=dcs, backend="local")
-    backup = settings.get("backup")
-    if isinstance(backup, dict) and backup.get("enabled"):
-        raise SpecError("inventory: cluster.backup.enabled: host bundles carry no backup repository yet")
-    # The bundles have no backup host yet, so nothing archives there (pgha.model.spec.BackupSettings).
-    settings["backup"] = {**(backup if isinstance(backup, dict) else {}), "enabled": False}
     if "tls" not in settings:
         # Real machines talk over a network: TLS unless the lab's profile is asked for.
         settings["tls"] = settings.get("profile", "default") == "default"
+    backup = settings.get("backup") if isinstance(settings.get("backup"), dict) else {}
+    asked = backup.get("enabled") if isinstance(backup, dict) else None
+    host = inv.hosts_running("backup")
+    if asked and not host:
+        raise SpecError("inventory: cluster.backup.enabled: no host runs backup (add backup to one host's runs)")
+    if host and asked is False:
+        raise SpecError(f"inventory: host {host[0].name} runs backup, but cluster.backup.enabled is false")
+    if host and not settings["tls"]:
+        raise SpecError(f"inventory: host {host[0].name} runs backup: pgBackRest's TLS server needs cluster.tls")
+    # With a backup host the nodes archive to it (pgha.components.backup); without one, nothing archives.
+    settings["backup"] = {**(backup if isinstance(backup, dict) else {}), "enabled": bool(host)}
     return build_spec(None, settings)
 
 
@@ -114,10 +125,16 @@ def inventory_topology(spec: Spec, inv: Inventory) -> Topology:
     # The pooler runs on every HAProxy host, beside it.
     poolers = tuple(Place(pooler_name(h.index), "pooler", h.index, h.address, None)
                     for h in haproxies) if spec.pooler.enabled else ()
-    return Topology(spec=spec, nodes=places("node"), dcs=places("dcs"), haproxies=haproxies,
+    nodes = places("node")
+    backup_host = inv.hosts_running("backup")
+    repository = tuple(Place(REPOSITORY, "repository", 0, h.address, None) for h in backup_host)
+    # pgBackRest's server beside each node, on the node's host: the repository host backs it up through it.
+    agents = tuple(Place(backup_agent_name(n.name), "backup-agent", n.index, n.address, None)
+                   for n in nodes) if repository else ()
+    return Topology(spec=spec, nodes=nodes, dcs=places("dcs"), haproxies=haproxies,
                     node_ports=node_ports, dcs_ports=dcs_ports, haproxy_ports=haproxy_ports,
                     poolers=poolers, pooler_ports=(POOLER_PORT,) * len(poolers),
-                    client_networks=tuple(nets), switch_netns=None)
+                    client_networks=tuple(nets), switch_netns=None, repository=repository, backup_agents=agents)
 
 
 def host_bundles(topo: Topology, inv: Inventory, root: Path) -> list[HostBundle]:

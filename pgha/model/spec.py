@@ -135,6 +135,9 @@ class PoolerSettings(_Frozen):
     pause_timeout_s: float = Field(default=5.0, gt=0, le=300)
 
 
+CALENDAR = re.compile(r"[A-Za-z0-9*:.,~/ +-]{1,80}")
+
+
 class BackupSettings(_Frozen):
     """pgBackRest: WAL archived continuously and full/differential backups in a repository of the
     cluster's own, encrypted, so a dropped table or every node's disk lost is recoverable to any
@@ -151,6 +154,18 @@ class BackupSettings(_Frozen):
     compress: Literal["lz4", "gz", "zst", "none"] = "lz4"
     # `pgha up` takes the first full backup as soon as the cluster is healthy.
     first_backup: bool = True
+    # When the repository host of real machines (host bundles) takes its backups: systemd
+    # OnCalendar= expressions for its timers (nothing schedules them on one machine: `pgha backup`).
+    full_schedule: str = "Sun *-*-* 01:00:00"
+    diff_schedule: str = "Mon..Sat *-*-* 01:00:00"
+
+    @field_validator("full_schedule", "diff_schedule")
+    @classmethod
+    def _calendar(cls, v: str) -> str:
+        # It lands in a unit file: one line of what calendar expressions are made of.
+        if not CALENDAR.fullmatch(v):
+            raise ValueError(f"{v!r} is not a systemd calendar expression such as 'Sun *-*-* 01:00:00'")
+        return v
 
 
 class RestoreSource(_Frozen):

@@ -145,13 +145,24 @@ def test_bundle_configs_pass_patroni_and_haproxy_checks(tmp_path: Path) -> None:
     (lambda inv: inv["hosts"][0].update(address="db1.example"), "is not an IPv4 address"),
     (lambda inv: inv["hosts"][0].update(runs=["database"]), "inventory: hosts.0.runs.0"),
     (lambda inv: inv["hosts"].pop(2) and None, "dcs.members: must be 1, 3 or 5"),
+    (lambda inv: inv["cluster"].update(backup={"enabled": True}), "no host runs backup"),
+    (lambda inv: inv["hosts"].append({"name": "bk1", "address": "10.0.0.31", "runs": ["backup"]})
+     or inv["cluster"].update(tls=False), "pgBackRest's TLS server needs cluster.tls"),
+    (lambda inv: inv["hosts"].extend([{"name": "bk1", "address": "10.0.0.31", "runs": ["backup"]},
+                                      {"name": "bk2", "address": "10.0.0.32", "runs": ["backup"]}]),
+     "only one host may run backup"),
+    (lambda inv: inv["hosts"].append({"name": "bk1", "address": "10.0.0.31", "runs": ["backup"]})
+     or inv["cluster"].update(backup={"enabled": False}), "runs backup, but cluster.backup.enabled is false"),
+    (lambda inv: inv["hosts"].append({"name": "bk1", "address": "10.0.0.31", "runs": ["backup"]})
+     or inv["cluster"].update(backup={"full_schedule": "Sun\nExecStart=/bin/sh"}), "is not a systemd calendar"),
 ])
 def test_bad_inventories_are_one_line(tmp_path: Path, change: object, message: str) -> None:
     inventory = yaml.safe_load(yaml.safe_dump(INVENTORY))
     change(inventory)  # type: ignore[operator]
-    _, result = _render(tmp_path, inventory)
+    out, result = _render(tmp_path, inventory)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()  # nothing written
 
 
 def test_netns_backend_runs_the_units_it_renders(tmp_path: Path) -> None:
@@ -181,3 +192,54 @@ def test_the_guide_says_how_each_program_takes_a_renewed_certificate(tmp_path: P
     assert "- Patroni (and its PostgreSQL): `systemctl reload` its unit" in readme
     assert "- HAProxy: `systemctl reload` its unit (a reload re-reads its certificate)" in readme
     assert "- PgBouncer: `systemctl reload` its unit" in readme
+
+
+WITH_BACKUP = {**INVENTORY, "hosts": [*INVENTORY["hosts"],  # type: ignore[list-item]
+                                      {"name": "bk1", "address": "10.0.0.31", "runs": ["backup"]}]}
+
+
+def test_a_backup_host_gets_the_repository_its_server_and_the_timers(tmp_path: Path) -> None:
+    out, result = _render(tmp_path, WITH_BACKUP)
+    assert result.returncode == 0, result.stderr
+    root = "/var/lib/pgha/prod"
+    bk1 = out / "bk1"
+    repo_conf = (bk1 / "conf" / "pgbackrest-repository.conf").read_text()
+    assert f"repo1-path={root}/backup/repo" in repo_conf and "tls-server-address=10.0.0.31" in repo_conf
+    assert "pg1-host=node0-pgbackrest" in repo_conf and f"pg1-path={root}/data/node0" in repo_conf
+    assert f"pg1-host-config={root}/conf/pgbackrest-node0-pgbackrest.conf" in repo_conf
+    argv, user, _ = parse_unit((bk1 / "units" / "pgha-prod-backup.service").read_text())
+    assert argv == ["/usr/bin/pgbackrest", f"--config={root}/conf/pgbackrest-repository.conf", "server"]
+    assert user == "pgha"
+    full_timer = (bk1 / "units" / "pgha-prod-backup-full.timer").read_text()
+    assert "OnCalendar=Sun *-*-* 01:00:00" in full_timer and "Persistent=true" in full_timer
+    diff = (bk1 / "units" / "pgha-prod-backup-diff.service").read_text()
+    assert "--type=diff backup" in diff and "stanza-create" in diff and "Type=oneshot" in diff
+    install = (bk1 / "install.sh").read_text()
+    assert "systemctl enable --now pgha-prod-backup-full.timer" in install
+    assert "systemctl enable --now pgha-prod-backup-diff.timer" in install
+    assert f"mkdir -p {root}/logs/pgbackrest-backup {root}/run/pgbackrest-backup {root}/backup/repo" in install
+    assert "apt-get install -y --no-install-recommends iproute2 pgbackrest" in install
+    # Every host names its pgBackRest peers in /etc/hosts (re-running replaces pgha's block).
+    for host in ("bk1", "db1"):
+        text = (out / host / "install.sh").read_text()
+        assert "10.0.0.31\tbackup" in text and "10.0.0.11\tdcs0 node0 node0-pgbackrest" in text
+        assert "sed -i '/^# pgha prod begin$/,/^# pgha prod end$/d' /etc/hosts" in text
+    # A node archives to the backup host, and runs the server the backups reach it through.
+    db1 = out / "db1"
+    node_conf = (db1 / "conf" / "pgbackrest-node0.conf").read_text()
+    assert "repo1-host=backup" in node_conf and "cipher-pass" not in node_conf
+    assert (db1 / "units" / "pgha-prod-node0-pgbackrest.service").exists()
+    assert "pgbackrest" in (db1 / "install.sh").read_text().splitlines()[6]  # its package
+    patroni = yaml.safe_load((db1 / "conf" / "patroni-node0.yml").read_text())
+    assert "archive-push" in patroni["postgresql"]["parameters"]["archive_command"]
+    readme = (out / "README.md").read_text()
+    assert "## Backups" in readme and "systemctl start pgha-prod-backup-full.service" in readme
+    assert "then the backup repository host, then the nodes" in readme
+    assert not (out / "lb1" / "units" / "pgha-prod-backup-full.timer").exists()
+
+
+def test_without_a_backup_host_nothing_archives_and_the_guide_says_how_to_add_one(tmp_path: Path) -> None:
+    out, result = _render(tmp_path, INVENTORY)
+    assert result.returncode == 0, result.stderr
+    assert not list(out.rglob("pgbackrest*"))
+    assert "Add `backup` to one host's `runs`" in (out / "README.md").read_text()

@@ -168,14 +168,14 @@ def test_without_backups_nothing_archives(tmp_path: Path) -> None:
     assert "archive_mode" not in pg["bootstrap"]["dcs"]["postgresql"]["parameters"]
 
 
-def test_compose_and_bundles_render_no_archive_yet(tmp_path: Path) -> None:
+def test_compose_renders_no_archive_yet_and_bundles_need_a_backup_host(tmp_path: Path) -> None:
     spec = build_spec("default", overrides={"backend": "compose", "tls": False})
     assert not [f for f in render_compose(spec, SECRETS) if "pgbackrest" in f.text]
     inventory = tmp_path / "hosts.yaml"
     inventory.write_text(yaml.safe_dump({"cluster": {"name": "fleet", "backup": {"enabled": True}},
                                          "hosts": [{"name": "a", "address": "198.18.9.1",
                                                     "runs": ["node", "dcs", "haproxy"]}]}))
-    with pytest.raises(SpecError, match="host bundles carry no backup repository yet"):
+    with pytest.raises(SpecError, match="no host runs backup"):
         inventory_spec(load_inventory(inventory))
 
 
