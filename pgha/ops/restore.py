@@ -169,9 +169,9 @@ def restore_in_place(cluster: Cluster, target: Target) -> RestoreResult:
         try:
             forget_cluster(cluster)
             log.info(f"removed {cluster.name!r}'s keys from the DCS: its first node bootstraps from the repository")
-        except ClusterError:
-            _put_back(cluster, spec, kept)
-            raise
+        except ClusterError as e:
+            back = _put_back(cluster, spec, kept, keys_removed=False)
+            raise ClusterError(f"{e}; {back}") from None
         src = RestoreSource(cluster=cluster.name, repo=str(cluster.layout.backup_repo), target=target.kind,
                             to=target.setting)
         cluster.replace_spec(spec.model_copy(update={"restore_from": src}))
@@ -181,7 +181,7 @@ def restore_in_place(cluster: Cluster, target: Target) -> RestoreResult:
         why = recovery_failure(_postgres_logs(cluster), target) or first_line(e)
         with cluster.journal():
             log.warning(f"the restore in place failed ({why}): putting the cluster's own data back")
-            back = _put_back(cluster, spec, kept, restart=True)
+            back = _put_back(cluster, spec, kept)
         if isinstance(e, KeyboardInterrupt):
             raise
         raise ClusterError(f"{why}; {back}", e.log_tail if isinstance(e, ClusterError) else None) from None
@@ -215,10 +215,11 @@ def _stop_and_set_aside(cluster: Cluster, backend: Backups, nodes: list[str]) ->
     return kept
 
 
-def _put_back(cluster: Cluster, spec: Spec, kept: list[str], restart: bool = False) -> str:
-    """Undo a restore in place: the restore's data out, the kept data back, the original spec;
-    with `restart`, the cluster started on its own data again (only if any was kept: with none,
-    its nodes would bootstrap an empty cluster). Returns what the operator should know."""
+def _put_back(cluster: Cluster, spec: Spec, kept: list[str], keys_removed: bool = True) -> str:
+    """Undo a restore in place: the restore's data out, the kept data back, the original spec, and
+    the cluster started on its own data again (only if any was kept: with none, its nodes would
+    bootstrap an empty cluster); `keys_removed`: the restore's keys leave the DCS first (Patroni
+    takes them anew from the data). Returns what the operator should know."""
     try:
         cluster.replace_spec(spec)
         backend = cluster.backups_backend()
@@ -229,12 +230,11 @@ def _put_back(cluster: Cluster, spec: Spec, kept: list[str], restart: bool = Fal
                 backend.remove_set_aside(f"{UNRESTORED}-{node}")
         for node in kept:
             backend.put_back_data(node, f"{REPLACED}-{node}")
-        if not restart:
-            return "nothing was changed"
         if not kept:
             return (f"the cluster had no data left to put back, so its nodes stay stopped (`pgha restore --name "
                     f"{cluster.name} --in-place --yes` with another target tries again)")
-        forget_cluster(cluster)
+        if keys_removed:
+            forget_cluster(cluster)
         cluster.up(None)
     except (ClusterError, BackendError, NotOursError) as e:
         where = ", ".join(str(cluster.layout.scratch / f"{REPLACED}-{n}") for n in kept)

@@ -282,6 +282,26 @@ def test_a_restore_in_place_that_fails_puts_the_clusters_own_data_back(source: C
     assert Cluster(SOURCE).spec.restore_from is None
 
 
+def test_a_restore_in_place_whose_dcs_step_fails_puts_the_data_back_and_starts_it(
+        source: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgha.cluster import ClusterError
+    from pgha.ops import restore as restore_ops
+
+    _write(source, 9501, 9510)
+    before = _ids(source)
+
+    def refused(cluster: Cluster) -> None:
+        raise ClusterError("could not remove the cluster's keys from the DCS: refused (injected by the test)")
+
+    monkeypatch.setattr(restore_ops, "forget_cluster", refused)
+    with pytest.raises(ClusterError, match=r"refused \(injected by the test\); the cluster's own data is back"):
+        restore_ops.restore_in_place(Cluster(SOURCE), restore_ops.Target("latest"))
+    source.wait_healthy(120)
+    assert _ids(source) == before
+    assert not list(source.layout.scratch.iterdir())
+    assert Cluster(SOURCE).spec.restore_from is None
+
+
 def test_a_cluster_without_backups_says_so(pgha_home: Path) -> None:
     result = run_pgha("backups", "--name", "nosuch")
     assert result.returncode == 2 and "no cluster named 'nosuch'" in result.stderr
