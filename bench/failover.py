@@ -16,13 +16,16 @@ split-brain window and rejoin time.
 default-async is the default profile with synchronous_mode off; by default it runs only the
 stall-then-kill fault, which is what it is there to contrast. A `-netns` profile runs every
 component as a host of its own (the netns backend, root only), which the network faults need;
-default-netns-nofailsafe turns failsafe_mode off to contrast losing the DCS majority, and
+default-nofence and default-netns-nofence turn the fencing guard off (issue 21: the same faults with
+and without it, side by side), default-netns-nofailsafe turns failsafe_mode off to contrast losing the DCS majority, and
 default-netns-zk has a 3-member ZooKeeper ensemble instead of etcd; default-netns-notls turns TLS
 off (it is on by default there) and default-tls turns it on for the local backend, to measure its
 cost:
 
     .venv/bin/python bench/failover.py --profiles default-netns,default-netns-notls,default,default-tls \
         --faults stop,kill --via haproxy --out bench/results/failover-tls.md
+    .venv/bin/python bench/failover.py --profiles default,default-nofence --faults node-loss,freeze,stop,switchover \
+        --via haproxy,pooler --out bench/results/failover-fencing.md
 
 A `-compose` profile runs
 the compose deployment on the engine pgha picks (Docker first), `-docker` and `-podman` on that
@@ -40,6 +43,7 @@ PGHA_HOME.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -58,7 +62,8 @@ ALL_FAULTS = "stop,kill,node-loss,freeze,crash-postgres,stall-then-kill,switchov
 BASE_PORTS = {"seed": 23432, "default": 24432, "default-async": 25432, "seed-netns": 27432,
               "default-netns": 28432, "default-netns-nofailsafe": 29432, "default-netns-zk": 22432,
               "seed-compose": 23732, "default-compose": 24532, "default-netns-notls": 29532,
-              "default-tls": 30432, "default-docker": 21432, "seed-docker": 21632, "default-podman": 21832,
+              "default-tls": 30432, "default-nofence": 26432, "default-netns-nofence": 26632,
+              "default-docker": 21432, "seed-docker": 21632, "default-podman": 21832,
               "seed-podman": 22032}
 # The compose network of each -compose profile (its bridge is on this machine, so two must differ).
 COMPOSE_NETWORKS = {"seed-compose": "198.18.51.0/24", "default-compose": "198.18.50.0/24",
@@ -71,6 +76,11 @@ TARGETS = {  # goals for the default profile, from the issues; the lab's numbers
     "stop": "< 2 s", "switchover": "< 2 s", "kill": "< 6 s", "crash-postgres": "< 6 s",
     "node-loss": "< ttl + 3 s", "freeze": "< ttl + 3 s", "stall-then-kill": "< ttl + 3 s",
     "isolate": "< ttl + 3 s", "partition": "< ttl + 3 s",
+}
+# With the fencing guard (issue 21): a lost primary replaced without waiting out the ttl.
+FENCING_TARGETS = {
+    "node-loss": "< 5 s", "freeze": "< 5 s", "isolate": "< 5 s", "stop": "< 1.5 s", "switchover": "< 1.5 s",
+    "pause": "0 fences", "isolate-guard": "0 fences",
 }
 # Through the pooler (issue 11): what clients feel matters, not the outage.
 POOLER_TARGETS = {
@@ -94,6 +104,7 @@ class Sample:
     latency_p99_s: float | None  # and how long the acknowledged ones took
     latency_max_s: float | None
     routing_s: float | None  # the new primary seen accepting writes -> the first write acknowledged there
+    fences: int | None  # nodes the fencing guards fenced during the run (None: no guard)
     passed: bool
     run_dir: Path
 
@@ -119,6 +130,8 @@ def spec_for(profile: str, port_shift: int = 0) -> Spec:
         overrides["tls"] = False
     if profile.endswith("-tls"):
         overrides["tls"] = True
+    if profile.endswith("-nofence"):
+        overrides["fencing"] = {"enabled": False}
     return build_spec(base, overrides=overrides)
 
 
@@ -147,9 +160,20 @@ def sample(outcome: DrillOutcome) -> Sample:
         latency_p99_s=num("outage", "latency_p99_s"),
         latency_max_s=num("outage", "latency_max_s"),
         routing_s=num("outage", "routing_s"),
+        fences=_fences(outcome.run_dir),
         passed=outcome.passed,
         run_dir=outcome.run_dir,
     )
+
+
+def _fences(run_dir: Path) -> int | None:
+    fences = json.loads((run_dir / "final.json").read_text()).get("fences")
+    return None if fences is None else len(fences)
+
+
+def fenced(samples: list[Sample]) -> str:
+    known = [s.fences for s in samples if s.fences is not None]
+    return f"{sum(known)}" if known else "off"
 
 
 def fmt(values: list[float | None], how: str) -> str:
@@ -173,10 +197,12 @@ def demoted(samples: list[Sample]) -> str:
     return f"{max(known):.1f}" if known else ""
 
 
-def goal(profile: str, fault: str, via: str) -> str:
-    if not profile.startswith("default"):
+def goal(spec: Spec, fault: str, via: str) -> str:
+    if spec.profile != "default":
         return ""
-    return POOLER_TARGETS.get(fault, "") if via == "pooler" else TARGETS.get(fault, "")
+    if via == "pooler":
+        return POOLER_TARGETS.get(fault, "")
+    return FENCING_TARGETS.get(fault, "") if spec.fencing.enabled else TARGETS.get(fault, "")
 
 
 def run_profile(profile: str, faults: list[str], vias: list[str], repeat: int, port_shift: int = 0) -> list[str]:
@@ -209,9 +235,9 @@ def run_profile(profile: str, faults: list[str], vias: list[str], repeat: int, p
                     f"{statistics.median(s.failed for s in samples):.0f} / "
                     f"{statistics.median(s.indeterminate for s in samples):.0f} | "
                     f"{ms([s.latency_p99_s for s in samples])} / {ms([s.latency_max_s for s in samples])} | "
-                    f"{ms([s.routing_s for s in samples])} | "
+                    f"{ms([s.routing_s for s in samples])} | {fenced(samples)} | "
                     f"{sum(s.passed for s in samples)}/{repeat} | "
-                    f"{goal(profile, fault, via)} |"
+                    f"{goal(spec, fault, via)} |"
                 )
     finally:
         if cluster.exists:
@@ -242,8 +268,8 @@ def main() -> None:
         "| profile | fault | via | outage median (s) | outage max (s) | lost / acknowledged | "
         "split-brain window max (s) | stale acks | rejoin median (s) | cut-off primary demoted after, max (s) | "
         "failed / indeterminate writes, median | write latency p99 / max, median (ms) | routing median (ms) | "
-        "passed | goal (default) |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "fences | passed | goal (default) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         *rows,
     ])
     text = (
@@ -255,7 +281,8 @@ def main() -> None:
         "acknowledged by the stale node in such a window. failed / indeterminate / latency: what the writers "
         "felt from the fault on (latency: call to acknowledgement of the acknowledged writes). routing: from "
         "the monitor (every 0.2 s) seeing the new primary accept writes to the first write acknowledged there "
-        "(0 when that write came first). Runs: under "
+        "(0 when that write came first). fences: nodes the fencing guards fenced, all runs (off: no guard). "
+        "Runs: under "
         f"{home}/<cluster>/runs.\n\n{table}\n\nRerun: `.venv/bin/python bench/failover.py --repeat "
         f"{args.repeat} --profiles {args.profiles} --faults {args.faults} --via {args.via}"
         f"{f' --port-shift {args.port_shift}' if args.port_shift else ''}"

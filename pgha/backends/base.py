@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pgha.net.reach import Reach
 from pgha.state.layout import Layout
@@ -197,3 +197,22 @@ class Backups(Protocol):
 
     def remove_set_aside(self, instance: str) -> None:
         """Delete what set_aside_data moved to the scratch instance `instance`."""
+
+
+@dataclass(frozen=True)
+class GuardReport:
+    """A fencing guard as pgha sees it: whether its process runs, and what it last wrote about
+    itself (pgha.ops.fencing_guard: active, armed, the leader it watches, what it fenced)."""
+
+    name: str
+    running: bool
+    state: dict[str, Any] | None
+    age_s: float | None  # how long ago it wrote that
+
+
+@runtime_checkable
+class Fencing(Protocol):
+    """The fencing guards beside the HAProxies (spec.fencing)."""
+
+    def guard_reports(self) -> list[GuardReport]: ...
+

@@ -68,7 +68,7 @@ class NamespaceLauncher:
         places = tuple(p for p in self.topo.places if self._host_of(p.name) == host)
         bundle = HostBundle(host, places, site.layout.root)
         return render_bundle(site.topo, bundle, site.secrets, site.programs, site.pki, site.haproxy_sockets,
-                             site.backup_repo, site.peers)
+                             site.backup_repo, site.peers, site.fences)
 
     def endpoint(self, place: Place, port: int) -> Endpoint:
         return own_namespace(place, port)

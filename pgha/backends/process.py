@@ -9,6 +9,7 @@ is started. The start order, the stop order and the signals for faults are the s
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import signal
 import subprocess
@@ -19,10 +20,10 @@ from typing import Protocol
 
 import psutil
 
-from pgha.backends.base import CommandResult, ComponentState
+from pgha.backends.base import CommandResult, ComponentState, GuardReport
 from pgha.backends.postmaster import PostmasterFaults
 from pgha.backends.stopping import stop_in_order
-from pgha.components.base import CertificateReload, Component, Programs, Site, Unit
+from pgha.components.base import CertificateReload, Component, NodeFence, Programs, Site, Unit
 from pgha.components.kinds import component_for, components
 from pgha.components.render import render_component
 from pgha.errors import BackendError, tail
@@ -35,6 +36,7 @@ from pgha.net.probe import leader as probe_leader
 from pgha.net.reach import Reach
 from pgha.render import RenderedFile
 from pgha.render.backup import PGBACKREST_BIN, pgbackrest_argv
+from pgha.render.guard import guard_state_path
 from pgha.security import pki
 from pgha.security.dcs_auth import ensure_authentication
 from pgha.security.pki import Pki, controller_tls
@@ -113,6 +115,9 @@ class ProcessBackend(PostmasterFaults):
     def _pooler_names(self) -> list[str]:
         return [p.name for p in self.topo.poolers]
 
+    def _guard_names(self) -> list[str]:
+        return [p.name for p in self.topo.guards]
+
     def _backup_server_names(self) -> list[str]:
         return [p.name for p in (*self.topo.repository, *self.topo.backup_agents)]
 
@@ -139,7 +144,14 @@ class ProcessBackend(PostmasterFaults):
         sockets = tuple(str(self.host_layout(h).haproxy_socket) for h in self._haproxy_names())
         return Site(self.topo, self.topo.place(name), self.host_layout(name), self.secrets, self.launcher.programs,
                     self.pki, sockets, self.layout.backup_repo if self.spec.backup.enabled else None,
-                    tuple((p.name, self.host_layout(p.name)) for p in self.topo.places))
+                    tuple((p.name, self.host_layout(p.name)) for p in self.topo.places), self._fences())
+
+    def _fences(self) -> tuple[NodeFence, ...]:
+        """Every host is on this machine: a guard fences a node as a power switch would, by killing
+        the processes pgha's pid file and the postmaster's name."""
+        if not self.spec.fencing.enabled:
+            return ()
+        return tuple(NodeFence(n, str(self.layout.pidfile(n)), str(self._pgdata(n))) for n in self.spec.node_names)
 
     @functools.cached_property
     def pki(self) -> Pki | None:
@@ -287,6 +299,11 @@ class ProcessBackend(PostmasterFaults):
             if self._main_proc(name) is None:
                 log.info(f"starting PgBouncer {name}")
                 self._spawn(name)
+        for name in self._guard_names():
+            if self._main_proc(name) is None:
+                log.info(f"starting fencing guard {name}: a primary silent for "
+                         f"{self.spec.fencing.fence_after_s:g} s, confirmed by its replicas, is fenced")
+                self._spawn(name)
         time.sleep(0.3)
         for place in self.topo.places:
             self._check_started(place.name)
@@ -376,6 +393,11 @@ class ProcessBackend(PostmasterFaults):
 
     def stop_components(self, names: list[str]) -> None:
         nodes = [n for n in names if n in self.spec.node_names]
+        guards = [g for g in self._guard_names() if self._main_proc(g) is not None]
+        if nodes and guards:
+            # A node stopped on purpose is not one to fence; `up` starts the guards again.
+            log.info(f"stopping the fencing guards ({', '.join(guards)}) before stopping {', '.join(nodes)}")
+            procs.terminate([self._main_proc(g) for g in guards], STOP_TIMEOUT)
         if nodes:
             self._stop_nodes(nodes)
         others = [n for n in names if n not in nodes]
@@ -405,6 +427,21 @@ class ProcessBackend(PostmasterFaults):
         for node in self.spec.node_names:
             files[f"postgresql-{node}"] = self.host_layout(node).logs / f"postgresql-{node}.log"
         return files
+
+    # --- fencing ---------------------------------------------------------------------------------
+
+    def guard_reports(self) -> list[GuardReport]:
+        out = []
+        for name in self._guard_names():
+            path = guard_state_path(self.host_layout(name), name)
+            try:
+                state = json.loads(path.read_text())
+                age: float | None = max(0.0, time.time() - float(state.get("updated", 0)))
+            except (OSError, ValueError, TypeError, AttributeError):
+                state, age = None, None
+            out.append(GuardReport(name, self._main_proc(name) is not None,
+                                   state if isinstance(state, dict) else None, age))
+        return out
 
     # --- backups ---------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pgha.checks.backups import check_backups
 from pgha.checks.dcs import check_dcs
+from pgha.checks.fencing import check_fencing
 from pgha.checks.pooler import check_pooler
 from pgha.checks.replication import check_replicas_read_only, check_replication
 from pgha.checks.result import Checker, CheckResult, Outcome, Status
@@ -25,6 +26,7 @@ __all__ = [
     "all_passed",
     "check_backups",
     "check_dcs",
+    "check_fencing",
     "check_one_primary",
     "check_pooler",
     "check_replicas_read_only",
@@ -48,6 +50,7 @@ LINES: tuple[tuple[int, Checker], ...] = (
     (7, check_security),
     (8, check_pooler),
     (9, check_backups),
+    (10, check_fencing),
 )
 
 

@@ -19,6 +19,7 @@ from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
+from pgha.checks.fencing import check_fencing
 from pgha.checks.lines import all_passed, run_checks
 from pgha.cluster import Cluster
 from pgha.cluster import list_clusters as clusters_here
@@ -117,11 +118,16 @@ def up(
     backup: Annotated[bool | None, typer.Option("--backup/--no-backup", help="WAL archived and backed up with "
                                                 "pgBackRest, a first full backup at once (default: on where the "
                                                 "backend keeps a repository, off for seed).")] = None,
+    fencing: Annotated[bool | None, typer.Option("--fencing/--no-fencing", help="A fencing guard beside every "
+                                                 "HAProxy: a lost primary is killed for sure, then replaced in "
+                                                 "seconds instead of after Patroni's ttl (default: on where the "
+                                                 "backend can fence and the DCS is etcd, off for seed).")] = None,
     timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds to wait for a healthy cluster.")] = 180.0,
 ) -> None:
     """Start the cluster (or do nothing if it is already up and healthy)."""
     shaping = any(v is not None
-                  for v in (profile, config, nodes, dcs, dcs_members, base_port, backend, engine, tls, pooler, backup))
+                  for v in (profile, config, nodes, dcs, dcs_members, base_port, backend, engine, tls, pooler, backup,
+                           fencing))
     cluster = _cluster(name)
     requested = None
     if shaping or not cluster.exists:
@@ -139,6 +145,8 @@ def up(
             overrides["pooler"] = {**(file_settings.get("pooler") or {}), "enabled": pooler}
         if backup is not None:
             overrides["backup"] = {**(file_settings.get("backup") or {}), "enabled": backup}
+        if fencing is not None:
+            overrides["fencing"] = {**(file_settings.get("fencing") or {}), "enabled": fencing}
         requested = build_spec(profile, file_settings, overrides)
     with _progress(f"bringing up cluster {name!r}"):
         result = cluster.up(requested, timeout=timeout)
@@ -161,12 +169,15 @@ def status(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
     if problem is None and days is not None and days <= 0:
         problem = f"the certificate of {expiry[0] if expiry else '?'} has expired: run `pgha rotate-certs`"
     view, backup_error = _backups_of(cluster)
+    fence = check_fencing(cluster, state)
     if as_json:
         tls = None if expiry is None else {"earliest_expiry": expiry[1].isoformat(), "certificate": expiry[0],
                                            "days_left": round(days or 0, 1)}
         backups_json = view.to_json() if view else ({"error": backup_error} if backup_error else None)
-        print(json.dumps({**state.to_json(), "tls": tls, "backups": backups_json, "healthy": problem is None,
-                          "problem": problem}, indent=2))
+        fencing_json = {"armed": fence.status == "PASS", "enabled": cluster.spec.fencing.enabled,
+                        "evidence": fence.evidence}
+        print(json.dumps({**state.to_json(), "tls": tls, "backups": backups_json, "fencing": fencing_json,
+                          "healthy": problem is None, "problem": problem}, indent=2))
     else:
         _print_state(cluster, state)
         if expiry is not None and days is not None:
@@ -177,6 +188,10 @@ def status(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
             out.print(f"backups: {_backups_sentence(view)}")
         elif backup_error:
             out.print(f"[red]backups:[/] {backup_error}")
+        style = {"PASS": "green", "FAIL": "red"}.get(fence.status, "yellow")
+        armed = {"PASS": "armed", "FAIL": "NOT armed"}.get(fence.status, "off")
+        out.print(f"fencing: [{style}]{armed}[/]: {fence.evidence}" if fence.status != "SKIP"
+                  else f"fencing: {fence.evidence}")
         out.print("[green]healthy[/]" if problem is None else f"[red]not healthy:[/] {problem}")
     raise typer.Exit(0 if problem is None else 1)
 

@@ -46,6 +46,23 @@ class Programs:
 
 
 @dataclass(frozen=True)
+class NodeFence:
+    """How a fencing guard makes sure a node can no longer write: SIGKILL to the processes its pid
+    files name (the process backends: every host is on this machine, as a power switch would reach
+    it), or an operator's fence command (real machines: IPMI, a cloud API), given the node's name."""
+
+    node: str
+    pidfile: str | None = None  # pgha's pid file of its Patroni
+    pgdata: str | None = None  # its data directory (postmaster.pid)
+    command: tuple[str, ...] = ()
+
+    def as_config(self) -> dict[str, object]:
+        if self.command:
+            return {"command": list(self.command)}
+        return {"signal": {"pidfile": self.pidfile, "pgdata": self.pgdata}}
+
+
+@dataclass(frozen=True)
 class Site:
     """One component at its place in the topology, with the directory tree it lives in on its
     host (a cluster directory, laid out by Layout) and the programs there."""
@@ -68,6 +85,8 @@ class Site:
     # host reads): on real machines every host has the same root; netns: each host's directory.
     # A place not listed: the same as this host's.
     peers: tuple[tuple[str, Layout], ...] = ()
+    # How a fencing guard here fences each node (the backend's way); none without fencing.
+    fences: tuple[NodeFence, ...] = ()
 
     def layout_of(self, name: str) -> Layout:
         return dict(self.peers).get(name, self.layout)

@@ -194,4 +194,4 @@ _ON_A_HOST = {
 def _program(component: Component, spec: Spec) -> str:
     return {"node": "Patroni (and its PostgreSQL)", "haproxy": "HAProxy", "pooler": "PgBouncer",
             "dcs": spec.dcs.kind, "repository": "pgBackRest's server on the backup host",
-            "backup-agent": "pgBackRest's server beside each node"}[component.kind]
+            "backup-agent": "pgBackRest's server beside each node", "guard": "the fencing guard"}[component.kind]

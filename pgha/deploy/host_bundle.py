@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgha.components.base import Programs, Site, Unit
+from pgha.components.base import NodeFence, Programs, Site, Unit
 from pgha.components.dcs import dcs_component
 from pgha.components.kinds import HAPROXY, PATRONI, POOLER, component_for, components
 from pgha.components.render import render_component
@@ -41,8 +41,8 @@ class HostBundle:
 
     def site(self, topo: Topology, place: Place, secrets: Secrets, programs: Programs,
              pki: Pki | None = None, haproxy_sockets: tuple[str, ...] = (), backup_repo: Path | None = None,
-             peers: tuple[tuple[str, Layout], ...] = ()) -> Site:
-        return Site(topo, place, self.layout, secrets, programs, pki, haproxy_sockets, backup_repo, peers)
+             peers: tuple[tuple[str, Layout], ...] = (), fences: tuple[NodeFence, ...] = ()) -> Site:
+        return Site(topo, place, self.layout, secrets, programs, pki, haproxy_sockets, backup_repo, peers, fences)
 
 
 def units_dir(root: Path) -> Path:
@@ -51,15 +51,17 @@ def units_dir(root: Path) -> Path:
 
 def render_bundle(topo: Topology, bundle: HostBundle, secrets: Secrets, programs: Programs,
                   pki: Pki | None = None, haproxy_sockets: tuple[str, ...] = (),
-                  backup_repo: Path | None = None, peers: tuple[tuple[str, Layout], ...] = ()) -> list[RenderedFile]:
+                  backup_repo: Path | None = None, peers: tuple[tuple[str, Layout], ...] = (),
+                  fences: tuple[NodeFence, ...] = ()) -> list[RenderedFile]:
     """A host's files; with the cluster's certificates (pki) it gets its own and the CA's
     certificate, never the CA's key. `haproxy_sockets`: those its processes can open (netns:
     every host is on this machine); `backup_repo`: pgBackRest's repository as its nodes see it;
-    `peers`: other places' directories as its processes name them (none: this bundle's root)."""
+    `peers`: other places' directories as its processes name them (none: this bundle's root);
+    `fences`: how a fencing guard here fences each node."""
     files: list[RenderedFile] = []
     units: list[Unit] = []
     for place in bundle.places:
-        site = bundle.site(topo, place, secrets, programs, pki, haproxy_sockets, backup_repo, peers)
+        site = bundle.site(topo, place, secrets, programs, pki, haproxy_sockets, backup_repo, peers, fences)
         new, unit = render_component(site)
         new.append(RenderedFile(units_dir(bundle.root) / unit.name, unit.text(), 0o644))
         files += [f for f in new if f not in files]

@@ -108,6 +108,12 @@ def inventory_spec(inv: Inventory) -> Spec:
         raise SpecError(f"inventory: host {host[0].name} runs backup, but cluster.backup.enabled is false")
     if host and not settings["tls"]:
         raise SpecError(f"inventory: host {host[0].name} runs backup: pgBackRest's TLS server needs cluster.tls")
+    fencing = settings.get("fencing") if isinstance(settings.get("fencing"), dict) else {}
+    if isinstance(fencing, dict) and fencing.get("enabled"):
+        raise SpecError("inventory: cluster.fencing.enabled: fencing real machines needs an operator's fence "
+                        "command (IPMI, a cloud API), which bundles do not take yet")
+    # Until then a lost primary on real machines is replaced after Patroni's ttl, as without pgha.
+    settings["fencing"] = {**(fencing if isinstance(fencing, dict) else {}), "enabled": False}
     # With a backup host the nodes archive to it (pgha.components.backup); without one, nothing archives.
     settings["backup"] = {**(backup if isinstance(backup, dict) else {}), "enabled": bool(host)}
     return build_spec(None, settings)

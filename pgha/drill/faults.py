@@ -27,6 +27,9 @@ from pgha.errors import BackendError, PghaError
 from pgha.ops.patroni_api import request_switchover
 
 STALL_SECONDS = 3.0
+# A stall that must not be fenced: well below the fencing guard's threshold.
+PAUSE_SECONDS = 1.0
+PAUSE_FRACTION = 0.75
 SETTLE_MARGIN_S = 5.0
 LOSS_PERCENT = 30
 LAG_MS = 200
@@ -45,6 +48,7 @@ class Hosts:
     nodes: tuple[str, ...]
     dcs: tuple[str, ...]
     haproxies: tuple[str, ...]
+    guards: tuple[str, ...] = ()  # the fencing guards, the active one first
 
 
 class Targets(Protocol):
@@ -89,9 +93,12 @@ class ComponentTargets:
     help: str
     names: Callable[[Hosts], tuple[str, ...]]
     groups: tuple[str, ...] = ()
+    none: str = "there is nothing of that kind in this cluster"  # why, when there is none
 
     def resolve(self, fault: str, target: str, hosts: Hosts) -> str:
         names = self.names(hosts)
+        if not names and not self.groups:
+            raise TargetError(f"target: {fault}: {self.none}")
         if target in ("primary", "replica"):
             return names[0]
         if target in (*names, *self.groups):
@@ -105,6 +112,8 @@ HAPROXIES = ComponentTargets("haproxy, haproxy1..", lambda h: h.haproxies)
 REPOSITORY = ComponentTargets("repository", lambda h: ("repository",))
 TABLE = ComponentTargets("table (the drill's own)", lambda h: ("table",))
 EVERY_NODE = ComponentTargets("cluster (every node at once)", lambda h: ("cluster",))
+GUARDS = ComponentTargets("guard (the active one), guard1..", lambda h: h.guards,
+                          none="the cluster has no fencing guard (fencing.enabled is off)")
 ANY_HOST = NodeTargets("primary | replica | a node, dcsN or an HAProxy", lambda h: (*h.dcs, *h.haproxies))
 
 
@@ -133,6 +142,10 @@ class Nemesis:
     # Restore the cluster in place from its repository to the end of its archive (pgha restore
     # --in-place --latest), recording how it went; None: not offered.
     restore_in_place: Callable[[], object] | None = None
+    # The primary when the drill started (a fault on another host that is about the primary).
+    primary: str | None = None
+    # How long `pause` stops a node: below the fencing guard's threshold.
+    pause_s: float = PAUSE_SECONDS
 
     def inject(self, fault: str, target: str) -> float:
         """Inject `fault` on a resolved target; returns the time it landed (the moment of the
@@ -237,6 +250,25 @@ def _stall_then_kill(n: Nemesis, target: str) -> float:
     return landed
 
 
+def pause_seconds(fence_after_s: float | None) -> float:
+    """How long a pause lasts: PAUSE_SECONDS, and below the fencing threshold where there is one."""
+    return PAUSE_SECONDS if fence_after_s is None else min(PAUSE_SECONDS, PAUSE_FRACTION * fence_after_s)
+
+
+def _pause(n: Nemesis, target: str) -> None:
+    n.pause().freeze_node(target)
+    n.sleep(n.pause_s)
+    n.pause().thaw_node(target)
+
+
+def _cut_guard_from_primary(n: Nemesis, guard: str) -> None:
+    network = n.network()
+    if n.primary is None:
+        raise BackendError("isolate-guard needs the primary the drill started with")
+    # The guard shares its HAProxy's host: both lose the primary, nothing else does.
+    network.cut(guard, [n.primary])
+
+
 def _switchover(n: Nemesis, leader: str) -> None:
     if n.hand_over is not None:
         n.hand_over(leader)
@@ -336,6 +368,9 @@ FAULTS: dict[str, Fault] = _table([
           lambda n, t: n.nodes().kill_node(t), _start_node),
     Fault("freeze", "SIGSTOP to every process of the node (a hung host); SIGCONT at heal", NODES,
           lambda n, t: n.pause().freeze_node(t), lambda n, t: n.pause().thaw_node(t)),
+    Fault("pause", f"SIGSTOP to every process of the node for {PAUSE_SECONDS:g} s (or {PAUSE_FRACTION:g} of the "
+          "fencing threshold, if shorter), then SIGCONT: a GC pause, a stalled disk; a stall this short must "
+          "never be fenced", NODES, _pause, held=False, awaits_recovery=False, extra_verdicts=("not_fenced",)),
     Fault("crash-postgres", "SIGKILL to the postmaster only; Patroni stays up", NODES,
           lambda n, t: n.postgres().kill_postgres(t), held=False),
     Fault("dcs-down", "stop one DCS member (target 'majority' or 'all': that many); restarted at heal",
@@ -351,6 +386,10 @@ FAULTS: dict[str, Fault] = _table([
     Fault("isolate", "cut the host off from every other host; reconnected at heal", ANY_HOST,
           lambda n, t: n.network().isolate(t), _heal_network, settles=True, network=True,
           extra_verdicts=("self_demotion",)),
+    Fault("isolate-guard", "cut the active fencing guard's host (and its HAProxy) off from the primary alone, "
+          "the replicas still streaming from it: the guard must not fence a primary only it cannot hear",
+          GUARDS, _cut_guard_from_primary, _heal_network, held=True, settles=True, network=True,
+          extra_verdicts=("not_fenced",), extra_for_any_target=True),
     Fault("isolate-dcs", "cut a node off from every DCS member; it still reaches the other nodes", NODES,
           lambda n, t: n.network().cut(t, list(n.dcs)), _heal_network, settles=True, network=True),
     Fault("partition", "split the hosts: the node with a minority of the DCS members against the rest", NODES,

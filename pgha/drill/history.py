@@ -88,6 +88,8 @@ class FinalState:
     # failed_count, last_failed_time and last_archived_time (epoch s), and "passed" or why
     # `pgbackrest check` (a segment switched now reaches the repository) failed. None: no backups.
     archive: dict[str, float | int | str | None] | None = None
+    # The fencing guards' fences during the run: (node, epoch seconds). None: no guard (no fencing).
+    fences: list[tuple[str, float]] | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,8 @@ class RunInfo:
     haproxy_fall: int | None = None
     haproxy_maxconn: int | None = None
     haproxy_timeout_connect_ms: int | None = None
+    # With a fencing guard (spec.fencing): how long the primary must be silent before it is fenced.
+    fence_after_s: float | None = None
 
 
 @dataclass(frozen=True)

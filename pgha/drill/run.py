@@ -17,11 +17,11 @@ from typing import Any
 
 import psycopg
 
-from pgha.backends.base import NetworkFaults
+from pgha.backends.base import Fencing, NetworkFaults
 from pgha.cluster import Cluster, ClusterError
 from pgha.drill import checkers
 from pgha.drill.checkers.pitr import RESTORED
-from pgha.drill.faults import SETTLE_MARGIN_S, Hosts, Nemesis, NodeTargets, fault_named
+from pgha.drill.faults import SETTLE_MARGIN_S, Hosts, Nemesis, NodeTargets, fault_named, pause_seconds
 from pgha.drill.history import CheckerResult, Event, FinalState, History, RunInfo, sorted_events
 from pgha.drill.workload import TABLE, Workload
 from pgha.errors import PghaError, first_line
@@ -89,8 +89,17 @@ def _resolve_target(cluster: Cluster, options: DrillOptions) -> tuple[str, str |
     topo = topology(cluster.spec)
     hosts = Hosts(leader=leader, replicas=tuple(m.name for m in state.members if not m.is_leader),
                   nodes=cluster.spec.node_names, dcs=tuple(p.name for p in topo.dcs),
-                  haproxies=tuple(p.name for p in topo.haproxies))
+                  haproxies=tuple(p.name for p in topo.haproxies), guards=_guards(cluster))
     return fault.targets.resolve(fault.name, options.target, hosts), leader
+
+
+def _guards(cluster: Cluster) -> tuple[str, ...]:
+    """The fencing guards, the active one first."""
+    backend = cluster.backend()
+    if not cluster.spec.fencing.enabled or not isinstance(backend, Fencing):
+        return ()
+    reports = backend.guard_reports()
+    return tuple(r.name for r in sorted(reports, key=lambda r: not (r.state or {}).get("active")))
 
 
 def _prepare_table(cluster: Cluster) -> None:
@@ -109,6 +118,16 @@ def _recovered(events: list[Event], since: float, need: float) -> bool:
     start = max(failures) if failures else since
     oks = [e.time for e in writes if e.type == "ok" and e.time > start]
     return bool(oks) and oks[-1] - start >= need and time.time() - start >= need
+
+
+def _fences(cluster: Cluster, since: float) -> list[tuple[str, float]] | None:
+    """Every fence the cluster's guards made since `since`; None for a cluster without fencing."""
+    backend = cluster.backend()
+    if not cluster.spec.fencing.enabled or not isinstance(backend, Fencing):
+        return None
+    found = {(str(f["node"]), float(f["at"])) for r in backend.guard_reports() if r.state
+             for f in r.state.get("fences", []) if isinstance(f, dict) and float(f.get("at", 0)) >= since}
+    return sorted(found, key=lambda f: f[1])
 
 
 def _final_state(cluster: Cluster) -> FinalState:
@@ -219,6 +238,8 @@ class Session:
         # A planned switchover is pgha's: the poolers are paused around it.
         self.nemesis = Nemesis(cluster.backend(), tuple(p.name for p in topology(spec).dcs),
                                cluster.secrets.rest_password, cluster_nodes=spec.node_names,
+                               primary=self.old_primary, pause_s=pause_seconds(spec.fencing.fence_after_s
+                                                                               if spec.fencing.enabled else None),
                                hand_over=lambda leader: handover.hand_over(cluster, leader, None),
                                rolling_restart=lambda: handover.restart(cluster, True),
                                switch_wal=(lambda: _switch_wal(cluster)) if spec.backup.enabled else None,
@@ -266,6 +287,7 @@ class Session:
         fault = fault_named(fault_name)
         target, _ = _resolve_target(self.cluster, replace(self.options, fault=fault_name, target=target_spec))
         log.info(f"fault: {fault_name} on {target}")
+        began = time.time()
         healed = False
         try:
             # The fault's time is when it landed, not when its action began (stall-then-kill
@@ -283,6 +305,7 @@ class Session:
             log.info(f"heal: {fault_name} on {target}")
             self.history.append(Event(time.time(), "nemesis", "info", "heal", {"fault": fault_name, "target": target}))
             self.nemesis.heal(fault_name, target)
+            self._start_fenced(began)
             healed = True
             self.phase("healed")
         finally:
@@ -290,6 +313,7 @@ class Session:
                 self.history.append(Event(time.time(), "nemesis", "info", "heal",
                                           {"fault": fault_name, "target": target}))
                 self.nemesis.heal(fault_name, target)
+                self._start_fenced(began)
         log.info("waiting for the faulted node to rejoin")
         try:
             self.cluster.wait_healthy(REJOIN_DEADLINE)
@@ -297,6 +321,13 @@ class Session:
         except ClusterError as e:
             log.info(f"not healthy after heal: {e}")
         time.sleep(AFTER_RECOVERY_SECONDS)
+
+    def _start_fenced(self, since: float) -> None:
+        """A node a guard fenced stays down until the fault is healed, as a powered-off host stays
+        off until someone turns it on: the heal starts it again, and it rejoins as a replica."""
+        for node in sorted({n for n, _ in _fences(self.cluster, since) or []}):
+            log.info(f"{node} was fenced during the fault: starting it again as part of the heal")
+            self.nemesis.nodes().start_node(node)
 
     def _await_recovery(self, landed: float, settles: bool) -> None:
         spec = self.cluster.spec
@@ -364,6 +395,7 @@ class Session:
         except (ClusterError, psycopg.Error) as e:
             final = FinalState(primary=None, rows={}, caught_up={})
             log.info(f"could not read the final state: {e}")
+        final = replace(final, fences=_fences(self.cluster, self.started))
         results = results_for(self.history.events, final)
         spec = self.cluster.spec
         first_fault, first_target = (self.cycles[0][1], self.cycles[0][2]) if self.cycles else ("none", "none")
@@ -378,6 +410,7 @@ class Session:
             push_routing=spec.haproxy.push_routing, retry_timeout=spec.patroni.retry_timeout,
             haproxy_fall=spec.haproxy.fall, haproxy_maxconn=spec.haproxy.maxconn,
             haproxy_timeout_connect_ms=spec.haproxy.timeout_connect_ms,
+            fence_after_s=spec.fencing.fence_after_s if spec.fencing.enabled else None,
         )
         _write_json(self.run_dir / "meta.json", asdict(info))
         _write_json(self.run_dir / "final.json", asdict(final))

@@ -39,13 +39,17 @@ class BackendKind:
     # pgBackRest's repository is where this backend's nodes can write it (a directory of the
     # cluster's on this machine), so WAL archiving and backups can be on (spec.backup).
     keeps_backups: bool = False
+    # The fencing guard can kill a node's processes from outside it (a power switch's job on real
+    # machines), so a lost primary is replaced without waiting out Patroni's ttl (spec.fencing).
+    fences: bool = False
 
 
 BACKENDS: dict[str, BackendKind] = {b.name: b for b in (
     BackendKind("local", hosts_of_their_own=False, named_namespaces=False, direct_nodes_on="node_host",
-                keeps_backups=True),
+                keeps_backups=True, fences=True),
     BackendKind("netns", hosts_of_their_own=True, named_namespaces=True,
-                direct_nodes_on=None, default_haproxy_hosts=2, tls_by_default=True, keeps_backups=True),
+                direct_nodes_on=None, default_haproxy_hosts=2, tls_by_default=True, keeps_backups=True,
+                fences=True),
     # Containers are hosts of their own too, at fixed addresses on the compose network; their
     # namespaces are the engine's (Backend.netns_path). Each node's PostgreSQL is published on
     # loopback, as the lab had it.

@@ -168,6 +168,25 @@ class BackupSettings(_Frozen):
         return v
 
 
+class FencingSettings(_Frozen):
+    """The fencing guard beside each HAProxy (pgha.ops.fencing_guard): a primary silent for
+    `fence_after_s`, whose replicas confirm they receive nothing from it, is killed, and once that is
+    verified its leader key is deleted, so a replica takes over at once instead of after Patroni's
+    ttl. Off in a spec an older pgha saved; the default profile turns it on where the backend can
+    fence and the DCS is etcd."""
+
+    enabled: bool = False
+    fence_after_s: float = Field(default=2.0, ge=1.0, le=60.0)
+    # How often the guard asks the primary and the replicas.
+    interval_s: float = Field(default=0.25, ge=0.05, le=5.0)
+
+    @model_validator(mode="after")
+    def _cadence(self) -> FencingSettings:
+        if self.interval_s * 2 > self.fence_after_s:
+            raise ValueError("interval_s: the guard must ask at least twice within fence_after_s")
+        return self
+
+
 class RestoreSource(_Frozen):
     """Where a cluster made by `pgha restore` came from: its first node is bootstrapped from the
     source's repository (Patroni's custom bootstrap running `pgbackrest restore`) and recovers the
@@ -279,6 +298,7 @@ class Spec(_Frozen):
     haproxy: HAProxySettings = HAProxySettings()
     pooler: PoolerSettings = PoolerSettings()
     backup: BackupSettings = BackupSettings()
+    fencing: FencingSettings = FencingSettings()
     # Set on a cluster `pgha restore` made: bootstrapped from another cluster's backups.
     restore_from: RestoreSource | None = None
     ports: Ports
@@ -368,6 +388,12 @@ class Spec(_Frozen):
         if self.backup.enabled and not backend_kind(self.backend).keeps_backups:
             raise ValueError(f"backup.enabled: the {self.backend} backend keeps no backup repository yet "
                              f"(backends that do: {', '.join(b for b, k in BACKENDS.items() if k.keeps_backups)})")
+        if self.fencing.enabled and not backend_kind(self.backend).fences:
+            raise ValueError(f"fencing.enabled: the {self.backend} backend has no fence yet "
+                             f"(backends that do: {', '.join(b for b, k in BACKENDS.items() if k.fences)})")
+        if self.fencing.enabled and self.dcs.kind != "etcd":
+            raise ValueError("fencing.enabled: the guards hold their key under an etcd lease; "
+                             f"not built for {self.dcs.kind} yet")
         if self.restore_from is not None and not self.backup.enabled:
             raise ValueError("restore_from: a restored cluster reads its source's repository through pgBackRest; "
                              "it needs backup.enabled")
@@ -583,7 +609,7 @@ def load_spec_file(path: Path) -> dict[str, Any]:
 
 
 # Sections of a spec that hold settings of their own: each must be a mapping.
-_SECTIONS = ("dcs", "patroni", "haproxy", "pooler", "backup", "ports")
+_SECTIONS = ("dcs", "patroni", "haproxy", "pooler", "backup", "fencing", "ports")
 
 
 def _check_sections(settings: dict[str, Any]) -> None:
@@ -621,6 +647,12 @@ def build_spec(profile: str | None = None, file_settings: dict[str, Any] | None 
         where_backup = find_backend(merged.get("backend", "local"))  # the Spec's own default backend
         merged["backup"] = {**merged.get("backup", {}),
                             "enabled": bool(where_backup is not None and where_backup.keeps_backups)}
+    given_fencing = {**(file_settings.get("fencing") or {}), **(overrides.get("fencing") or {})}
+    if chosen == "default" and "enabled" not in given_fencing:
+        # A lost primary replaced in seconds, where the backend can fence and the DCS is etcd.
+        where_fence = find_backend(merged.get("backend", "local"))
+        merged["fencing"] = {**merged.get("fencing", {}), "enabled": bool(
+            where_fence is not None and where_fence.fences and merged.get("dcs", {}).get("kind", "etcd") == "etcd")}
     if "tls" not in merged:
         # The lab as published has no TLS; the default profile has it wherever hosts talk over
         # a network, and with ZooKeeper everywhere (its ACLs need client certificates), and a

@@ -34,7 +34,7 @@ RW_PROXY = "primary"
 RO_PROXY = "replicas"
 POOLER_PROXY = "pooler"
 
-Kind = Literal["node", "dcs", "haproxy", "pooler", "repository", "backup-agent"]
+Kind = Literal["node", "dcs", "haproxy", "pooler", "repository", "backup-agent", "guard"]
 
 # Host numbers inside the cluster network (netns backend).
 _NODE_HOST, _DCS_HOST, _HAPROXY_HOST, _POOLER_HOST, _REPOSITORY_HOST = 10, 20, 30, 40, 50
@@ -46,6 +46,10 @@ REPOSITORY = "backup"
 
 def backup_agent_name(node: str) -> str:
     return f"{node}-pgbackrest"
+
+
+def guard_name(k: int) -> str:
+    return "guard" if k == 0 else f"guard{k}"
 
 
 def dcs_member_name(i: int) -> str:
@@ -120,15 +124,18 @@ class Topology:
     # none: the nodes write a repository on their own machine.
     repository: tuple[Place, ...] = ()
     backup_agents: tuple[Place, ...] = ()
+    # The fencing guard beside each HAProxy (same address, same namespace), with fencing on.
+    guards: tuple[Place, ...] = ()
 
     @property
     def places(self) -> tuple[Place, ...]:
-        return self.dcs + self.nodes + self.haproxies + self.poolers + self.repository + self.backup_agents
+        return (self.dcs + self.nodes + self.haproxies + self.poolers + self.repository + self.backup_agents
+                + self.guards)
 
     @property
     def hosts(self) -> tuple[Place, ...]:
-        """The places with an address of their own (a pooler shares its HAProxy's host, a backup
-        agent its node's)."""
+        """The places with an address of their own (a pooler and a guard share their HAProxy's
+        host, a backup agent its node's)."""
         return self.dcs + self.nodes + self.haproxies + self.repository
 
     def place(self, name: str) -> Place:
@@ -177,7 +184,14 @@ def _shared_host_topology(spec: Spec) -> Topology:
         # Connections to node_host on loopback arrive from 127.0.0.1, so both are listed.
         client_networks=tuple(sorted({f"{spec.host}/32", f"{spec.node_host}/32"})),
         switch_netns=None,
+        guards=_guards(spec, (Place(haproxy_name(0), "haproxy", 0, spec.host, None),)),
     )
+
+
+def _guards(spec: Spec, haproxies: tuple[Place, ...]) -> tuple[Place, ...]:
+    if not spec.fencing.enabled:
+        return ()
+    return tuple(Place(guard_name(h.index), "guard", h.index, h.address, h.netns) for h in haproxies)
 
 
 def netns_topology_ports(spec: Spec, haproxy_hosts: int) -> tuple[
@@ -230,6 +244,7 @@ def _netns_topology(spec: Spec, named_namespaces: bool = True) -> Topology:
         switch_netns=netns_name(spec, "switch") if named_namespaces else None,
         repository=repository,
         backup_agents=agents,
+        guards=_guards(spec, haproxies),
     )
 
 
@@ -269,8 +284,10 @@ def stop_order(topo: Topology, leader: str | None) -> list[StopStep]:
     replicas, then the primary: stopped together, a replica may take over while the primary shuts
     down, and the old primary's shutdown checkpoint then diverges from it; the DCS members last,
     one at a time: stopped together, etcd members wait seconds for a leader transfer that cannot
-    happen. pgBackRest's servers stop after the nodes, before the DCS."""
-    steps = [StopStep((*topo.poolers, *topo.haproxies), "the entrypoints first: no client reaches a node "
+    happen. pgBackRest's servers stop after the nodes, before the DCS. The fencing guards go before
+    everything: a node pgha stops on purpose is not one to fence."""
+    steps = [StopStep(topo.guards, "the fencing guards first: nothing fences a node stopped on purpose"),
+             StopStep((*topo.poolers, *topo.haproxies), "the entrypoints first: no client reaches a node "
                                                          "that is going down")]
     replicas = tuple(p for p in topo.nodes if p.name != leader)
     steps.append(StopStep(replicas, "the replicas before the primary, so that none takes over while it stops"))

@@ -9,6 +9,7 @@ from typing import Any
 from pgha.model.spec import Spec
 from pgha.model.topology import Topology
 from pgha.render.backup import archive_command, archive_settings, replica_methods, restore_bootstrap, restore_command
+from pgha.render.guard import wal_receiver_timeout_ms
 from pgha.state.layout import Layout
 from pgha.state.secrets import REPLICATION_USER, REST_USER, SUPERUSER, Secrets
 
@@ -49,6 +50,10 @@ def dynamic_settings(spec: Spec) -> dict[str, Any]:
     """What Patroni keeps in the DCS (bootstrap.dcs): one value for the whole cluster."""
     p = spec.patroni
     archiving = archive_settings(spec) if spec.backup.enabled else {}
+    # With fencing, the replicas are the guard's second witness: their WAL receivers must give up
+    # on a silent primary within the guard's threshold (a parameter the user set stays).
+    receiver = {"wal_receiver_timeout": f"{wal_receiver_timeout_ms(spec.fencing.fence_after_s)}ms"} \
+        if spec.fencing.enabled else {}
     return {
         "ttl": p.ttl,
         "loop_wait": p.loop_wait,
@@ -61,7 +66,7 @@ def dynamic_settings(spec: Spec) -> dict[str, Any]:
         "postgresql": {
             "use_pg_rewind": p.use_pg_rewind,
             "use_slots": p.use_slots,
-            "parameters": {**dict(p.parameters), **archiving},
+            "parameters": {**receiver, **dict(p.parameters), **archiving},
         },
     }
 

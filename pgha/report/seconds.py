@@ -31,7 +31,7 @@ class Stretch:
     end: float
     owner: str  # the component and the setting whose time it was
     why: str  # one sentence
-    key: str = ""  # which stretch: pg_stop, noticed, race, promotion, routing, reconnect
+    key: str = ""  # which stretch: pg_stop, fenced, noticed, race, promotion, routing, reconnect
     instead: str = ""  # what the default profile sets instead, where this run differs from it
 
     @property
@@ -66,6 +66,14 @@ def _noticed(info: RunInfo) -> tuple[str, str]:
                 "before it releases the leader key")
     return ("Patroni on the replicas",
             "until a replica's Patroni saw that the leader key no longer had an owner")
+
+
+def _fenced(info: RunInfo) -> tuple[str, str]:
+    after = f"{info.fence_after_s:g} s" if info.fence_after_s is not None else "fence_after_s"
+    return (f"the fencing guard (fence_after_s {after})",
+            f"the guard heard nothing from the primary for {after}, the replicas confirmed that they receive "
+            "nothing from it, it killed the node, checked that nothing of it answers, and deleted its leader "
+            "key (instead of waiting for the key to expire)")
 
 
 def _race(info: RunInfo) -> tuple[str, str]:
@@ -123,7 +131,12 @@ def instead(key: str, owner: str, info: RunInfo, default: Spec) -> str:
     """What the default profile sets, for the setting that owns this stretch, where the run's
     differs; "" where they agree or no setting owns it (pure)."""
     p, h = default.patroni, default.haproxy
+    if key == "fenced":
+        return _differ([("fence_after_s", info.fence_after_s, default.fencing.fence_after_s, " s")])
     if key == "noticed":
+        if info.fence_after_s is None and default.fencing.enabled and info.fault in _KEY_MUST_EXPIRE:
+            return (f"a fencing guard (fencing.enabled): the primary fenced after {default.fencing.fence_after_s:g} s "
+                    "of silence, confirmed by its replicas, and its leader key deleted instead of expiring")
         if info.fault in _KEY_MUST_EXPIRE:
             ttl = _differ([("ttl", info.ttl, p.ttl, " s")])
             return f"{ttl}: Patroni's floor (it raises anything lower to 20)" if ttl else ""
@@ -179,12 +192,16 @@ def stretches(info: RunInfo, results: Sequence[CheckerResult], timeline: Sequenc
     noticed = min(seen) if seen and (locked is None or min(seen) <= locked.time) else None
     # A graceful stop: the old primary's PostgreSQL goes down first, then Patroni lets go of the key.
     stopped = _first(lines, "pg_stopped", origin, info.old_primary) if info.fault in _GRACEFUL else None
+    # A fencing guard's deletion of the leader key ends the wait the key's ttl would have been.
+    deleted = _first(lines, "fenced", origin, prefix="deleted the leader key")
 
     points: list[tuple[str, str, float | None, tuple[str, str]]] = [
         *([("pg_stop", "the old primary's PostgreSQL stops", stopped.time,
             (f"PostgreSQL on {info.old_primary}", "a fast shutdown: sessions ended, a shutdown checkpoint"))]
           if stopped is not None else []),
-        ("noticed", "the loss noticed", noticed, _noticed(info)),
+        *([("fenced", "the primary fenced", deleted.time, _fenced(info))] if deleted is not None else []),
+        ("noticed", "the loss noticed", noticed, _noticed(info) if deleted is None else (
+            "Patroni on the replicas", "they watch the leader key: its deletion wakes them at once")),
         ("race", "leader race", locked.time if locked is not None else None, _race(info)),
         ("promotion", "promotion", became, (f"PostgreSQL on {new}", "promote: a new timeline, then Patroni "
                                                                      "updates the leader key and the node "

@@ -7,6 +7,7 @@ Which parser a component gets is decided by its name (the log file's stem):
     "haproxy", "haproxy1", ..         HAProxy (`log stdout format iso`), one log per HAProxy host
     "postgresql-<node>"               PostgreSQL (log_line_prefix '%m [%p] ')
     "dcs<i>"                          etcd (zap JSON) or ZooKeeper (log4j), told apart per line
+    "guard", "guard1", ..             the fencing guards (one line per decision, as pgha's own)
     anything else ("node0", "postgresql0" in the lab profile)   Patroni
 
 Kinds (LogLine.kind):
@@ -18,6 +19,7 @@ Kinds (LogLine.kind):
     HAProxy:    backend_up, backend_down, no_server
     etcd:       dcs_leader, dcs_leader_lost, dcs_event, dcs_peer
     ZooKeeper:  dcs_leader, dcs_follower, dcs_looking, session_expired, dcs_event
+    guard:      guard (what it saw and decided), fenced (a fence and the leader key it removed)
 
 Patroni and PostgreSQL repeat themselves every loop (Patroni) or every retry (PostgreSQL's
 walreceiver); a repeated line says nothing new, so per component a line is kept only when it
@@ -373,22 +375,34 @@ Parser = Callable[[str, str, str | None], list[LogLine]]
 _PGHA = re.compile(r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}),(\d{3}) ([A-Z]+): (.*?)(?: \[pgha[\w.]*\])?$")
 
 
-def _parse_pgha(component: str, text: str, node: str | None) -> list[LogLine]:
-    """Every decision is news: pgha logs one line per decision, never a loop's repetition."""
+def _decisions(component: str, text: str, kind_of: Callable[[str, str], str]) -> list[LogLine]:
+    """Every line is news: pgha and its guards log one line per decision, never a loop's repetition;
+    kind_of(level, message) names its kind."""
     out: list[LogLine] = []
     for raw in text.splitlines():
         m = _PGHA.match(raw)
-        if m is None:
-            continue
-        kind = "pgha" if m.group(3) == "INFO" else "pgha_gave_up"
-        out.append(LogLine(_epoch(m.group(1), m.group(2)), component, None, kind, m.group(4)))
+        if m is not None:
+            out.append(LogLine(_epoch(m.group(1), m.group(2)), component, None, kind_of(m.group(3), m.group(4)),
+                               m.group(4)))
     return out
+
+
+def _parse_pgha(component: str, text: str, node: str | None) -> list[LogLine]:
+    return _decisions(component, text, lambda level, _: "pgha" if level == "INFO" else "pgha_gave_up")
+
+
+_FENCED = re.compile(r"fencing it|^fenced |is fenced:|deleted the leader key|fencing \S+ failed|after its fence")
+
+
+def _parse_guard(component: str, text: str, node: str | None) -> list[LogLine]:
+    return _decisions(component, text, lambda _, message: "fenced" if _FENCED.search(message) else "guard")
 
 
 # Log names of the components that are not nodes; a node prefix can never produce them
 # (spec refuses prefixes like "dcs" or "haproxy1"; "pgha" has no index).
 HAPROXY_LOG = re.compile(r"haproxy\d*")
 DCS_LOG = re.compile(r"dcs\d*")
+GUARD_LOG = re.compile(r"guard\d*")
 PGHA_LOG = "pgha"
 
 
@@ -402,6 +416,8 @@ def parser_for(component: str) -> Parser:
         return _parse_dcs
     if component == PGHA_LOG:
         return _parse_pgha
+    if GUARD_LOG.fullmatch(component):
+        return _parse_guard
     return _parse_patroni
 
 
@@ -414,7 +430,7 @@ def node_of(component: str) -> str | None:
     """The node a component's log is about: "node0" and "postgresql-node0" -> "node0"; the
     lab profile's "postgresql0" and "postgresql-postgresql0" -> "postgresql0"; HAProxy and DCS
     members -> None (HAProxy lines name their server themselves)."""
-    if HAPROXY_LOG.fullmatch(component) or DCS_LOG.fullmatch(component) or component == PGHA_LOG:
+    if any(p.fullmatch(component) for p in (HAPROXY_LOG, DCS_LOG, GUARD_LOG)) or component == PGHA_LOG:
         return None
     return component.removeprefix("postgresql-") or None
 

@@ -37,8 +37,15 @@ ALREADY = ("already exists",)
 NOT_ENABLED = "authentication is not enabled"
 
 
+GUARD_NAMESPACE = "/pgha-guard/"  # where the fencing guards keep their own key (pgha.ops.fencing_guard)
+
+
 def patroni_user(scope: str) -> str:
     return f"patroni-{scope}"
+
+
+def guard_user(scope: str) -> str:
+    return f"guard-{scope}"
 
 
 def prefix_of(scope: str) -> str:
@@ -82,6 +89,27 @@ def auth_requests(scope: str, root_password: str, patroni_password: str) -> list
     ]
 
 
+def guard_requests(scope: str, guard_password: str) -> list[Request]:
+    """The fencing guards' user: it reads the cluster's keys, may delete only the leader key (its
+    one write there, once the leader is fenced), and keeps its own key under its own prefix (pure)."""
+    user, prefix, own = guard_user(scope), prefix_of(scope), f"{GUARD_NAMESPACE}{scope}/"
+    leader = f"{prefix}leader"
+    return [
+        Request("v3/auth/role/add", {"name": user}, f"add role {user}"),
+        Request("v3/auth/role/grant", {"name": user, "perm": {
+            "permType": "READ", "key": _b64(prefix), "range_end": _b64(range_end(prefix))}},
+            f"let {user} read {prefix}"),
+        Request("v3/auth/role/grant", {"name": user, "perm": {"permType": "READWRITE", "key": _b64(leader)}},
+                f"let {user} delete {leader}"),
+        Request("v3/auth/role/grant", {"name": user, "perm": {
+            "permType": "READWRITE", "key": _b64(own), "range_end": _b64(range_end(own))}},
+            f"let {user} read and write {own}"),
+        Request("v3/auth/user/add", {"name": user, "password": guard_password}, f"add user {user}"),
+        Request("v3/auth/user/changepw", {"name": user, "password": guard_password}, f"set {user}'s password"),
+        Request("v3/auth/user/grant", {"user": user, "role": user}, f"grant {user} its role"),
+    ]
+
+
 Send = Callable[[Endpoint, str, float, str, dict[str, Any] | None, dict[str, str] | None], tuple[int, Any]]
 
 
@@ -109,11 +137,24 @@ def _root_headers(ep: Endpoint, root_password: str, send: Send) -> dict[str, str
 
 
 def secure_etcd(ep: Endpoint, scope: str, root_password: str, patroni_password: str,
-                send: Send = _send) -> None:
-    """Turn etcd's authentication on for this cluster's scope, or converge it; raises
-    BackendError with one line when etcd refuses."""
+                send: Send = _send, guard_password: str | None = None) -> None:
+    """Turn etcd's authentication on for this cluster's scope, or converge it (with a guard
+    password: the fencing guards' user too, before authentication goes on); raises BackendError
+    with one line when etcd refuses."""
+    requests = auth_requests(scope, root_password, patroni_password)
+    if guard_password is not None:
+        requests[-1:-1] = guard_requests(scope, guard_password)
+    _send_all(ep, requests, root_password, send)
+
+
+def _logs_in(ep: Endpoint, user: str, password: str, send: Send) -> bool:
+    status, answer = send(ep, "v3/auth/authenticate", TIMEOUT_S, "POST", {"name": user, "password": password}, None)
+    return status == 200 and isinstance(answer, dict) and bool(answer.get("token"))
+
+
+def _send_all(ep: Endpoint, requests: list[Request], root_password: str, send: Send) -> None:
     try:
-        for request in auth_requests(scope, root_password, patroni_password):
+        for request in requests:
             headers = _root_headers(ep, root_password, send)
             status, answer = send(ep, request.path, TIMEOUT_S, "POST", request.body, headers)
             if status != 200 and not any(a in _error(answer) for a in ALREADY):
@@ -172,11 +213,20 @@ def ensure_authentication(spec: Spec, ep: Endpoint, secrets: Secrets) -> None:
     if not (spec.dcs.authentication and secured_by_pgha(spec.dcs.kind) and authenticates(spec)):
         return
     refused, _ = anonymous_write_refused(spec, ep)
+    guard = secrets.guard_dcs_password if spec.fencing.enabled else None
     if refused:
         log.info("%s's authentication is already on: only Patroni may write the cluster's keys", spec.dcs.kind)
+        if guard is not None:
+            # A cluster made before its guards existed gets their user now, and every cluster their
+            # role's current permissions. Their password is set again only when it does not work:
+            # that voids the tokens of the guards that run.
+            requests = guard_requests(spec.patroni_scope, guard)
+            if _logs_in(ep, guard_user(spec.patroni_scope), guard, _send):
+                requests = [r for r in requests if r.path not in ("v3/auth/user/add", "v3/auth/user/changepw")]
+            _send_all(ep, requests, secrets.dcs_root_password, _send)
         return
     log.info("turning on %s's authentication: only Patroni may write the cluster's keys", spec.dcs.kind)
-    secure_etcd(ep, spec.patroni_scope, secrets.dcs_root_password, secrets.dcs_password)
+    secure_etcd(ep, spec.patroni_scope, secrets.dcs_root_password, secrets.dcs_password, guard_password=guard)
 
 
 SECURE_SCRIPT = "secure-etcd.sh"

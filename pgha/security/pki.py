@@ -104,11 +104,12 @@ def plan(topo: Topology) -> dict[str, Identity]:
     spec = topo.spec
     out: dict[str, Identity] = {}
     for place in topo.places:
-        out[place.name] = host_identity(topo, place)
+        if place.kind != "guard":  # a guard serves nothing: it needs only a client certificate for the DCS
+            out[place.name] = host_identity(topo, place)
     # An empty subject needs a name elsewhere: Java (ZooKeeper) refuses a certificate with
     # neither, so each client certificate names itself in its (critical) SAN.
-    for node in spec.node_names:
-        out[dcs_client_name(node)] = Identity(None, dns=(dcs_client_name(node),), server=False)
+    for name in (*spec.node_names, *(g.name for g in topo.guards)):
+        out[dcs_client_name(name)] = Identity(None, dns=(dcs_client_name(name),), server=False)
     out[CONTROLLER] = Identity(None, dns=(CONTROLLER,), server=False)
     return out
 

@@ -34,6 +34,8 @@ class Secrets:
     pooler_admin_password: str = ""  # PgBouncer's admin console (POOLER_ADMIN)
     # The key pgBackRest encrypts the cluster's repository with: lose it and the backups are lost.
     backup_cipher_password: str = ""
+    # The fencing guards' etcd user: reads the cluster's keys, may delete only its leader key.
+    guard_dcs_password: str = ""
 
     @classmethod
     def generate(cls) -> Secrets:

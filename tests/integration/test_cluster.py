@@ -127,15 +127,20 @@ def test_default_profile_on_etcd(cluster_factory, pgha_home: Path) -> None:  # t
 def test_seed_profile_on_zookeeper_beside_another_cluster(cluster_factory, pgha_home: Path) -> None:  # type: ignore[no-untyped-def]
     lab = cluster_factory("lab", "--profile", "seed", "--base-port", "16432")
     other = cluster_factory("other", "--profile", "default", "--nodes", "2", "--dcs-members", "1",
-                            "--base-port", "16532")
+                            "--base-port", "16532", "--no-fencing")
     assert lab.spec.dcs.kind == "zookeeper" and lab.spec.node_names == ("postgresql0", "postgresql1")
     rc, results = _check("lab")
     assert rc == 0, results
     statuses = {r["number"]: r["status"] for r in results}
     assert statuses == {1: "PASS", 2: "PASS", 3: "PASS", 4: "SKIP", 5: "PASS", 6: "PASS", 7: "SKIP", 8: "SKIP",
-                        9: "SKIP"}
-    rc_other, _ = _check("other")
+                        9: "SKIP", 10: "SKIP"}
+    assert "as in the lab" in next(r["evidence"] for r in results if r["number"] == 10)
+    rc_other, other_results = _check("other")
     assert rc_other == 0
+    # Fencing off: no guard runs, and the check says what that costs.
+    no_fence = next(r for r in other_results if r["number"] == 10)
+    assert no_fence["status"] == "SKIP" and "fencing.enabled is false" in no_fence["evidence"], no_fence
+    assert not other.spec.fencing.enabled and not (pgha_home / "other" / "logs" / "guard.log").exists()
     lab_ports = [p for _, p in lab.spec.ports.all()]
     run_pgha("down", "--name", "lab", "--purge", check=True)
     _assert_gone(pgha_home, "lab", lab_ports)

@@ -15,7 +15,7 @@ import pytest
 from helpers import run_pgha
 
 from pgha.cluster import Cluster
-from pgha.security.dcs_auth import patroni_user
+from pgha.security.dcs_auth import guard_user, patroni_user
 
 pytestmark = pytest.mark.integration
 NAME = "attack"
@@ -81,3 +81,24 @@ def test_up_again_keeps_authentication_on(cluster: Cluster) -> None:
     scope = cluster.spec.patroni_scope
     refused = etcdctl_as_nobody(cluster, "put", f"/service/{scope}/leader", "evil")
     assert refused.returncode != 0 and "user name is empty" in refused.stderr
+
+
+@pytest.mark.parametrize("attack", ["failover", "config"])
+def test_the_fencing_guards_login_may_delete_the_leader_key_and_write_nothing_else(cluster: Cluster,
+                                                                                  attack: str) -> None:
+    # Whoever steals the guards' password can do what a guard does to the leader key (etcd's
+    # permissions cannot tell a delete from a put: both are WRITE), and nothing that changes the
+    # cluster's settings or picks a leader; Patroni's own password could do all of it.
+    leader, replica = leader_and_replica(cluster)
+    scope = cluster.spec.patroni_scope
+    login = (guard_user(scope), cluster.secrets.guard_dcs_password)
+    read = etcdctl_as_nobody(cluster, "get", "--print-value-only", f"/service/{scope}/leader", login=login)
+    assert read.returncode == 0 and read.stdout.strip() == leader, read.stderr  # the control: it logs in
+    value = json.dumps({"leader": leader, "member": replica}) if attack == "failover" else json.dumps({"ttl": 99})
+    result = etcdctl_as_nobody(cluster, "put", f"/service/{scope}/{attack}", value, login=login)
+    assert result.returncode != 0 and "permission denied" in result.stderr, result.stdout + result.stderr
+    members = etcdctl_as_nobody(cluster, "put", f"/service/{scope}/members/{replica}", "{}", login=login)
+    assert members.returncode != 0 and "permission denied" in members.stderr
+    time.sleep(WATCH_S)
+    assert leader_and_replica(cluster) == (leader, replica)
+

@@ -59,6 +59,9 @@ def test_drill_on_the_primary(drill_cluster: Path, fault: str, via: str) -> None
     assert meta["new_primary"] and meta["new_primary"] in html
     if fault in ("stop", "freeze"):
         assert meta["new_primary"] != meta["old_primary"]
+    if fault == "freeze":
+        # The fencing guard (default profile) killed the frozen primary and removed its key.
+        _assert_fenced(run_dir, meta, outage)
     # pgha's own decisions during the run, copied and on the report's timeline beside Patroni's.
     decisions = (run_dir / "logs" / "pgha.log").read_text()
     assert f"fault: {fault} on {meta['old_primary']}" in decisions and "waiting for writes to recover" in decisions
@@ -69,6 +72,42 @@ def test_drill_on_the_primary(drill_cluster: Path, fault: str, via: str) -> None
         assert "## Where the seconds went" in timeline and "| routing |" in timeline
         assert "pgha's on_role_change hook" in timeline
     assert run_pgha("check", "--name", NAME).returncode == 0
+
+
+def _assert_fenced(run_dir: Path, meta: dict[str, object], outage: dict[str, object]) -> None:
+    """The run's primary was fenced once, and writes came back well within Patroni's ttl (20 s),
+    the floor without the guard."""
+    final = json.loads((run_dir / "final.json").read_text())
+    assert [node for node, _ in final["fences"]] == [meta["old_primary"]], final["fences"]
+    assert isinstance(outage["outage_s"], float) and outage["outage_s"] < meta["ttl"] / 2, outage
+    report = (run_dir / "report.md").read_text()
+    assert "| the primary fenced |" in report and "the fencing guard (fence_after_s 2 s)" in report
+    assert f"deleted the leader key of {meta['old_primary']}" in report
+
+
+def test_a_lost_primary_is_fenced_then_replaced_well_within_the_ttl(drill_cluster: Path) -> None:
+    rc, run = _drill("--fault", "node-loss")
+    results = _by_name(run)
+    assert rc == 0, results
+    assert results["lost_writes"]["metrics"]["lost"] == 0 and results["split_brain"]["passed"]
+    run_dir = Path(str(run["run"]))
+    meta = json.loads((run_dir / "meta.json").read_text())
+    _assert_fenced(run_dir, meta, results["outage"]["metrics"])
+    # Started again at the heal, the fenced node rejoined as a replica.
+    assert results["rejoin"]["passed"] and meta["new_primary"] != meta["old_primary"]
+    check = json.loads(run_pgha("check", "--name", NAME, "--json").stdout)
+    fencing = next(line for line in check if line["number"] == 10)
+    assert fencing["status"] == "PASS" and f"watches {meta['new_primary']}" in fencing["evidence"], fencing
+
+
+def test_a_stall_shorter_than_the_threshold_is_never_fenced(drill_cluster: Path) -> None:
+    rc, run = _drill("--fault", "pause")
+    results = _by_name(run)
+    assert rc == 0, results
+    assert results["not_fenced"]["passed"] and results["not_fenced"]["metrics"]["fences"] == 0
+    meta = json.loads((Path(str(run["run"])) / "meta.json").read_text())
+    assert meta["new_primary"] == meta["old_primary"]  # nothing happened but a stall
+    assert results["outage"]["metrics"]["client_failed"] == 0
 
 
 @pytest.mark.parametrize("fault", ["switchover", "stop"])

@@ -172,6 +172,18 @@ def test_isolated_primary_demotes_itself_and_the_cluster_moves_on(netns_cluster:
     assert results["split_brain"]["passed"] and results["rejoin"]["passed"]
     demotion = results["self_demotion"]
     assert demotion["passed"], demotion["summary"]
+    # Its replicas confirmed it silent: a guard fenced it, so no replica had to wait out the ttl.
+    assert outage["outage_s"] < 10, results["outage"]["summary"]
+
+
+def test_a_guard_cut_off_from_a_healthy_primary_fences_nothing(netns_cluster: Path) -> None:
+    # The active guard's host (HAProxy's too) loses the primary; the replicas still stream from it.
+    rc, results = _drill("--fault", "isolate-guard", "--via", "multihost")
+    assert rc == 0, results
+    assert results["not_fenced"]["passed"], results["not_fenced"]["summary"]
+    assert results["lost_writes"]["metrics"]["lost"] == 0  # type: ignore[index]
+    status = json.loads(run_pgha("status", "--name", NAME, "--json").stdout)
+    assert status["fencing"]["armed"], status["fencing"]
 
 
 def test_losing_one_dcs_member_costs_no_write(netns_cluster: Path) -> None:

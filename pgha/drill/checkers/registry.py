@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pgha.drill.checkers.archive import check_archive_caught_up
+from pgha.drill.checkers.fencing import check_not_fenced
 from pgha.drill.checkers.healthy_after_heal import check_healthy_after_heal
 from pgha.drill.checkers.lost_writes import check_lost_writes
 from pgha.drill.checkers.outage import check_outage
@@ -58,6 +59,7 @@ CHECKERS: dict[str, Checker] = {
     "archive_caught_up": lambda e: check_archive_caught_up(e.events, e.final, e.fault_time),
     "pitr_exact": lambda e: check_pitr_exact(e.events, e.fault_time),
     "rpo": lambda e: check_rpo(e.events, e.final, e.fault_time, e.rpo_bound_s),
+    "not_fenced": lambda e: check_not_fenced(e.final),
 }
 
 # Every drill's verdicts, in report order.

@@ -27,6 +27,7 @@ EXPECTED = [
     (7, "check_security"),
     (8, "check_pooler"),
     (9, "check_backups"),
+    (10, "check_fencing"),
 ]
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from pgha.drill.faults import (
     FAULTS,
+    PAUSE_SECONDS,
     STALL_SECONDS,
     Hosts,
     Nemesis,
@@ -91,6 +92,10 @@ EXPECTED: dict[str, tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]]]] = 
     "archive-fail": ("repository", [("break_archive",), ("switch_wal",)], [("heal_archive",), ("switch_wal",)]),
     "drop-table": ("table", [("drop_table",)], [("restore_to_drop",)]),
     # Every node killed first, then each data directory that is there moved aside and removed.
+    # A stall below the fencing threshold: stopped, a moment, resumed within the inject.
+    "pause": ("node0", [("freeze_node", "node0"), ("sleep", PAUSE_SECONDS), ("thaw_node", "node0")], []),
+    # The active guard's host loses the primary (node0 here), nothing else.
+    "isolate-guard": ("guard", [("cut", "guard", ["node0"])], [("heal_network",)]),
     "disaster": ("cluster", [("kill_node", "node0"), ("kill_node", "node1"), ("kill_node", "node2"),
                              ("set_aside_data", "node0", "lost-node0"), ("remove_set_aside", "lost-node0"),
                              ("set_aside_data", "node1", "lost-node1"),
@@ -101,6 +106,7 @@ EXPECTED: dict[str, tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]]]] = 
 
 def nemesis(backend: Recorder) -> Nemesis:
     return Nemesis(backend, DCS, "rest-pw", ("node0", "node1", "node2"), sleep=backend.sleep, clock=backend.clock,
+                   primary="node0",
                    switch_wal=lambda: backend.calls.append(("switch_wal",)),
                    restore_in_place=lambda: backend.calls.append(("restore_in_place",)),
                    drop_table=lambda: backend.calls.append(("drop_table",)) or backend.now,

@@ -141,7 +141,14 @@ def test_each_stretch_says_what_the_default_profile_sets_instead() -> None:
     got = {s.key: s for s in stretches(lab, _outage(T0 + 20.0), freeze, T0, fails, default=default)}
     # Read from the default spec, not written down here: what differs, and the run's own value.
     d = default.patroni
-    assert got["noticed"].instead == f"ttl {d.ttl} s (this run: 30 s): Patroni's floor (it raises anything lower to 20)"
+    # The default profile does not wait for the key to expire at all: its guard fences and deletes it.
+    assert got["noticed"].instead == (f"a fencing guard (fencing.enabled): the primary fenced after "
+                                      f"{default.fencing.fence_after_s:g} s of silence, confirmed by its replicas, "
+                                      "and its leader key deleted instead of expiring")
+    unfenced = build_spec("default", overrides={"fencing": {"enabled": False}})
+    got_unfenced = {s.key: s for s in stretches(lab, _outage(T0 + 20.0), freeze, T0, fails, default=unfenced)}
+    assert got_unfenced["noticed"].instead == \
+        f"ttl {d.ttl} s (this run: 30 s): Patroni's floor (it raises anything lower to 20)"
     assert got["race"].instead == f"loop_wait {d.loop_wait} s (this run: 10 s), retry_timeout {d.retry_timeout} s " \
                                   f"(this run: 10 s)"
     assert got["routing"].instead.startswith("the new primary pushes its role to every HAProxy")

@@ -340,3 +340,19 @@ def test_members_asked_for_their_state_are_kept_short_and_once() -> None:
         ("race_probe", "asked node1 for its state: it answered"),
         ("race_probe", "asked node0 for its state: no answer"),
     ]
+
+
+def test_a_guards_decisions_are_each_news_and_its_fences_stand_out() -> None:
+    text = "\n".join([
+        "2026-12-07 22:31:41,687 INFO: the primary node0 stopped answering: fenced if it stays silent for 2 s",
+        "2026-12-07 22:31:44,042 WARNING: the primary node0 has been silent for 2.4 s and no replica receives "
+        "from it: fencing it",
+        "2026-12-07 22:31:44,049 WARNING: fenced node0: SIGKILL to 14 processes of its Patroni and PostgreSQL",
+        "2026-12-07 22:31:44,175 WARNING: deleted the leader key of node0: the replicas hold their election now",
+        "2026-12-07 22:31:44,515 INFO: the primary node1 answers",
+        "Traceback (most recent call last):",  # not a decision
+    ])
+    lines = parse_log("guard1", text, node_of("guard1"))
+    assert node_of("guard1") is None
+    assert [line.kind for line in lines] == ["guard", "fenced", "fenced", "fenced", "guard"]
+    assert lines[3].message.startswith("deleted the leader key of node0")

@@ -10,7 +10,15 @@ import pytest
 
 from pgha.errors import BackendError
 from pgha.net.dial import Endpoint
-from pgha.security.dcs_auth import auth_requests, patroni_user, prefix_of, range_end, secure_etcd
+from pgha.security.dcs_auth import (
+    auth_requests,
+    guard_requests,
+    guard_user,
+    patroni_user,
+    prefix_of,
+    range_end,
+    secure_etcd,
+)
 
 EP = Endpoint("127.0.1.1", 2379)
 
@@ -25,6 +33,17 @@ def test_patroni_is_confined_to_its_clusters_prefix() -> None:
     # Exactly the keys under the prefix: "/service/demo0" is past the end, "/service/demo/x" inside.
     assert base64.b64decode(perm["range_end"]) == b"/service/demo0"
     assert "/service/demo/" <= "/service/demo/x" < range_end(prefix_of("demo")) <= "/service/demo0"
+
+
+def test_the_guards_read_the_cluster_and_may_delete_only_its_leader_key() -> None:
+    requests = guard_requests("demo", "guard-pw")
+    perms = [(base64.b64decode(r.body["perm"]["key"]).decode(), r.body["perm"]["permType"],
+              base64.b64decode(r.body["perm"]["range_end"]).decode() if "range_end" in r.body["perm"] else None)
+             for r in requests if r.path == "v3/auth/role/grant"]
+    assert perms == [("/service/demo/", "READ", "/service/demo0"),
+                     ("/service/demo/leader", "READWRITE", None),  # one key, no range
+                     ("/pgha-guard/demo/", "READWRITE", "/pgha-guard/demo0")]
+    assert guard_user("demo") == "guard-demo" and all("guard-pw" not in r.what for r in requests)
 
 
 def test_authentication_is_enabled_last_and_passwords_stay_out_of_the_log_words() -> None:

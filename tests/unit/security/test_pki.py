@@ -30,7 +30,9 @@ def test_plan_names_every_host_and_the_client_certificates() -> None:
     planned = pki.plan(topo)
     assert set(planned) == {"node0", "node1", "node2", "dcs0", "dcs1", "dcs2", "haproxy", "haproxy1",
                             "pooler", "pooler1", "node0-dcs", "node1-dcs", "node2-dcs", "pgha",
-                            "backup", "node0-pgbackrest", "node1-pgbackrest", "node2-pgbackrest"}
+                            "backup", "node0-pgbackrest", "node1-pgbackrest", "node2-pgbackrest",
+                            # the fencing guards serve nothing: a client certificate for etcd only
+                            "guard-dcs", "guard1-dcs"}
     # pgBackRest's TLS peers verify each other by DNS name.
     assert planned["backup"].dns == ("backup",) and planned["node0-pgbackrest"].dns == ("node0-pgbackrest",)
     node0 = planned["node0"]
