@@ -36,6 +36,9 @@ ENV_REST = "PGHA_REST_PASSWORD"
 ENV_DCS = "PGHA_DCS_PASSWORD"
 # Patroni's hooks as one file a node host gets (it imports nothing of pgha's).
 HOOK_SOURCE = (Path(__file__).resolve().parent.parent / "ops" / "node_hook.py").read_text(encoding="utf-8")
+# Patroni started with pgha's patches to its graceful stop (pgha/ops/patroni_patches.py), one file too.
+PATRONI_SCRIPT = "pgha-patroni.py"
+PATRONI_SOURCE = (Path(__file__).resolve().parent.parent / "ops" / "patroni_patches.py").read_text(encoding="utf-8")
 
 
 def _from_env(var: str) -> str:
@@ -65,13 +68,15 @@ class PatroniNode(Component):
             hooks = [RenderedFile(hook_script_path(site.layout), HOOK_SOURCE, 0o644),
                      RenderedFile(hook_config_path(site.layout, site.name), config, 0o600)]
         return [RenderedFile(self.config_path(site.layout, site.place), to_yaml(cfg), 0o600), *hooks, *backup,
-                *site.tls_files(clients=(dcs_client_name(site.name),))]
+                *site.tls_files(clients=(dcs_client_name(site.name),)),
+                RenderedFile(site.layout.conf / PATRONI_SCRIPT, PATRONI_SOURCE, 0o644)]
 
     def config_path(self, layout: Layout, place: Place) -> Path:
         return layout.patroni_config(place.name)
 
     def command(self, programs: Programs, config: str, conf_dir: str) -> list[str]:
-        return [programs.patroni, config]
+        # Patroni's own entry point, run by the Python of its venv after pgha's patches.
+        return [str(Path(programs.patroni).parent / "python"), f"{conf_dir}/{PATRONI_SCRIPT}", config]
 
     def unit_name(self, scope: str, place: Place) -> str:
         return f"pgha-{scope}-patroni-{place.name}.service"

@@ -30,6 +30,8 @@ from pgha.components.patroni import (
     ENV_REST,
     ENV_SUPERUSER,
     HOOK_SOURCE,
+    PATRONI_SCRIPT,
+    PATRONI_SOURCE,
     patroni_config,
 )
 from pgha.components.pooler import ENV_APP, ENV_POOLER_ADMIN
@@ -408,6 +410,7 @@ def _image_files(topo: Topology) -> list[RenderedFile]:
             files.append(RenderedFile(config / _hook_config_name(node), container_hook_config(topo, node), 0o644))
     if topo.poolers:
         files.append(RenderedFile(config / HOOK_SCRIPT, HOOK_SOURCE, 0o644))
+    files.append(RenderedFile(config / PATRONI_SCRIPT, PATRONI_SOURCE, 0o644))
     dcs = dcs_component(spec)
     for place in topo.dcs:
         # The DCS's own config as every backend renders it, with the container's paths.

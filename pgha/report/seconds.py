@@ -62,8 +62,8 @@ def _noticed(info: RunInfo) -> tuple[str, str]:
                 f"until the key expires, so no replica may take over before then (ttl {ttl})")
     if info.fault in _GRACEFUL:
         return ("Patroni's shutdown of the old primary",
-                "Patroni polls pg_controldata once a second until PostgreSQL is down, and sleeps a second "
-                "before it releases the leader key")
+                "Patroni polls until PostgreSQL is down (ten times a second with pgha's patches, once a second "
+                "without), checks that a replica has the shutdown checkpoint, and releases the leader key")
     return ("Patroni on the replicas",
             "until a replica's Patroni saw that the leader key no longer had an owner")
 

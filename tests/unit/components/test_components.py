@@ -56,13 +56,16 @@ def test_node_unit_runs_patroni_with_its_config_and_never_kills_the_postmaster_f
     # Its config, and Patroni's hooks (the script, and their config with passwords).
     assert [(f.path, f.mode) for f in files] == [(ROOT / "conf" / "patroni-node1.yml", 0o600),
                                                  (ROOT / "conf" / "pgha-node-hook.py", 0o644),
-                                                 (ROOT / "conf" / "hook-node1.json", 0o600)]
+                                                 (ROOT / "conf" / "hook-node1.json", 0o600),
+                                                 (ROOT / "conf" / "pgha-patroni.py", 0o644)]
     assert yaml.safe_load(files[0].text)["etcd3"]["hosts"] == ["127.0.1.1:5462", "127.0.1.1:5463", "127.0.1.1:5464"]
     assert unit.name == "pgha-c-patroni-node1.service" and unit.user == "pgha"
-    assert unit.exec_start == ["/opt/pgha/venv/bin/patroni", "/srv/c/conf/patroni-node1.yml"]
+    # Patroni's own entry point, after pgha's patches to its graceful stop (pgha/ops/patroni_patches.py).
+    assert unit.exec_start == ["/opt/pgha/venv/bin/python", "/srv/c/conf/pgha-patroni.py",
+                               "/srv/c/conf/patroni-node1.yml"]
     assert unit.environment["HOME"] == "/srv/c" and "PGPASSWORD" not in unit.environment
     text = unit.text()
-    assert "ExecStart=/opt/pgha/venv/bin/patroni /srv/c/conf/patroni-node1.yml\n" in text
+    assert "ExecStart=/opt/pgha/venv/bin/python /srv/c/conf/pgha-patroni.py /srv/c/conf/patroni-node1.yml\n" in text
     assert "KillMode=process\n" in text and "Type=simple\n" in text
 
 
@@ -104,7 +107,8 @@ def test_the_local_backend_starts_what_its_units_say_with_this_machines_programs
     spec = build_spec("default", overrides={"name": "c"})
     backend = LocalBackend(spec, Layout(tmp_path), SECRETS, RunAs(None))
     node = backend.unit("node2")
-    assert node.exec_start == [str(patroni_bin()), str(tmp_path / "conf" / "patroni-node2.yml")]
+    assert node.exec_start == [str(patroni_bin().parent / "python"), str(tmp_path / "conf" / "pgha-patroni.py"),
+                               str(tmp_path / "conf" / "patroni-node2.yml")]
     assert backend.unit("haproxy").exec_start[1:3] == ["-db", "-f"]
     written = {f.path for f in backend.rendered()}
     assert tmp_path / "conf" / "patroni-node2.yml" in written and tmp_path / "conf" / "dcs-2.conf" in written
@@ -210,7 +214,7 @@ def test_patroni_runs_the_hooks_with_the_python_of_its_venv() -> None:
 
 def test_the_lab_profile_has_no_hooks() -> None:
     files, _ = render_component(_site("postgresql0", profile="seed"))
-    assert [f.path.name for f in files] == ["patroni-postgresql0.yml"]
+    assert [f.path.name for f in files] == ["patroni-postgresql0.yml", "pgha-patroni.py"]
     assert "before_stop" not in yaml.safe_load(files[0].text)["postgresql"]
 
 

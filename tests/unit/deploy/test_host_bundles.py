@@ -43,7 +43,7 @@ def test_one_bundle_per_host_with_what_it_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     db1 = sorted(str(p.relative_to(out / "db1")) for p in (out / "db1").rglob("*") if p.is_file())
     assert db1 == ["conf/dcs-0.conf", "conf/hook-node0.json", "conf/patroni-node0.yml", "conf/pgha-node-hook.py",
-                   "conf/secure-etcd.sh", "conf/tls/ca.crt",
+                   "conf/pgha-patroni.py", "conf/secure-etcd.sh", "conf/tls/ca.crt",
                    "conf/tls/dcs0.crt", "conf/tls/dcs0.key", "conf/tls/node0-dcs.crt", "conf/tls/node0-dcs.key",
                    "conf/tls/node0.crt", "conf/tls/node0.key", "install.sh",
                    "units/pgha-prod-etcd-dcs0.service", "units/pgha-prod-patroni-node0.service"]
@@ -74,7 +74,8 @@ def test_one_bundle_per_host_with_what_it_runs(tmp_path: Path) -> None:
     assert patroni["etcd3"]["protocol"] == "https"
     assert patroni["etcd3"]["cert"] == "/var/lib/pgha/prod/conf/tls/node1-dcs.crt"
     argv, user, env = parse_unit((out / "db1" / "units" / "pgha-prod-patroni-node0.service").read_text())
-    assert argv == ["/opt/pgha/venv/bin/patroni", "/var/lib/pgha/prod/conf/patroni-node0.yml"] and user == "pgha"
+    assert argv == ["/opt/pgha/venv/bin/python", "/var/lib/pgha/prod/conf/pgha-patroni.py",
+                    "/var/lib/pgha/prod/conf/patroni-node0.yml"] and user == "pgha"
     assert "PGPASSWORD" not in env
     install = (out / "db1" / "install.sh").read_text()
     assert "etcd-server" in install and "postgresql-15" in install and "haproxy" not in install
@@ -171,7 +172,7 @@ def test_netns_backend_runs_the_units_it_renders(tmp_path: Path) -> None:
     files = {f.path: f.text for f in backend.rendered()}
     unit = tmp_path / "hosts" / "node2" / "units" / "pgha-nb-patroni-node2.service"
     argv, _, env = parse_unit(files[unit])
-    assert argv[1] == str(tmp_path / "hosts" / "node2" / "conf" / "patroni-node2.yml")
+    assert argv[2] == str(tmp_path / "hosts" / "node2" / "conf" / "patroni-node2.yml")
     assert env["HOME"] == str(tmp_path / "hosts" / "node2")
     assert (tmp_path / "hosts" / "haproxy1" / "conf" / "haproxy.cfg") in files
     assert (tmp_path / "hosts" / "dcs0" / "install.sh") in files
