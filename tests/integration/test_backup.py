@@ -99,7 +99,7 @@ def test_restore_to_a_time_brings_back_exactly_what_was_committed_before_it(sour
     assert state.leader is not None and all(m.timeline == state.leader.timeline for m in state.members)
     assert state.leader.timeline is not None and state.leader.timeline >= 2
     check = json.loads(run_pgha("check", "--name", COPY, "--json").stdout)
-    assert [r["status"] for r in check] == ["PASS"] * 9, check
+    assert [r["status"] for r in check] == ["PASS"] * 10, check  # line 10: the fencing guard armed
     assert copy.layout.backup_repo != source.layout.backup_repo
     assert len(_backups(COPY)["backups"]) == 1  # type: ignore[arg-type]
     # The source's repository was only read.
@@ -258,7 +258,7 @@ def test_restore_in_place_replaces_the_data_and_every_node_follows_the_new_timel
     assert len(timelines) == 3 and len(set(timelines.values())) == 1, timelines
     assert (next(iter(timelines.values())) or 0) > old_timeline
     check = json.loads(run_pgha("check", "--name", SOURCE, "--json").stdout)
-    assert [r["status"] for r in check] == ["PASS"] * 9, check
+    assert [r["status"] for r in check] == ["PASS"] * 10, check  # line 10: the fencing guard armed
     # The data it replaced is gone, the spec names no restore any more, and the restored
     # timeline has a full backup of its own, in the same repository.
     assert not list(source.layout.scratch.iterdir())

@@ -66,15 +66,15 @@ def test_default_profile_on_etcd(cluster_factory, pgha_home: Path) -> None:  # t
     rc, results = _check("etcd3")
     assert rc == 0, results
     # 7: the DCS refuses anonymous writes; 8: the pooler's transactions land on the primary;
-    # 9: WAL archived to the repository, which holds the first backup
-    assert [r["status"] for r in results] == ["PASS"] * 9
+    # 9: WAL archived to the repository, which holds the first backup; 10: the fencing guard armed
+    assert [r["status"] for r in results] == ["PASS"] * 10
 
     # pgha.log: one line per decision of `up`, in the order they were taken.
     journal = cluster.layout.journal.read_text().splitlines()
     expected = ["new cluster 'etcd3'", *(f"starting DCS member dcs{i} (etcd)" for i in range(3)),
                 "the DCS has a quorum: 3 of 3", "turning on etcd's authentication",
                 *(f"starting Patroni node node{i}" for i in range(3)), "starting HAProxy", "starting PgBouncer",
-                "holds the leader key: it is the primary", "every HAProxy routes writes to it"]
+                "starting fencing guard guard", "holds the leader key: it is the primary", "every HAProxy routes writes to it"]
     at = 0
     for want in expected:
         found = next((i for i in range(at, len(journal)) if want in journal[i]), None)
