@@ -74,7 +74,8 @@ def test_default_profile_on_etcd(cluster_factory, pgha_home: Path) -> None:  # t
     expected = ["new cluster 'etcd3'", *(f"starting DCS member dcs{i} (etcd)" for i in range(3)),
                 "the DCS has a quorum: 3 of 3", "turning on etcd's authentication",
                 *(f"starting Patroni node node{i}" for i in range(3)), "starting HAProxy", "starting PgBouncer",
-                "starting fencing guard guard", "holds the leader key: it is the primary", "every HAProxy routes writes to it"]
+                "starting fencing guard guard", "holds the leader key: it is the primary",
+                "every HAProxy routes writes to it"]
     at = 0
     for want in expected:
         found = next((i for i in range(at, len(journal)) if want in journal[i]), None)
