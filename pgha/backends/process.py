@@ -392,15 +392,14 @@ class ProcessBackend(PostmasterFaults):
         self.launcher.teardown(self.topo)
 
     def stop_components(self, names: list[str]) -> None:
+        # Fencing guards first: a node stopped on purpose is not one to fence.
+        guards = [n for n in names if n in self._guard_names()]
+        if guards:
+            procs.terminate([p for n in guards for p in self._mains_of(n)], STOP_TIMEOUT)
         nodes = [n for n in names if n in self.spec.node_names]
-        guards = [g for g in self._guard_names() if self._main_proc(g) is not None]
-        if nodes and guards:
-            # A node stopped on purpose is not one to fence; `up` starts the guards again.
-            log.info(f"stopping the fencing guards ({', '.join(guards)}) before stopping {', '.join(nodes)}")
-            procs.terminate([self._main_proc(g) for g in guards], STOP_TIMEOUT)
         if nodes:
             self._stop_nodes(nodes)
-        others = [n for n in names if n not in nodes]
+        others = [n for n in names if n not in nodes and n not in guards]
         if others:
             procs.terminate([p for n in others for p in self._mains_of(n)], STOP_TIMEOUT)
 

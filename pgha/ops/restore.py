@@ -24,6 +24,7 @@ from pgha.cluster import Cluster, ClusterError, UpResult
 from pgha.errors import BackendError, first_line
 from pgha.model.backup_info import RepoInfo
 from pgha.model.spec import LSN, RestoreSource, Spec, SpecError, build_spec
+from pgha.model.topology import topology
 from pgha.ops.patroni_api import request_reload
 from pgha.ops.patroni_tools import forget_cluster
 from pgha.state.ownership import NotOursError
@@ -199,7 +200,9 @@ def restore_in_place(cluster: Cluster, target: Target) -> RestoreResult:
 def _stop_and_set_aside(cluster: Cluster, backend: Backups, nodes: list[str]) -> list[str]:
     """Stop the nodes and move their data aside; returns the nodes that had data."""
     try:
-        cluster.backend().stop_components(nodes)
+        # The fencing guards with them (first): nodes stopped on purpose are not to be fenced;
+        # `up` starts the guards again.
+        cluster.backend().stop_components([*(g.name for g in topology(cluster.spec).guards), *nodes])
         running = [c.name for c in cluster.backend().components() if c.name in nodes and c.pids]
         if running:
             raise ClusterError(f"could not stop {', '.join(running)}: nothing of its data was moved")
@@ -224,7 +227,7 @@ def _put_back(cluster: Cluster, spec: Spec, kept: list[str], keys_removed: bool 
         cluster.replace_spec(spec)
         backend = cluster.backups_backend()
         nodes = list(spec.node_names)
-        cluster.backend().stop_components(nodes)
+        cluster.backend().stop_components([*(g.name for g in topology(spec).guards), *nodes])
         for node in nodes:
             if backend.set_aside_data(node, f"{UNRESTORED}-{node}"):
                 backend.remove_set_aside(f"{UNRESTORED}-{node}")
