@@ -57,7 +57,7 @@ def test_netns_starts_the_unit_in_its_namespace_as_the_units_user(tmp_path: Path
     backend._spawn("node1")
     (call,) = spawned
     host = tmp_path / "hosts" / "node1"
-    assert call["argv"][1:] == [str(host / "conf" / "patroni-node1.yml")]
+    assert call["argv"][1:] == [str(host / "conf" / "pgha-patroni.py"), str(host / "conf" / "patroni-node1.yml")]
     assert call["netns"] == "pgha-c-node1" and call["run_as"] == RunAs("pgha") and call["pass_fds"] == []
     assert call["cwd"] == host and call["log"] == tmp_path / "logs" / "node1.log"
 
