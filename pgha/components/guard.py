@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
-from pgha.components.base import Component, Needed, Programs, Site
+from pgha.components.base import CertificateReload, Component, Needed, Programs, Site
 from pgha.components.dcs import dcs_component, patroni_dcs_section
 from pgha.model.topology import Kind, Place, Topology
 from pgha.render import RenderedFile
@@ -24,6 +24,9 @@ class FencingGuard(Component):
     packages: ClassVar[tuple[str, ...]] = ("python3-venv",)
     keeps_data: ClassVar[bool] = False
     after: ClassVar[Kind | None] = "node"
+    # Its etcd client loads its certificate once; restarted, it takes its key back at once (the
+    # same name), and the CA it checks the nodes against does not change.
+    certificate_reload: ClassVar[CertificateReload] = CertificateReload.RESTART
 
     def files(self, site: Site) -> list[RenderedFile]:
         spec, lay = site.topo.spec, site.layout

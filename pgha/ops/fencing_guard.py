@@ -532,6 +532,8 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # Nothing to reload (its files are read at start): a stray SIGHUP must not end it.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     guard = Guard(cfg, Dcs(cfg))
     log.info(f"guard {cfg.name} of cluster {cfg.scope} starts: a silent primary is fenced after "
              f"{cfg.settings.fence_after_s:g} s once its replicas confirm it")
