@@ -66,7 +66,7 @@ PORT_CHECK_S = 0.3
 @dataclass(frozen=True)
 class ReplicaSeen:
     name: str
-    answered: bool  # its Patroni answered GET /patroni lately
+    answered: bool  # its Patroni answered GET /patroni lately, its PostgreSQL running
     streaming: bool  # ... and said its WAL receiver streams from the primary
     sync: bool  # the DCS names it the synchronous standby
 
@@ -222,6 +222,7 @@ def _http_get(url: str, timeout: float, ctx: ssl.SSLContext | None) -> tuple[int
 class Answer:
     at: float  # when the probe started (monotonic)
     primary: bool  # Patroni says it is the primary
+    running: bool  # its PostgreSQL runs (a replica whose PostgreSQL does not can vouch for nothing)
     streaming: bool  # a replica whose WAL receiver streams
 
 
@@ -250,7 +251,7 @@ class Prober:
         # Patroni answering as the primary, whatever its PostgreSQL is doing (restarting, recovering
         # from a crash): Patroni is alive and in charge, and lets the key go itself if it must.
         primary = body.get("role") in ("primary", "master")
-        return Answer(started, primary, body.get("replication_state") == "streaming")
+        return Answer(started, primary, body.get("state") == "running", body.get("replication_state") == "streaming")
 
     def _run(self) -> None:
         while True:
@@ -263,8 +264,10 @@ class Prober:
             time.sleep(max(0.0, self.interval - (time.monotonic() - started)))
 
     def replica_seen(self, now: float, fresh_within: float, sync: bool) -> ReplicaSeen:
+        """What this node, a replica, says of the primary: only a running replica that answered
+        lately is a witness (one whose PostgreSQL is down receives nothing from anyone)."""
         latest = self.latest
-        if latest is None or now - latest.at > fresh_within:
+        if latest is None or now - latest.at > fresh_within or not latest.running:
             return ReplicaSeen(self.node.name, False, False, sync)
         return ReplicaSeen(self.node.name, True, latest.streaming, sync)
 

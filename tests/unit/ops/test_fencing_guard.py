@@ -216,3 +216,18 @@ def test_fencing_settings_that_cannot_work_are_refused_in_one_line(overrides: di
                                                                    message: str) -> None:
     with pytest.raises(SpecError, match=message):
         build_spec("default", overrides=overrides)
+
+
+def test_only_a_running_replica_that_answered_lately_is_a_witness() -> None:
+    from pgha.ops.fencing_guard import Answer, NodeConfig, Prober
+
+    prober = Prober(NodeConfig("node1", "http://127.0.0.1:1", (), {}), 0.25, 0.5, None)  # never started
+    assert prober.replica_seen(10.0, 0.75, True) == ReplicaSeen("node1", False, False, True)  # never answered
+    prober.latest = Answer(9.5, primary=False, running=True, streaming=False)
+    assert prober.replica_seen(10.0, 0.75, True) == gone("node1", True)
+    # Its PostgreSQL down: it receives nothing from anyone, which says nothing about the primary.
+    prober.latest = Answer(9.5, primary=False, running=False, streaming=False)
+    assert not prober.replica_seen(10.0, 0.75, True).answered
+    # An answer older than a probe's cadence and timeout is no answer.
+    prober.latest = Answer(9.0, primary=False, running=True, streaming=True)
+    assert not prober.replica_seen(10.0, 0.75, True).answered
