@@ -31,6 +31,7 @@ STALL_SECONDS = 3.0
 PAUSE_SECONDS = 1.0
 PAUSE_FRACTION = 0.75
 SETTLE_MARGIN_S = 5.0
+FENCING_WATCH_FACTOR = 3
 LOSS_PERCENT = 30
 LAG_MS = 200
 
@@ -146,6 +147,8 @@ class Nemesis:
     primary: str | None = None
     # How long `pause` stops a node: below the fencing guard's threshold.
     pause_s: float = PAUSE_SECONDS
+    # The fencing guard that held the guards' lease when the drill started; None: no guard.
+    active_guard: str | None = None
 
     def inject(self, fault: str, target: str) -> float:
         """Inject `fault` on a resolved target; returns the time it landed (the moment of the
@@ -221,6 +224,9 @@ class Fault:
     # Patroni reacts only after its leader key runs out: the fault is held at least ttl +
     # SETTLE_MARGIN_S, or the drill would heal it before anything could happen.
     settles: bool = False
+    # Only a fencing guard could react to it: held at least FENCING_WATCH_FACTOR times the
+    # guard's threshold plus SETTLE_MARGIN_S (a guard that would fence has done so by then).
+    watches_fencing: bool = False
     # Needs hosts of their own (a backend with NetworkFaults).
     network: bool = False
     # Verdicts beyond the standard ones, by the name of their checker (pgha.drill.checkers.CHECKERS),
@@ -234,6 +240,8 @@ class Fault:
     awaits_recovery: bool = True
     # Needs the cluster's backup repository (spec.backup).
     needs_backups: bool = False
+    # Needs fencing guards (spec.fencing on a backend that fences).
+    needs_fencing: bool = False
     # The drill's table must be in the archive before the load starts: a restore from the archive
     # alone must find it (what the load writes after that is what the fault puts at risk).
     archive_before_load: bool = False
@@ -267,6 +275,23 @@ def _cut_guard_from_primary(n: Nemesis, guard: str) -> None:
         raise BackendError("isolate-guard needs the primary the drill started with")
     # The guard shares its HAProxy's host: both lose the primary, nothing else does.
     network.cut(guard, [n.primary])
+
+
+def _lose_node_and_guard(n: Nemesis, node: str) -> float:
+    """The active guard's host lost first, then the node: the standby guard must take over the
+    guards' lease (after it runs out) before anyone can fence the node."""
+    if n.active_guard is None:
+        raise BackendError("node-and-guard-loss needs a cluster with fencing guards (fencing.enabled)")
+    n.components().kill_component(n.active_guard)
+    landed = n.clock()
+    n.nodes().kill_node(node)
+    return landed
+
+
+def _start_node_and_guard(n: Nemesis, node: str) -> None:
+    n.nodes().start_node(node)
+    if n.active_guard is not None:
+        n.components().start_component(n.active_guard)
 
 
 def _switchover(n: Nemesis, leader: str) -> None:
@@ -366,6 +391,9 @@ FAULTS: dict[str, Fault] = _table([
           lambda n, t: n.nodes().crash_node(t), _start_node, held=False),
     Fault("node-loss", "SIGKILL to every process of the node; no restart until heal", NODES,
           lambda n, t: n.nodes().kill_node(t), _start_node),
+    Fault("node-and-guard-loss", "SIGKILL to the active fencing guard, then node-loss: the guard's host lost at "
+          "the moment of the fault; a standby guard takes the guards' lease once it runs out, then fences",
+          NODES, _lose_node_and_guard, _start_node_and_guard, needs_fencing=True),
     Fault("freeze", "SIGSTOP to every process of the node (a hung host); SIGCONT at heal", NODES,
           lambda n, t: n.pause().freeze_node(t), lambda n, t: n.pause().thaw_node(t)),
     Fault("pause", f"SIGSTOP to every process of the node for {PAUSE_SECONDS:g} s (or {PAUSE_FRACTION:g} of the "
@@ -388,7 +416,7 @@ FAULTS: dict[str, Fault] = _table([
           extra_verdicts=("self_demotion",)),
     Fault("isolate-guard", "cut the active fencing guard's host (and its HAProxy) off from the primary alone, "
           "the replicas still streaming from it: the guard must not fence a primary only it cannot hear",
-          GUARDS, _cut_guard_from_primary, _heal_network, held=True, settles=True, network=True,
+          GUARDS, _cut_guard_from_primary, _heal_network, held=True, watches_fencing=True, network=True,
           extra_verdicts=("not_fenced",), extra_for_any_target=True),
     Fault("isolate-dcs", "cut a node off from every DCS member; it still reaches the other nodes", NODES,
           lambda n, t: n.network().cut(t, list(n.dcs)), _heal_network, settles=True, network=True),
@@ -412,6 +440,16 @@ FAULTS: dict[str, Fault] = _table([
           _lose_every_node, _restore_in_place, held=False, only_verdicts=("outage", "rpo", "split_brain", "rejoin"),
           awaits_recovery=False, needs_backups=True, archive_before_load=True),
 ])
+
+
+def settle_seconds(fault: Fault, ttl: float, fence_after_s: float | None) -> float:
+    """How long the drill holds `fault` at least, whatever the writes do: long enough for whoever
+    could react to it to have reacted."""
+    if fault.settles:
+        return ttl + SETTLE_MARGIN_S
+    if fault.watches_fencing and fence_after_s is not None:
+        return FENCING_WATCH_FACTOR * fence_after_s + SETTLE_MARGIN_S
+    return 0.0
 
 
 def fault_named(name: str) -> Fault:

@@ -21,7 +21,15 @@ from pgha.backends.base import Fencing, NetworkFaults
 from pgha.cluster import Cluster, ClusterError
 from pgha.drill import checkers
 from pgha.drill.checkers.pitr import RESTORED
-from pgha.drill.faults import SETTLE_MARGIN_S, Hosts, Nemesis, NodeTargets, fault_named, pause_seconds
+from pgha.drill.faults import (
+    Fault,
+    Hosts,
+    Nemesis,
+    NodeTargets,
+    fault_named,
+    pause_seconds,
+    settle_seconds,
+)
 from pgha.drill.history import CheckerResult, Event, FinalState, History, RunInfo, sorted_events
 from pgha.drill.workload import TABLE, Workload
 from pgha.errors import PghaError, first_line
@@ -86,10 +94,14 @@ def _resolve_target(cluster: Cluster, options: DrillOptions) -> tuple[str, str |
     if fault.network and not isinstance(cluster.backend(), NetworkFaults):
         raise DrillError(f"fault: {fault.name} needs hosts of their own; bring the cluster up with --backend netns "
                          f"or compose")
+    guards = _guards(cluster)
+    if fault.needs_fencing and not guards:
+        raise DrillError(f"fault: {fault.name} needs fencing guards (pgha up --fencing, on the local or netns "
+                         f"backend with etcd)")
     topo = topology(cluster.spec)
     hosts = Hosts(leader=leader, replicas=tuple(m.name for m in state.members if not m.is_leader),
                   nodes=cluster.spec.node_names, dcs=tuple(p.name for p in topo.dcs),
-                  haproxies=tuple(p.name for p in topo.haproxies), guards=_guards(cluster))
+                  haproxies=tuple(p.name for p in topo.haproxies), guards=guards)
     return fault.targets.resolve(fault.name, options.target, hosts), leader
 
 
@@ -285,7 +297,11 @@ class Session:
     def cycle(self, fault_name: str, target_spec: str) -> None:
         """Inject one fault, hold it until writes recover (or a deadline), heal, wait for rejoin."""
         fault = fault_named(fault_name)
-        target, _ = _resolve_target(self.cluster, replace(self.options, fault=fault_name, target=target_spec))
+        target, leader = _resolve_target(self.cluster, replace(self.options, fault=fault_name, target=target_spec))
+        # A soak's earlier faults move the primary and the guards' lease: the fault sees them now.
+        self.nemesis.primary = leader
+        if fault.needs_fencing:
+            self.nemesis.active_guard = next(iter(_guards(self.cluster)), None)
         log.info(f"fault: {fault_name} on {target}")
         began = time.time()
         healed = False
@@ -297,7 +313,7 @@ class Session:
             self.history.append(Event(landed, "nemesis", "info", "fault", {"fault": fault_name, "target": target}))
             self.phase("fault")
             if fault.awaits_recovery:
-                self._await_recovery(landed, fault.settles)
+                self._await_recovery(landed, fault)
             else:
                 time.sleep(AFTER_RECOVERY_SECONDS)  # what the writers meet after it, on the record
             if fault.held and self.options.hold:
@@ -329,11 +345,12 @@ class Session:
             log.info(f"{node} was fenced during the fault: starting it again as part of the heal")
             self.nemesis.nodes().start_node(node)
 
-    def _await_recovery(self, landed: float, settles: bool) -> None:
+    def _await_recovery(self, landed: float, fault: Fault) -> None:
         spec = self.cluster.spec
         log.info("waiting for writes to recover")
         deadline = landed + (self.options.recovery_deadline or (3 * spec.patroni.ttl + 30))
-        settled = landed + (spec.patroni.ttl + SETTLE_MARGIN_S if settles else 0.0)
+        settled = landed + settle_seconds(fault, spec.patroni.ttl,
+                                          spec.fencing.fence_after_s if spec.fencing.enabled else None)
         recovered = wait_until(lambda: time.time() >= settled and _recovered(
             self.history.events, landed, AFTER_RECOVERY_SECONDS), deadline - time.time())
         self.phase("recovered" if recovered else "deadline")

@@ -186,6 +186,32 @@ def test_a_guard_cut_off_from_a_healthy_primary_fences_nothing(netns_cluster: Pa
     assert status["fencing"]["armed"], status["fencing"]
 
 
+def test_a_primary_lost_with_the_active_guard_is_fenced_by_the_standby(netns_cluster: Path, pgha_home: Path) -> None:
+    reports = Cluster(NAME, pgha_home).backend().guard_reports()
+    active = [r.name for r in reports if (r.state or {}).get("active")]
+    assert len(active) == 1 and len(reports) == 2, reports
+    standby = next(r.name for r in reports if r.name != active[0])
+    result = run_pgha("drill", "--name", NAME, "--json", "--fault", "node-and-guard-loss", timeout=600)
+    run = json.loads(result.stdout)[0]
+    results = {r["name"]: r for r in run["results"]}
+    assert result.returncode == 0, results
+    assert results["lost_writes"]["metrics"]["lost"] == 0 and results["split_brain"]["passed"]
+    run_dir = Path(run["run"])
+    meta = json.loads((run_dir / "meta.json").read_text())
+    final = json.loads((run_dir / "final.json").read_text())
+    assert [node for node, _ in final["fences"]] == [meta["old_primary"]], final["fences"]
+    # Two guards saw the same silence: the standby did nothing while the killed guard's lease
+    # lasted, then took the guards' key and fenced, before the old leader's key would have expired.
+    report = (run_dir / "report.md").read_text()
+    assert (f"| {standby} | guard | the primary {meta['old_primary']} does not answer, but this guard does not "
+            "hold the guards' key") in report
+    assert f"| {standby} | guard | this guard holds the guards' key: it is the active one |" in report
+    assert f"| {standby} | fenced | deleted the leader key of {meta['old_primary']}" in report
+    outage = results["outage"]["metrics"]["outage_s"]
+    assert isinstance(outage, float) and outage < meta["ttl"], outage
+    assert results["rejoin"]["passed"] and meta["new_primary"] != meta["old_primary"]
+
+
 def test_losing_one_dcs_member_costs_no_write(netns_cluster: Path) -> None:
     rc, results = _drill("--fault", "dcs-down", "--target", "dcs1")
     assert rc == 0, results

@@ -10,12 +10,14 @@ import pytest
 from pgha.drill.faults import (
     FAULTS,
     PAUSE_SECONDS,
+    SETTLE_MARGIN_S,
     STALL_SECONDS,
     Hosts,
     Nemesis,
     TargetError,
     fault_named,
     help_text,
+    settle_seconds,
 )
 from pgha.errors import BackendError
 from pgha.ops import patroni_api as switchover_module
@@ -77,6 +79,9 @@ EXPECTED: dict[str, tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]]]] = 
     "stop": ("node0", [("stop_node", "node0")], [("start_node", "node0")]),
     "kill": ("node0", [("crash_node", "node0")], [("start_node", "node0")]),
     "node-loss": ("node0", [("kill_node", "node0")], [("start_node", "node0")]),
+    # The active guard (guard1 here) first: the lease the standby waits out starts with it.
+    "node-and-guard-loss": ("node0", [("kill_component", "guard1"), ("kill_node", "node0")],
+                            [("start_node", "node0"), ("start_component", "guard1")]),
     "freeze": ("node0", [("freeze_node", "node0")], [("thaw_node", "node0")]),
     "crash-postgres": ("node0", [("kill_postgres", "node0")], []),
     "dcs-down": ("majority", [("stop_dcs_member", 0), ("stop_dcs_member", 1)],
@@ -106,7 +111,7 @@ EXPECTED: dict[str, tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]]]] = 
 
 def nemesis(backend: Recorder) -> Nemesis:
     return Nemesis(backend, DCS, "rest-pw", ("node0", "node1", "node2"), sleep=backend.sleep, clock=backend.clock,
-                   primary="node0",
+                   primary="node0", active_guard="guard1",
                    switch_wal=lambda: backend.calls.append(("switch_wal",)),
                    restore_in_place=lambda: backend.calls.append(("restore_in_place",)),
                    drop_table=lambda: backend.calls.append(("drop_table",)) or backend.now,
@@ -256,3 +261,21 @@ def test_extra_verdicts_name_checkers_that_exist() -> None:
 
     for f in FAULTS.values():
         assert set(f.extra_verdicts) <= set(CHECKERS) - set(STANDARD), f.name
+
+
+def test_a_fault_is_held_as_long_as_whoever_could_react_needs() -> None:
+    # Patroni reacts to a network fault once the leader key runs out; a guard-only partition can
+    # only move a fencing guard, which would have fenced within a few of its thresholds.
+    assert settle_seconds(FAULTS["isolate"], 20, 2.0) == 20 + SETTLE_MARGIN_S
+    assert settle_seconds(FAULTS["isolate-guard"], 20, 2.0) == 3 * 2.0 + SETTLE_MARGIN_S
+    assert settle_seconds(FAULTS["isolate-guard"], 20, None) == 0.0
+    assert settle_seconds(FAULTS["stop"], 20, 2.0) == 0.0
+
+
+def test_a_fault_that_needs_a_guard_says_so_without_one() -> None:
+    backend = Recorder()
+    n = nemesis(backend)
+    n.active_guard = None
+    with pytest.raises(BackendError, match="needs a cluster with fencing guards"):
+        n.inject("node-and-guard-loss", "node0")
+    assert backend.calls == []

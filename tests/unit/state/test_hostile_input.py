@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,8 +89,12 @@ COMMANDS = [["up"], ["down"], ["down", "--purge"], ["status"], ["check"], ["ctl"
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_every_command_refuses_a_bad_name(scratch: Scratch, command: list[str]) -> None:
-    for name in [*BAD_NAMES, str(scratch.outside), str(scratch.home / "victim")]:
-        assert_refused(pgha(scratch, *command, "--name", name), "name: must be lowercase")
+    names = [*BAD_NAMES, str(scratch.outside), str(scratch.home / "victim")]
+    # Side by side: each is a CLI start-up (most of the time here), and none touches another's state.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda name: pgha(scratch, *command, "--name", name), names))
+    for result in results:
+        assert_refused(result, "name: must be lowercase")
 
 
 def test_render_compose_refuses_a_bad_name(scratch: Scratch) -> None:
