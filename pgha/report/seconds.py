@@ -76,12 +76,17 @@ def _fenced(info: RunInfo) -> tuple[str, str]:
             "key (instead of waiting for the key to expire)")
 
 
+# What a replica logs once it acts on a change of the leader key.
+_NOTICED = ("following", "race_probe", "lock_free", "lock_owner", "lock_acquired")
+
+
 def _race(info: RunInfo) -> tuple[str, str]:
     loop = f"{info.loop_wait} s" if info.loop_wait is not None else "loop_wait"
     return (f"Patroni's HA loop (loop_wait {loop})",
             f"each replica notices the free key within one loop ({loop}) and asks the other members "
-            "which of them is the healthiest before one takes the key (a member that does not answer "
-            "costs up to Patroni's 2 s request timeout)")
+            "which of them is the healthiest before one takes the key (a member that does not answer, "
+            "such as a lost primary whose member key outlives it, costs up to Patroni's request timeout: "
+            "2 s, 1 s as pgha runs it)")
 
 
 def _routing(info: RunInfo) -> tuple[str, str]:
@@ -194,6 +199,12 @@ def stretches(info: RunInfo, results: Sequence[CheckerResult], timeline: Sequenc
     stopped = _first(lines, "pg_stopped", origin, info.old_primary) if info.fault in _GRACEFUL else None
     # A fencing guard's deletion of the leader key ends the wait the key's ttl would have been.
     deleted = _first(lines, "fenced", origin, prefix="deleted the leader key")
+    if deleted is not None:
+        # The replicas watch the key: the first of them to say anything after its deletion has
+        # noticed (the race's own probes are logged only once every member answered or timed out).
+        woke = next((line for line in lines if line.time >= deleted.time and line.kind in _NOTICED
+                     and line.node not in (None, info.old_primary)), None)
+        noticed = woke.time if woke is not None and (locked is None or woke.time <= locked.time) else None
 
     points: list[tuple[str, str, float | None, tuple[str, str]]] = [
         *([("pg_stop", "the old primary's PostgreSQL stops", stopped.time,

@@ -140,3 +140,51 @@ assert patroni.ha.time.time() > 0  # the rest of the module, unchanged
 print(round(took["inside"], 1), round(took["outside"], 1))
 """)
     assert out.split() == ["0.1", "1.0"]
+
+
+def test_the_race_asks_each_member_with_the_fixed_timeout_where_it_did() -> None:
+    from patroni.ha import Ha
+    from patroni.request import PatroniRequest
+
+    fetch = inspect.getsource(Ha.fetch_node_status)
+    assert fetch.count(f"self.patroni.request(member, timeout={patroni_patches.UPSTREAM_RACE_TIMEOUT_S}, "
+                       "retries=0)") == 1
+    assert "self.fetch_node_status, member" in inspect.getsource(Ha.fetch_nodes_statuses)
+    assert list(inspect.signature(PatroniRequest.__call__).parameters) == ["self", "member", "method", "endpoint",
+                                                                           "data", "kwargs"]
+
+
+def test_a_member_that_never_answers_costs_the_race_one_second_not_two() -> None:
+    out = _run("""
+import socket, time
+from types import SimpleNamespace
+import patroni.postgresql  # before patroni.ha, as Patroni's own start imports them
+from patroni.dcs import Member
+from patroni.ha import Ha
+from patroni.request import PatroniRequest
+from pgha.ops import patroni_patches
+
+silent = socket.socket()
+silent.bind(("127.0.0.1", 0))
+silent.listen(8)  # the kernel accepts; nobody ever answers (a frozen or cut-off Patroni)
+port = silent.getsockname()[1]
+ha = Ha.__new__(Ha)
+ha.patroni = SimpleNamespace(request=PatroniRequest({}, True))
+member = Member(0, "lost", None, {"api_url": f"http://127.0.0.1:{port}/patroni"})
+
+def asked():
+    began = time.monotonic()
+    status = ha.fetch_node_status(member)
+    return round(time.monotonic() - began), status.failover_limitation() is not None
+
+before = asked()
+patroni_patches.ask_the_members_faster_in_the_race()
+after = asked()
+began = time.monotonic()
+try:
+    ha.patroni.request(member, timeout=2, retries=0)  # any other request keeps its own timeout
+except Exception:
+    pass
+print(before, after, round(time.monotonic() - began))
+""")
+    assert out.splitlines()[0] == "(2, True) (1, True) 2", out  # the warnings on stderr follow

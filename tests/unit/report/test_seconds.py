@@ -171,3 +171,22 @@ def test_a_default_run_has_nothing_to_set_instead() -> None:
     got = stretches(run, _outage(T0 + 8.0), LAB_STOP, T0, default=default)
     assert got and all(s.instead == "" for s in got)
     assert "sets instead" not in render_markdown(run, _outage(T0 + 8.0), LAB_STOP, "n", "plot.png", got)
+
+
+def test_after_a_fence_the_wait_for_the_fenced_members_answer_is_the_races_not_the_noticing() -> None:
+    # The netns isolate run of 2026-12-08: the key deleted at +2.64, a replica that may not win
+    # says so at once, the synchronous standby's race waits out its request to the fenced node.
+    fenced = [
+        _line(2.64, "guard", None, "fenced", "deleted the leader key of node0: the replicas hold their election now"),
+        _line(2.76, "node1", "node1", "following", "following a different leader because i am not the healthiest"),
+        _line(3.65, "node2", "node2", "race_probe", "asked node0 for its state: no answer"),
+        _line(3.85, "node2", "node2", "lock_acquired", "promoted self to leader by acquiring session lock"),
+        _line(3.85, "postgresql-node2", "node2", "pg_promoted", "received promote request"),
+        _line(3.95, "haproxy", "node2", "backend_up", "Server primary/node2 is UP"),
+    ]
+    info = _info(profile="default", fault="isolate", old_primary="node0", new_primary="node2",
+                 nodes=["node0", "node1", "node2"], ttl=20, loop_wait=1, push_routing=True, fence_after_s=2.0)
+    got = stretches(info, _outage(T0 + 4.05), fenced, T0)
+    assert [(s.name, round(s.end - T0, 2)) for s in got][:3] == [
+        ("the primary fenced", 2.64), ("the loss noticed", 2.76), ("leader race", 3.85)]
+    assert "1 s as pgha runs it" in got[2].why
