@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PGHA := $(VENV)/bin/pgha
 APT_PACKAGES := postgresql-15 postgresql-client-15 haproxy pgbouncer zookeeper etcd-server etcd-client \
-	default-jre-headless python3-venv pgbackrest iproute2 procps nftables util-linux docker-compose
+	default-jre-headless python3-venv pgbackrest iproute2 procps nftables util-linux docker-compose \
+	prometheus
 # Integration tests bring clusters up in parallel-safe port ranges; keep CI under 25 minutes.
 PYTEST_ARGS ?=
 

@@ -208,6 +208,7 @@ def container_haproxy(topo: Topology) -> str:
     # HAProxy expands environment variables inside double quotes: the password stays out of the file.
     auth = f'"{STATS_USER}:${{{ENV_STATS}}}"'
     return render_haproxy(topo, CONTAINER_LAYOUT, _NO_SECRETS, style=style, stats_auth=auth,
+                          stats_password=f'"${{{ENV_STATS}}}"',
                           extra_sections=resolvers, tls=spec.tls)
 
 

@@ -63,11 +63,13 @@ def _proxy(topo: Topology, bind: str, name: str, port: int, check_uri: str | Non
 
 def render_haproxy(topo: Topology, layout: Layout, secrets: Secrets, k: int = 0, *,
                    style: ServerStyle = ServerStyle(), stats_auth: str | None = None,
-                   extra_sections: Sequence[str] = (), tls: bool = False) -> str:
+                   stats_password: str | None = None, extra_sections: Sequence[str] = (),
+                   tls: bool = False) -> str:
     """The configuration of HAProxy host k (every host routes the same way).
 
-    `stats_auth` replaces the `stats auth` argument (compose: a reference to an environment
-    variable instead of the password); `extra_sections` (e.g. `resolvers`) go before the proxies."""
+    `stats_auth` replaces the `stats auth` argument and `stats_password` the password of the
+    metrics' user list (compose: references to an environment variable instead of the password);
+    `extra_sections` (e.g. `resolvers`) go before the proxies."""
     spec = topo.spec
     h = spec.haproxy
     bind, ports = topo.haproxies[k].address, topo.haproxy_ports[k]
@@ -99,10 +101,19 @@ def render_haproxy(topo: Topology, layout: Layout, secrets: Secrets, k: int = 0,
         out += _proxy(topo, bind, RO_PROXY, ports.ro, "/replica", "roundrobin", style, ca_file)
     # The stats page asks for a password: over HTTPS, so it never crosses a network in clear.
     stats_tls = f" ssl crt {layout.tls_pem(me)}" if tls else ""
+    # Beside it, HAProxy's own Prometheus exporter, behind the same password (not in the lab's).
+    metrics = spec.profile != "seed"
+    password = stats_password or secrets.stats_password
+    users = ["userlist stats_users", f"    user {STATS_USER} insecure-password {password}", ""] if metrics else []
+    exporter = ["    acl metrics path /metrics",
+                "    http-request auth realm metrics if metrics !{ http_auth(stats_users) }",
+                "    http-request use-service prometheus-exporter if metrics"] if metrics else []
     out += [
+        *users,
         "listen stats",
         "    mode http",
         f"    bind {bind}:{ports.stats}{stats_tls}",
+        *exporter,
         "    stats enable",
         "    stats uri /",
         "    stats refresh 5s",

@@ -98,6 +98,29 @@ def test_tls_on_every_hop(netns_cluster: Path) -> None:
     assert served == {"postgres node0": store.leaf("node0").serial, "REST node1": store.leaf("node1").serial,
                       "etcd dcs2": store.leaf("dcs2").serial, "stats haproxy1": store.leaf("haproxy1").serial,
                       "pooler pooler1": store.leaf("pooler1").serial}
+    # HAProxy's Prometheus exporter answers on its stats listener, over HTTPS, behind its password.
+    topo = cluster.reach.topology
+    url = f"https://{topo.haproxies[0].address}:{topo.haproxy_ports[0].stats}/metrics"
+    ca = cluster.backend().host_layout("haproxy").tls_ca  # type: ignore[attr-defined]
+    code = f"""
+import base64, ssl, urllib.request, urllib.error
+ctx = ssl.create_default_context(cafile={str(ca)!r})
+def get(auth):
+    basic = {{"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}} if auth else {{}}
+    req = urllib.request.Request({url!r}, headers=basic)
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+print(get(None)[0], get("admin:wrong")[0])
+status, body = get({f"admin:{cluster.secrets.stats_password}"!r})
+wanted = 'haproxy_backend_active_servers{{proxy="primary"}}'
+print(status, [line for line in body.splitlines() if line.startswith(wanted)])
+"""
+    out = _in_namespace("haproxy1", code)
+    assert out.splitlines()[0] == "401 401", out
+    assert out.splitlines()[1] == "200 ['haproxy_backend_active_servers{proxy=\"primary\"} 1']", out
 
 
 def test_an_attack_from_another_host_is_refused(netns_cluster: Path) -> None:

@@ -105,6 +105,11 @@ def test_seed_haproxy_keeps_the_labs_check_and_default_uses_role_endpoints(tmp_p
     assert "inter 1000ms fastinter 500ms downinter 500ms fall 2 rise 1" in default
     # The stats page is on loopback and asks for a password.
     assert "bind 127.0.0.1:5434" in default and f"stats auth admin:{SECRETS.stats_password}" in default
+    # Beside it, HAProxy's Prometheus exporter behind the same password; the lab's has none.
+    assert f"user admin insecure-password {SECRETS.stats_password}" in default
+    assert ("http-request auth realm metrics if metrics !{ http_auth(stats_users) }\n"
+            "    http-request use-service prometheus-exporter if metrics") in default
+    assert "prometheus-exporter" not in seed and "userlist" not in seed
 
 
 def test_dcs_configs_form_ensembles(tmp_path: Path) -> None:
