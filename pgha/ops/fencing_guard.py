@@ -278,16 +278,25 @@ def _psutil() -> Any:
     return psutil
 
 
+def _start_ticks(pid: int) -> int:
+    """When the process started, in clock ticks since boot: unlike psutil's create_time (boot time
+    plus that), it does not move when the wall clock is slewed (pgha.state.procs, the same)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
 def _recorded_process(pidfile: str) -> Any:
-    """The live process a pgha pidfile ({"pid", "create_time"}) records, or None."""
+    """The live process a pgha pidfile ({"pid", "create_time", "start_ticks"}) records, or None."""
     psutil = _psutil()
     try:
         data = json.loads(Path(pidfile).read_text())
         proc = psutil.Process(int(data["pid"]))
-        if abs(proc.create_time() - float(data["create_time"])) > 0.05:
-            return None
-        return proc
-    except (OSError, ValueError, KeyError, psutil.Error):
+        if "start_ticks" in data:
+            same = _start_ticks(proc.pid) == int(data["start_ticks"])
+        else:
+            same = abs(proc.create_time() - float(data["create_time"])) <= 1.5
+        return proc if same else None
+    except (OSError, ValueError, KeyError, IndexError, psutil.Error):
         return None
 
 

@@ -89,9 +89,31 @@ def _raise_open_files(pid: int, wanted: int) -> None:
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
 
 
+# A process is told from a later one with the same pid by when it started. psutil's create_time
+# is the boot time plus the start in ticks, and the boot time it reads (/proc/stat's btime) moves
+# by a whole second when the wall clock is slewed across a second boundary: every process would
+# then look gone at once (seen here: pgha lost track of a whole running cluster). The kernel's
+# start in ticks since boot never moves.
+PID_REUSE_TOLERANCE_S = 1.5  # pid files written before start_ticks was recorded
+
+
+def start_ticks(pid: int) -> int:
+    """When the process started, in clock ticks since boot (/proc/<pid>/stat, field 22)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    # The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
 def write_pidfile(pidfile: Path, pid: int) -> None:
     created = psutil.Process(pid).create_time()
-    pidfile.write_text(json.dumps({"pid": pid, "create_time": created}))
+    pidfile.write_text(json.dumps({"pid": pid, "create_time": created, "start_ticks": start_ticks(pid)}))
+
+
+def is_recorded(proc: psutil.Process, data: dict[str, object]) -> bool:
+    """Whether `proc` is the very process a pid file recorded, not a later one with its pid."""
+    if "start_ticks" in data:
+        return start_ticks(proc.pid) == int(str(data["start_ticks"]))
+    return bool(abs(proc.create_time() - float(str(data["create_time"]))) <= PID_REUSE_TOLERANCE_S)
 
 
 def read_pidfile(pidfile: Path) -> psutil.Process | None:
@@ -99,12 +121,12 @@ def read_pidfile(pidfile: Path) -> psutil.Process | None:
     try:
         data = json.loads(pidfile.read_text())
         proc = psutil.Process(int(data["pid"]))
-        if abs(proc.create_time() - float(data["create_time"])) > 0.05:
+        if not is_recorded(proc, data):
             return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
         return proc
-    except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError, psutil.Error):
+    except (OSError, ValueError, KeyError, IndexError, json.JSONDecodeError, psutil.Error):
         return None
 
 
