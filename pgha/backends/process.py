@@ -304,6 +304,11 @@ class ProcessBackend(PostmasterFaults):
                 log.info(f"starting fencing guard {name}: a primary silent for "
                          f"{self.spec.fencing.fence_after_s:g} s, confirmed by its replicas, is fenced")
                 self._spawn(name)
+        for place in self.topo.monitors:
+            if self._main_proc(place.name) is None:
+                log.info(f"starting Prometheus: it scrapes every component and evaluates the cluster's alert rules "
+                         f"(web port {self.topo.monitor_port})")
+                self._spawn(place.name)
         time.sleep(0.3)
         for place in self.topo.places:
             self._check_started(place.name)

@@ -35,6 +35,7 @@ from pgha.model.names import cluster_name_problem, has_control_characters
 from pgha.model.spec import SpecError, build_spec, load_spec_file
 from pgha.net.probe import ClusterState, health_problem
 from pgha.ops import backups, handover, patroni_tools
+from pgha.ops import monitoring as monitoring_ops
 from pgha.ops import restore as restore_ops
 from pgha.ops import verify_backup as verify
 from pgha.state.journal import shown_by
@@ -122,12 +123,16 @@ def up(
                                                  "HAProxy: a lost primary is killed for sure, then replaced in "
                                                  "seconds instead of after Patroni's ttl (default: on where the "
                                                  "backend can fence and the DCS is etcd, off for seed).")] = None,
+    monitoring: Annotated[bool | None, typer.Option("--monitoring/--no-monitoring", help="Prometheus beside the "
+                                                    "first HAProxy, scraping every component and evaluating pgha's "
+                                                    "alert rules (default: on for the local backend, off for "
+                                                    "seed).")] = None,
     timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds to wait for a healthy cluster.")] = 180.0,
 ) -> None:
     """Start the cluster (or do nothing if it is already up and healthy)."""
     shaping = any(v is not None
                   for v in (profile, config, nodes, dcs, dcs_members, base_port, backend, engine, tls, pooler, backup,
-                           fencing))
+                           fencing, monitoring))
     cluster = _cluster(name)
     requested = None
     if shaping or not cluster.exists:
@@ -147,6 +152,8 @@ def up(
             overrides["backup"] = {**(file_settings.get("backup") or {}), "enabled": backup}
         if fencing is not None:
             overrides["fencing"] = {**(file_settings.get("fencing") or {}), "enabled": fencing}
+        if monitoring is not None:
+            overrides["monitoring"] = {**(file_settings.get("monitoring") or {}), "enabled": monitoring}
         requested = build_spec(profile, file_settings, overrides)
     with _progress(f"bringing up cluster {name!r}"):
         result = cluster.up(requested, timeout=timeout)
@@ -170,14 +177,16 @@ def status(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
         problem = f"the certificate of {expiry[0] if expiry else '?'} has expired: run `pgha rotate-certs`"
     view, backup_error = _backups_of(cluster)
     fence = check_fencing(cluster, state)
+    watched, watch_error = _monitoring_of(cluster)
     if as_json:
         tls = None if expiry is None else {"earliest_expiry": expiry[1].isoformat(), "certificate": expiry[0],
                                            "days_left": round(days or 0, 1)}
         backups_json = view.to_json() if view else ({"error": backup_error} if backup_error else None)
         fencing_json = {"armed": fence.status == "PASS", "enabled": cluster.spec.fencing.enabled,
                         "evidence": fence.evidence}
+        monitoring_json = watched.to_json() if watched else ({"error": watch_error} if watch_error else None)
         print(json.dumps({**state.to_json(), "tls": tls, "backups": backups_json, "fencing": fencing_json,
-                          "healthy": problem is None, "problem": problem}, indent=2))
+                          "monitoring": monitoring_json, "healthy": problem is None, "problem": problem}, indent=2))
     else:
         _print_state(cluster, state)
         if expiry is not None and days is not None:
@@ -192,8 +201,31 @@ def status(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
         armed = {"PASS": "armed", "FAIL": "NOT armed"}.get(fence.status, "off")
         out.print(f"fencing: [{style}]{armed}[/]: {fence.evidence}" if fence.status != "SKIP"
                   else f"fencing: {fence.evidence}")
+        if watched is not None:
+            out.print(f"monitoring: {_monitoring_sentence(watched)}")
+        elif watch_error:
+            out.print(f"[red]monitoring:[/] {watch_error}")
         out.print("[green]healthy[/]" if problem is None else f"[red]not healthy:[/] {problem}")
     raise typer.Exit(0 if problem is None else 1)
+
+
+def _monitoring_of(cluster: Cluster) -> tuple[monitoring_ops.MonitoringView | None, str | None]:
+    """What the cluster's Prometheus says; (None, why) when it does not answer, (None, None)
+    for a cluster without one."""
+    if not cluster.spec.monitoring.enabled:
+        return None, None
+    try:
+        return monitoring_ops.monitoring_view(cluster.reach, cluster.secrets.stats_password), None
+    except monitoring_ops.MonitoringError as e:
+        return None, str(e)
+
+
+def _monitoring_sentence(view: monitoring_ops.MonitoringView) -> str:
+    targets = f"{view.targets - len(view.down)} of {view.targets} targets up at {view.url}"
+    firing = view.firing
+    if not firing:
+        return f"{targets}; no alert firing"
+    return f"{targets}; [red]firing:[/] " + "; ".join(f"{a.name} ({a.summary})" for a in firing)
 
 
 def _backups_of(cluster: Cluster) -> tuple[backups.BackupsView | None, str | None]:

@@ -24,6 +24,7 @@ from pgha.state.secrets import Secrets
 HAPROXY_BIN = "/usr/sbin/haproxy"
 ETCD_BIN = "/usr/bin/etcd"
 PGBOUNCER_BIN = "/usr/sbin/pgbouncer"
+PROMETHEUS_BIN = "/usr/bin/prometheus"
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,13 @@ class Programs:
     # with readiness notification. Supervised by pgha itself: in the foreground.
     haproxy_mode: str = "-Ws"
     pgbouncer: str = PGBOUNCER_BIN
+    prometheus: str = PROMETHEUS_BIN
 
     @classmethod
     def on_this_machine(cls, patroni: str) -> Programs:
         """The local backend's: what this machine's PATH has (Debian's paths otherwise)."""
         return cls(patroni, shutil.which("haproxy") or HAPROXY_BIN, shutil.which("etcd") or ETCD_BIN, "-db",
-                   shutil.which("pgbouncer") or PGBOUNCER_BIN)
+                   shutil.which("pgbouncer") or PGBOUNCER_BIN, shutil.which("prometheus") or PROMETHEUS_BIN)
 
 
 @dataclass(frozen=True)

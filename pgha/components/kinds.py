@@ -8,6 +8,7 @@ from pgha.components.base import Component
 from pgha.components.dcs import dcs_component
 from pgha.components.guard import FENCING_GUARD
 from pgha.components.haproxy import HAProxy
+from pgha.components.monitor import PROMETHEUS
 from pgha.components.patroni import PatroniNode
 from pgha.components.pooler import Pooler
 from pgha.model.spec import Spec
@@ -23,7 +24,8 @@ def components(spec: Spec) -> tuple[Component, ...]:
     a preflight checks their programs)."""
     return (PATRONI, HAPROXY, dcs_component(spec), *((POOLER,) if spec.pooler.enabled else ()),
             *((REPOSITORY_HOST, BACKUP_AGENT) if spec.backup.enabled else ()),
-            *((FENCING_GUARD,) if spec.fencing.enabled else ()))
+            *((FENCING_GUARD,) if spec.fencing.enabled else ()),
+            *((PROMETHEUS,) if spec.monitoring.enabled else ()))
 
 
 def component_for(spec: Spec, place: Place) -> Component:

@@ -114,6 +114,10 @@ def inventory_spec(inv: Inventory) -> Spec:
                         "command (IPMI, a cloud API), which bundles do not take yet")
     # Until then a lost primary on real machines is replaced after Patroni's ttl, as without pgha.
     settings["fencing"] = {**(fencing if isinstance(fencing, dict) else {}), "enabled": False}
+    monitoring = settings.get("monitoring") if isinstance(settings.get("monitoring"), dict) else {}
+    if isinstance(monitoring, dict) and monitoring.get("enabled"):
+        raise SpecError("inventory: cluster.monitoring.enabled: bundles do not carry Prometheus yet")
+    settings["monitoring"] = {**(monitoring if isinstance(monitoring, dict) else {}), "enabled": False}
     # With a backup host the nodes archive to it (pgha.components.backup); without one, nothing archives.
     settings["backup"] = {**(backup if isinstance(backup, dict) else {}), "enabled": bool(host)}
     return build_spec(None, settings)

@@ -42,11 +42,14 @@ class BackendKind:
     # The fencing guard can kill a node's processes from outside it (a power switch's job on real
     # machines), so a lost primary is replaced without waiting out Patroni's ttl (spec.fencing).
     fences: bool = False
+    # pgha runs a Prometheus for the cluster there, scraping it and evaluating its alert rules
+    # (spec.monitoring).
+    monitors: bool = False
 
 
 BACKENDS: dict[str, BackendKind] = {b.name: b for b in (
     BackendKind("local", hosts_of_their_own=False, named_namespaces=False, direct_nodes_on="node_host",
-                keeps_backups=True, fences=True),
+                keeps_backups=True, fences=True, monitors=True),
     BackendKind("netns", hosts_of_their_own=True, named_namespaces=True,
                 direct_nodes_on=None, default_haproxy_hosts=2, tls_by_default=True, keeps_backups=True,
                 fences=True),

@@ -16,7 +16,7 @@ CLUSTER_NAME_RULE = "must be lowercase letters, digits and '-', starting with a 
 NODE_PREFIX = re.compile(r"[a-z][a-z0-9]{0,15}")
 # Names other components already use ("dcs0", "haproxy1", "switch"): a node named like them
 # would share their logs and files.
-RESERVED_NODE_PREFIX = re.compile(r"(dcs|haproxy|pooler|switch|guard)[0-9]*")
+RESERVED_NODE_PREFIX = re.compile(r"(dcs|haproxy|pooler|switch|guard|prometheus)[0-9]*")
 # Patroni's scope is a key in the DCS (/service/<scope>/) and a word in its config.
 SCOPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # HAProxy's time format: a number and an optional unit.

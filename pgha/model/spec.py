@@ -187,6 +187,16 @@ class FencingSettings(_Frozen):
         return self
 
 
+class MonitoringSettings(_Frozen):
+    """Prometheus beside the first HAProxy, scraping every Patroni, HAProxy and etcd member of the
+    cluster and evaluating pgha's alert rules (pgha.render.alert_rules). Off in a spec an older
+    pgha saved; the default profile turns it on where the backend runs it."""
+
+    enabled: bool = False
+    # How long Prometheus keeps what it scraped (its --storage.tsdb.retention.time).
+    retention: str = Field(default="2d", pattern=r"^[0-9]+(h|d|w)$")
+
+
 class RestoreSource(_Frozen):
     """Where a cluster made by `pgha restore` came from: its first node is bootstrapped from the
     source's repository (Patroni's custom bootstrap running `pgbackrest restore`) and recovers the
@@ -255,12 +265,16 @@ class Ports(_Frozen):
     entrypoint_rw_more: tuple[int, ...] = ()
     # The pooler's port on each HAProxy host (none without the pooler).
     pooler: tuple[int, ...] = ()
+    # Prometheus's web port (none without monitoring).
+    monitoring: int | None = None
 
     def all(self) -> list[tuple[str, int]]:
         """Every port with a name saying what listens there."""
         named: list[tuple[str, int]] = [("entrypoint_rw", self.entrypoint_rw), ("stats", self.stats)]
         if self.entrypoint_ro is not None:
             named.append(("entrypoint_ro", self.entrypoint_ro))
+        if self.monitoring is not None:
+            named.append(("monitoring", self.monitoring))
         for field in ("postgres", "rest", "dcs_client", "dcs_peer", "dcs_election", "entrypoint_rw_more",
                       "pooler"):
             named += [(f"{field}[{i}]", p) for i, p in enumerate(getattr(self, field))]
@@ -299,6 +313,7 @@ class Spec(_Frozen):
     pooler: PoolerSettings = PoolerSettings()
     backup: BackupSettings = BackupSettings()
     fencing: FencingSettings = FencingSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     # Set on a cluster `pgha restore` made: bootstrapped from another cluster's backups.
     restore_from: RestoreSource | None = None
     ports: Ports
@@ -391,6 +406,11 @@ class Spec(_Frozen):
         if self.fencing.enabled and not backend_kind(self.backend).fences:
             raise ValueError(f"fencing.enabled: the {self.backend} backend has no fence yet "
                              f"(backends that do: {', '.join(b for b, k in BACKENDS.items() if k.fences)})")
+        if self.monitoring.enabled and not backend_kind(self.backend).monitors:
+            raise ValueError(f"monitoring.enabled: not built for the {self.backend} backend yet "
+                             f"(backends that have it: {', '.join(b for b, k in BACKENDS.items() if k.monitors)})")
+        if self.monitoring.enabled and p.monitoring is None:
+            raise ValueError("ports.monitoring: required when monitoring.enabled is on")
         if self.fencing.enabled and self.dcs.kind != "etcd":
             raise ValueError("fencing.enabled: the guards hold their key under an etcd lease; "
                              f"not built for {self.dcs.kind} yet")
@@ -515,7 +535,8 @@ def _profile_defaults(profile: str) -> dict[str, Any]:
 
 
 def plan_ports(profile: str, base_port: int, nodes: int, dcs_kind: str, dcs_members: int,
-               readonly_port: bool, haproxy_hosts: int = 1, pooler: bool = False) -> dict[str, Any]:
+               readonly_port: bool, haproxy_hosts: int = 1, pooler: bool = False,
+               monitoring: bool = False) -> dict[str, Any]:
     """Every port of a cluster as a function of its base port.
 
     The seed profile keeps the lab's ports (5432, 5433+, 8008+, 7000, 2181) shifted by
@@ -551,6 +572,7 @@ def plan_ports(profile: str, base_port: int, nodes: int, dcs_kind: str, dcs_memb
         "dcs_election": [b + 50 + i for i in m] if HAS_ELECTION_PORT.get(dcs_kind, False) else [],
         "entrypoint_rw_more": [b + 3 + k for k in range(haproxy_hosts - 1)],
         "pooler": [b + 5 + k for k in range(haproxy_hosts)] if pooler else [],
+        "monitoring": b + 8 if monitoring else None,
     }
 
 
@@ -609,7 +631,7 @@ def load_spec_file(path: Path) -> dict[str, Any]:
 
 
 # Sections of a spec that hold settings of their own: each must be a mapping.
-_SECTIONS = ("dcs", "patroni", "haproxy", "pooler", "backup", "fencing", "ports")
+_SECTIONS = ("dcs", "patroni", "haproxy", "pooler", "backup", "fencing", "monitoring", "ports")
 
 
 def _check_sections(settings: dict[str, Any]) -> None:
@@ -653,6 +675,12 @@ def build_spec(profile: str | None = None, file_settings: dict[str, Any] | None 
         where_fence = find_backend(merged.get("backend", "local"))
         merged["fencing"] = {**merged.get("fencing", {}), "enabled": bool(
             where_fence is not None and where_fence.fences and merged.get("dcs", {}).get("kind", "etcd") == "etcd")}
+    given_monitoring = {**(file_settings.get("monitoring") or {}), **(overrides.get("monitoring") or {})}
+    if chosen == "default" and "enabled" not in given_monitoring:
+        # Every default cluster is watched and alerts, where its backend runs Prometheus.
+        where_monitor = find_backend(merged.get("backend", "local"))
+        merged["monitoring"] = {**merged.get("monitoring", {}),
+                                "enabled": bool(where_monitor is not None and where_monitor.monitors)}
     if "tls" not in merged:
         # The lab as published has no TLS; the default profile has it wherever hosts talk over
         # a network, and with ZooKeeper everywhere (its ACLs need client certificates), and a
@@ -676,6 +704,7 @@ def build_spec(profile: str | None = None, file_settings: dict[str, Any] | None 
             bool(merged.get("haproxy", {}).get("readonly_port", False)),
             hosts,
             bool(merged.get("pooler", {}).get("enabled", False)),
+            bool(merged.get("monitoring", {}).get("enabled", False)),
         ) if 1 <= nodes <= MAX_NODES and 1 <= members <= 5 and 1 <= hosts <= 3 else {}
     except (TypeError, ValueError, AttributeError, OverflowError):
         planned = {}

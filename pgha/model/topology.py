@@ -34,7 +34,7 @@ RW_PROXY = "primary"
 RO_PROXY = "replicas"
 POOLER_PROXY = "pooler"
 
-Kind = Literal["node", "dcs", "haproxy", "pooler", "repository", "backup-agent", "guard"]
+Kind = Literal["node", "dcs", "haproxy", "pooler", "repository", "backup-agent", "guard", "monitor"]
 
 # Host numbers inside the cluster network (netns backend).
 _NODE_HOST, _DCS_HOST, _HAPROXY_HOST, _POOLER_HOST, _REPOSITORY_HOST = 10, 20, 30, 40, 50
@@ -46,6 +46,9 @@ REPOSITORY = "backup"
 
 def backup_agent_name(node: str) -> str:
     return f"{node}-pgbackrest"
+
+
+MONITOR = "prometheus"
 
 
 def guard_name(k: int) -> str:
@@ -126,11 +129,14 @@ class Topology:
     backup_agents: tuple[Place, ...] = ()
     # The fencing guard beside each HAProxy (same address, same namespace), with fencing on.
     guards: tuple[Place, ...] = ()
+    # Prometheus beside the first HAProxy, with monitoring on, and its web port there.
+    monitors: tuple[Place, ...] = ()
+    monitor_port: int | None = None
 
     @property
     def places(self) -> tuple[Place, ...]:
         return (self.dcs + self.nodes + self.haproxies + self.poolers + self.repository + self.backup_agents
-                + self.guards)
+                + self.guards + self.monitors)
 
     @property
     def hosts(self) -> tuple[Place, ...]:
@@ -185,6 +191,8 @@ def _shared_host_topology(spec: Spec) -> Topology:
         client_networks=tuple(sorted({f"{spec.host}/32", f"{spec.node_host}/32"})),
         switch_netns=None,
         guards=_guards(spec, (Place(haproxy_name(0), "haproxy", 0, spec.host, None),)),
+        monitors=(Place(MONITOR, "monitor", 0, spec.host, None),) if spec.monitoring.enabled else (),
+        monitor_port=p.monitoring if spec.monitoring.enabled else None,
     )
 
 
@@ -287,6 +295,7 @@ def stop_order(topo: Topology, leader: str | None) -> list[StopStep]:
     happen. pgBackRest's servers stop after the nodes, before the DCS. The fencing guards go before
     everything: a node pgha stops on purpose is not one to fence."""
     steps = [StopStep(topo.guards, "the fencing guards first: nothing fences a node stopped on purpose"),
+             StopStep(topo.monitors, "Prometheus before what it watches: a cluster stopped on purpose raises no alert"),
              StopStep((*topo.poolers, *topo.haproxies), "the entrypoints first: no client reaches a node "
                                                          "that is going down")]
     replicas = tuple(p for p in topo.nodes if p.name != leader)

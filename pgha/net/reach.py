@@ -51,5 +51,12 @@ class Reach:
         """PgBouncer beside HAProxy host k, where it listens (its admin console is there too)."""
         return self.endpoint_of(self.topology.poolers[k], self.topology.pooler_ports[k])
 
+    def prometheus(self) -> Endpoint | None:
+        """The cluster's Prometheus (spec.monitoring), None without one."""
+        monitors, port = self.topology.monitors, self.topology.monitor_port
+        if not monitors or port is None:
+            return None
+        return replace(self.endpoint_of(monitors[0], port), tls=self.tls.without_certificate() if self.tls else None)
+
     def dcs_client(self, i: int) -> Endpoint:
         return replace(self.endpoint_of(self.topology.dcs[i], self.topology.dcs_ports[i].client), tls=self.tls)

@@ -108,7 +108,7 @@ def plan(topo: Topology) -> dict[str, Identity]:
             out[place.name] = host_identity(topo, place)
     # An empty subject needs a name elsewhere: Java (ZooKeeper) refuses a certificate with
     # neither, so each client certificate names itself in its (critical) SAN.
-    for name in (*spec.node_names, *(g.name for g in topo.guards)):
+    for name in (*spec.node_names, *(g.name for g in topo.guards), *(m.name for m in topo.monitors)):
         out[dcs_client_name(name)] = Identity(None, dns=(dcs_client_name(name),), server=False)
     out[CONTROLLER] = Identity(None, dns=(CONTROLLER,), server=False)
     return out

@@ -9,8 +9,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -21,6 +22,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
 
 from pgha.cluster import Cluster
+from pgha.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 PATRONI = str(Path(sys.executable).parent / "patroni")
@@ -89,6 +91,11 @@ def test_default_profile_on_etcd(cluster_factory, pgha_home: Path) -> None:  # t
     assert sum(m["role"] == "leader" for m in state["members"]) == 1
     assert {s["status"] for s in state["haproxy"] if s["proxy"] == "primary"} == {"UP", "DOWN"}
 
+    # Prometheus scrapes every Patroni, the HAProxy and every etcd member, and nothing fires.
+    monitored = _monitoring_until("etcd3", lambda m: m["targets"] == 3 + 1 + 3 and m["targets_up"] == m["targets"]
+                                  and not [a for a in m["alerts"] if a["state"] == "firing"])
+    assert monitored["url"].startswith("http://127.0.0.1:"), monitored
+
     again = run_pgha("up", "--name", "etcd3", check=True)
     assert "already up and healthy; nothing changed" in again.stdout
 
@@ -114,6 +121,10 @@ def test_default_profile_on_etcd(cluster_factory, pgha_home: Path) -> None:  # t
     assert any(r["status"] == "FAIL" and replica in r["evidence"] for r in results), results
     bad_status = run_pgha("status", "--name", "etcd3")
     assert bad_status.returncode == 1
+    # ...and the alert rules see it: the stopped replica's Patroni is silent, Prometheus says so.
+    alerting = _monitoring_until("etcd3", lambda m: any(
+        a["name"] == "PghaNodeUnreachable" and a["state"] == "firing" and replica in a["summary"] for a in m["alerts"]))
+    assert any(replica in down for down in alerting["down"]), alerting
 
     ports = [p for _, p in spec.ports.all()]
     down = run_pgha("down", "--name", "etcd3", check=True)
@@ -123,6 +134,19 @@ def test_default_profile_on_etcd(cluster_factory, pgha_home: Path) -> None:  # t
                                                                           "stopping dcs2"], stops
     _assert_gone(pgha_home, "etcd3", ports)
     assert (pgha_home / "etcd3" / "data").exists()  # without --purge the data stays
+
+
+def _monitoring_until(name: str, wanted: Callable[[dict[str, Any]], bool], timeout: float = 90) -> dict[str, Any]:
+    """`pgha status --json`'s monitoring once `wanted` holds (the last one seen otherwise, failing)."""
+    seen: dict[str, Any] = {}
+
+    def look() -> bool:
+        nonlocal seen
+        seen = json.loads(run_pgha("status", "--name", name, "--json").stdout)["monitoring"] or {}
+        return "targets" in seen and wanted(seen)
+
+    assert wait_until(look, timeout, every=2), seen
+    return seen
 
 
 def test_seed_profile_on_zookeeper_beside_another_cluster(cluster_factory, pgha_home: Path) -> None:  # type: ignore[no-untyped-def]

@@ -44,7 +44,7 @@ def test_each_place_gets_its_kind() -> None:
     spec = build_spec("default", overrides={"dcs": {"kind": "zookeeper", "members": 3}})
     topo = topology(spec)
     assert [type(component_for(spec, p)).__name__ for p in topo.places] == \
-        ["ZooKeeper"] * 3 + ["PatroniNode"] * 3 + ["HAProxy", "Pooler"]
+        ["ZooKeeper"] * 3 + ["PatroniNode"] * 3 + ["HAProxy", "Pooler", "Prometheus"]
     assert isinstance(dcs_component(build_spec("default")), Etcd)
     netns = build_spec("default", overrides={"backend": "netns"})
     assert [type(component_for(netns, p)).__name__ for p in topology(netns).places][-6:] == \
