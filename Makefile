@@ -6,7 +6,8 @@ PGHA := $(VENV)/bin/pgha
 APT_PACKAGES := postgresql-15 postgresql-client-15 haproxy pgbouncer zookeeper etcd-server etcd-client \
 	default-jre-headless python3-venv pgbackrest iproute2 procps nftables util-linux docker-compose \
 	prometheus
-# Integration tests bring clusters up in parallel-safe port ranges; keep CI under 25 minutes.
+# Unit tests run on every core (they are CPU-bound: the CLI started hundreds of times); the
+# integration tests one at a time, so that no cluster's timing competes with another's.
 PYTEST_ARGS ?=
 
 .PHONY: setup system venv demo test test-containers containers lint imports soak bench clean
@@ -38,7 +39,8 @@ demo: setup
 	$(PGHA) connect
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest tests/unit -n auto $(PYTEST_ARGS)
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
 # The compose deployment on rootful Podman: engine + base image (idempotent), then the default
 # deployment up via `pgha up --backend compose`, pgha check, a stop and a kill drill, teardown.

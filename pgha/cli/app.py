@@ -11,34 +11,29 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
-from pgha.checks.fencing import check_fencing
-from pgha.checks.lines import all_passed, run_checks
-from pgha.cluster import Cluster
-from pgha.cluster import list_clusters as clusters_here
-from pgha.deploy.bundles import write_host_bundles
-from pgha.deploy.compose_files import write_compose_deployment
 from pgha.drill.faults import FAULTS
 from pgha.drill.faults import help_text as fault_help
-from pgha.drill.run import DrillError, DrillOptions, run_drill, run_soak
 from pgha.errors import PghaError
 from pgha.model import names
-from pgha.model.backend_kinds import backend_kind
 from pgha.model.names import cluster_name_problem, has_control_characters
-from pgha.model.spec import SpecError, build_spec, load_spec_file
-from pgha.net.probe import ClusterState, health_problem
-from pgha.ops import backups, handover, patroni_tools
-from pgha.ops import monitoring as monitoring_ops
-from pgha.ops import restore as restore_ops
-from pgha.ops import verify_backup as verify
 from pgha.state.journal import shown_by
+
+# Commands import what they use when they run: a bad name or `--help` answers in a fraction of
+# the time the whole of pgha (pydantic, psycopg, cryptography) takes to import.
+if TYPE_CHECKING:
+    from rich.status import Status
+
+    from pgha.cluster import Cluster
+    from pgha.net.probe import ClusterState
+    from pgha.ops import backups
+    from pgha.ops import monitoring as monitoring_ops
 
 try:  # Typer vendors Click since 0.2x; before that it used Click itself.
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -72,6 +67,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tab
 
 
 def _cluster(name: str) -> Cluster:
+    from pgha.cluster import Cluster
+
     return Cluster(name)
 
 
@@ -130,6 +127,8 @@ def up(
     timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds to wait for a healthy cluster.")] = 180.0,
 ) -> None:
     """Start the cluster (or do nothing if it is already up and healthy)."""
+    from pgha.model.spec import build_spec, load_spec_file
+
     shaping = any(v is not None
                   for v in (profile, config, nodes, dcs, dcs_members, base_port, backend, engine, tls, pooler, backup,
                            fencing, monitoring))
@@ -167,6 +166,9 @@ def up(
 @app.command()
 def status(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
     """Members, roles, lag, DCS health and HAProxy's view (exit 1 when not healthy)."""
+    from pgha.checks.fencing import check_fencing
+    from pgha.net.probe import health_problem
+
     cluster = _cluster(name)
     state = cluster.state()
     unhealthy = health_problem(cluster.spec, state)
@@ -212,6 +214,8 @@ def status(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
 def _monitoring_of(cluster: Cluster) -> tuple[monitoring_ops.MonitoringView | None, str | None]:
     """What the cluster's Prometheus says; (None, why) when it does not answer, (None, None)
     for a cluster without one."""
+    from pgha.ops import monitoring as monitoring_ops
+
     if not cluster.spec.monitoring.enabled:
         return None, None
     try:
@@ -231,6 +235,8 @@ def _monitoring_sentence(view: monitoring_ops.MonitoringView) -> str:
 def _backups_of(cluster: Cluster) -> tuple[backups.BackupsView | None, str | None]:
     """The repository and the archive for `status`; (None, why) when they cannot be read, and
     (None, None) for a cluster that keeps no backups."""
+    from pgha.ops import backups
+
     if not cluster.spec.backup.enabled:
         return None, None
     try:
@@ -259,6 +265,8 @@ def switchover(name: NameOpt = "default",
                                                                             "primary and a healthy cluster.")] = 120.0,
                ) -> None:
     """Hand the primary role over, planned, and wait until writes reach the new primary."""
+    from pgha.ops import handover
+
     cluster = _cluster(name)
     with _progress(f"switching over cluster {name!r}"):
         result = handover.switchover(cluster, to, timeout)
@@ -275,6 +283,8 @@ def restart(name: NameOpt = "default",
                                                                          "back and the cluster healthy.")] = 180.0,
             ) -> None:
     """Restart PostgreSQL on every node (e.g. after a setting that needs a restart)."""
+    from pgha.ops import handover
+
     cluster = _cluster(name)
     with _progress(f"restarting cluster {name!r}"):
         result = handover.restart(cluster, rolling, timeout)
@@ -285,6 +295,8 @@ def restart(name: NameOpt = "default",
 @app.command()
 def resume(name: NameOpt = "default") -> None:
     """RESUME every pooler (after a hand-over that was interrupted while they were paused)."""
+    from pgha.ops import handover
+
     done = handover.resume_poolers(_cluster(name))
     out.print(f"resumed: {', '.join(done)}")
 
@@ -295,6 +307,8 @@ def backup_cmd(name: NameOpt = "default",
                                                                 "| incr (since the last backup of any type)")]
                = "full") -> None:
     """Take a backup with pgBackRest into the cluster's repository."""
+    from pgha.ops import backups
+
     cluster = _cluster(name)
     with _progress(f"backing up cluster {name!r}"):
         b = backups.take_backup(cluster, kind)
@@ -305,6 +319,8 @@ def backup_cmd(name: NameOpt = "default",
 @app.command("backups")
 def backups_cmd(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
     """The backups in the cluster's repository, and how far the WAL archive reaches."""
+    from pgha.ops import backups
+
     view = backups.backups_view(_cluster(name))
     if as_json:
         print(json.dumps(view.to_json(), indent=2))
@@ -331,6 +347,8 @@ def verify_backup_cmd(name: NameOpt = "default",
                                                                               "`pgha backups`; default: the newest).")]
                       = None) -> None:
     """Prove a backup restores: into a scratch instance, recovered, pg_amcheck'd, counted, removed."""
+    from pgha.ops import verify_backup as verify
+
     cluster = _cluster(name)
     with _progress(f"verifying a backup of cluster {name!r}"):
         v = verify.verify_backup(cluster, label)
@@ -365,12 +383,14 @@ def restore_cmd(name: NameOpt = "default",
                 ) -> None:
     """A new cluster beside NAME, restored from NAME's backups to a point in time (NAME is only read);
     with --in-place --yes, NAME itself."""
+    from pgha.ops import restore as restore_ops
+
     target = restore_ops.parse_target(to, to_lsn, latest)
     if in_place:
         if as_name is not None or base_port is not None:
-            raise SpecError("--in-place restores NAME itself: --as and --base-port do not apply")
+            raise UserError("--in-place restores NAME itself: --as and --base-port do not apply")
         if not yes:
-            raise SpecError(f"--in-place replaces the data of cluster {name!r} with its backups' as of "
+            raise UserError(f"--in-place replaces the data of cluster {name!r} with its backups' as of "
                             f"{target.describe()}; add --yes to go ahead")
         cluster = _cluster(name)
         with _progress(f"restoring cluster {name!r} in place to {target.describe()}"):
@@ -380,11 +400,11 @@ def restore_cmd(name: NameOpt = "default",
         _print_state(cluster, done.up.state)
         return
     if yes:
-        raise SpecError("--yes confirms --in-place; a restore beside NAME needs no confirmation")
+        raise UserError("--yes confirms --in-place; a restore beside NAME needs no confirmation")
     source = _cluster(name)
     new_name = as_name or f"{name}-restored"
     if not names.is_cluster_name(new_name):
-        raise SpecError(f"--as: the new cluster's name {names.CLUSTER_NAME_RULE} (got {new_name!r})")
+        raise UserError(f"--as: the new cluster's name {names.CLUSTER_NAME_RULE} (got {new_name!r})")
     new = _cluster(new_name)
     with _progress(f"restoring cluster {name!r} as {new.name!r} to {target.describe()}"):
         result = restore_ops.restore(source, new, target, base_port)
@@ -396,6 +416,8 @@ def restore_cmd(name: NameOpt = "default",
 @app.command("rotate-certs")
 def rotate_certs(name: NameOpt = "default") -> None:
     """Renew every host's certificate from the cluster's CA while it runs (no restart)."""
+    from pgha.ops import handover
+
     cluster = _cluster(name)
     with _progress(f"renewing the certificates of cluster {name!r}"):
         done = handover.rotate_certs(cluster)
@@ -452,6 +474,8 @@ def _print_state(cluster: Cluster, state: ClusterState) -> None:
 @app.command()
 def check(name: NameOpt = "default", as_json: JsonOpt = False) -> None:
     """The lab's checks: replication, read-only replicas, routing, one primary, DCS."""
+    from pgha.checks.lines import all_passed, run_checks
+
     cluster = _cluster(name)
     results = run_checks(cluster)
     if as_json:
@@ -480,6 +504,8 @@ def down(name: NameOpt = "default",
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def ctl(ctx: typer.Context, name: NameOpt = "default") -> None:
     """Run patronictl against the cluster's own config, e.g. `pgha ctl list`."""
+    from pgha.ops import patroni_tools
+
     cluster = _cluster(name)
     result = subprocess.run(patroni_tools.patronictl_argv(cluster, ctx.args), check=False)
     raise typer.Exit(result.returncode)
@@ -491,6 +517,8 @@ def connect(name: NameOpt = "default",
             admin: Annotated[bool, typer.Option("--admin", help="As the superuser (postgres) instead of the "
                                                           "application role.")] = False) -> None:
     """How to connect: psql through HAProxy, and the multi-host URI that needs no proxy."""
+    from pgha.model.backend_kinds import backend_kind
+
     cluster = _cluster(name)
     spec = cluster.spec
     port = spec.ports.entrypoint_ro if ro else spec.ports.entrypoint_rw
@@ -533,6 +561,7 @@ def drill(
     as_json: JsonOpt = False,
 ) -> None:
     """Inject a fault under a live write load; measure outage, lost writes, split-brain, rejoin."""
+    from pgha.drill.run import DrillError, DrillOptions, run_drill, run_soak
     from pgha.report import build_report  # matplotlib: only where a report is drawn (~1 s to import)
 
     cluster = _cluster(name)
@@ -618,6 +647,8 @@ def render_hosts(
                                                                     "cluster's CA (kept in OUT/pki).")] = False,
 ) -> None:
     """One bundle per real machine: configs, systemd units, an install script (Debian/Ubuntu)."""
+    from pgha.deploy.bundles import write_host_bundles
+
     written = write_host_bundles(inventory, out_dir, root, renew_certs=renew_certs)
     for host, files in written.items():
         out.print(f"{host}: {len(files)} files in {out_dir / host}")
@@ -635,6 +666,9 @@ def render_compose_cmd(
                                                         "default (written to .env as PGHA_BASE_IMAGE).")] = None,
 ) -> None:
     """A compose deployment (Containerfile, compose.yaml, configs, .env) for docker/podman compose."""
+    from pgha.deploy.compose_files import write_compose_deployment
+    from pgha.model.spec import build_spec, load_spec_file
+
     file_settings = load_spec_file(config) if config else {}
     spec = build_spec(profile, file_settings, {"name": name, "profile": profile, "base_port": base_port,
                                                 "backend": "compose"})
@@ -646,6 +680,8 @@ def render_compose_cmd(
 @app.command("list")
 def list_clusters() -> None:
     """The clusters on this machine."""
+    from pgha.cluster import list_clusters as clusters_here
+
     for name in clusters_here():
         print(name)
 

@@ -12,19 +12,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pgha.backends.base import (
-    Backend,
-    Backups,
-    ComponentFaults,
-    NetworkFaults,
-    NodeFaults,
-    PauseFaults,
-    PostgresFaults,
-)
 from pgha.errors import BackendError, PghaError
-from pgha.ops.patroni_api import request_switchover
+
+# The backend's protocols are imported where a fault needs one, not here: the CLI reads this
+# table for its help and its checks of --fault, and should not pay for every backend to do so.
+if TYPE_CHECKING:
+    from pgha.backends.base import (
+        Backend,
+        Backups,
+        ComponentFaults,
+        NetworkFaults,
+        NodeFaults,
+        PauseFaults,
+        PostgresFaults,
+    )
 
 STALL_SECONDS = 3.0
 # A stall that must not be fenced: well below the fencing guard's threshold.
@@ -161,6 +164,8 @@ class Nemesis:
         FAULTS[fault].heal(self, target)
 
     def network(self) -> NetworkFaults:
+        from pgha.backends.base import NetworkFaults
+
         if not isinstance(self.backend, NetworkFaults):
             raise BackendError("network faults need hosts of their own: bring the cluster up with --backend netns "
                                "or compose")
@@ -169,26 +174,36 @@ class Nemesis:
     # The backend as the protocol a fault needs (pgha.backends.base): a backend that cannot do it
     # is refused in one line before anything is injected.
     def nodes(self) -> NodeFaults:
+        from pgha.backends.base import NodeFaults
+
         if isinstance(self.backend, NodeFaults):
             return self.backend
         raise self._unable("kill and start nodes")
 
     def pause(self) -> PauseFaults:
+        from pgha.backends.base import PauseFaults
+
         if isinstance(self.backend, PauseFaults):
             return self.backend
         raise self._unable("freeze nodes")
 
     def postgres(self) -> PostgresFaults:
+        from pgha.backends.base import PostgresFaults
+
         if isinstance(self.backend, PostgresFaults):
             return self.backend
         raise self._unable("signal PostgreSQL's own processes")
 
     def components(self) -> ComponentFaults:
+        from pgha.backends.base import ComponentFaults
+
         if isinstance(self.backend, ComponentFaults):
             return self.backend
         raise self._unable("kill and start DCS members and entrypoints")
 
     def backups(self) -> Backups:
+        from pgha.backends.base import Backups
+
         if isinstance(self.backend, Backups) and self.switch_wal is not None:
             return self.backend
         raise self._unable("break its backup repository (a cluster with backups, run by pgha drill)")
@@ -298,6 +313,8 @@ def _switchover(n: Nemesis, leader: str) -> None:
     if n.hand_over is not None:
         n.hand_over(leader)
     else:
+        from pgha.ops.patroni_api import request_switchover
+
         request_switchover(n.backend.reach, n.rest_password, leader)
 
 

@@ -55,6 +55,15 @@ def cluster_factory(pgha_home: Path) -> Iterator[object]:
         run_pgha("down", "--name", name, "--purge", timeout=120)
 
 
+@pytest.fixture(scope="module")
+def two_nodes(pgha_home: Path) -> Iterator[Cluster]:
+    """One small cluster for the tests that leave it healthy (it costs ~15 s to bring up)."""
+    run_pgha("up", "--name", "pair", "--nodes", "2", "--dcs-members", "1", "--base-port", "14432", check=True,
+             timeout=300)
+    yield Cluster("pair")
+    run_pgha("down", "--name", "pair", "--purge", timeout=120)
+
+
 def _check(name: str) -> tuple[int, list[dict[str, str]]]:
     result = run_pgha("check", "--name", name, "--json", timeout=120)
     return result.returncode, json.loads(result.stdout)
@@ -275,15 +284,15 @@ def _pids(cluster: Cluster) -> dict[str, tuple[int, ...]]:
     return {c.name: c.pids for c in cluster.backend().components()}
 
 
-def test_up_on_an_unhealthy_cluster_stops_only_what_it_started(cluster_factory) -> None:  # type: ignore[no-untyped-def]
-    cluster = cluster_factory("sick", "--nodes", "2", "--dcs-members", "1", "--base-port", "14432")
+def test_up_on_an_unhealthy_cluster_stops_only_what_it_started(two_nodes: Cluster) -> None:
+    cluster = two_nodes
     backend = cluster.backend()
     haproxy = psutil.Process(next(c.pids[0] for c in backend.components() if c.name == "haproxy"))
     haproxy.suspend()  # running, but its admin socket never answers: the cluster is not healthy
     try:
         before = _pids(cluster)
         started = time.monotonic()
-        result = run_pgha("up", "--name", "sick", "--timeout", "5", timeout=120)
+        result = run_pgha("up", "--name", "pair", "--timeout", "5", timeout=120)
         assert time.monotonic() - started < 60  # --timeout 5 is honoured (the default is 180 s)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert "nothing was stopped" in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -295,26 +304,26 @@ def test_up_on_an_unhealthy_cluster_stops_only_what_it_started(cluster_factory) 
         replica = next(n for n in cluster.spec.node_names if n != leader.name)
         backend.stop_node(replica)
         others = {k: v for k, v in _pids(cluster).items() if k != replica}
-        result = run_pgha("up", "--name", "sick", "--timeout", "5", timeout=120)
+        result = run_pgha("up", "--name", "pair", "--timeout", "5", timeout=120)
         assert result.returncode == 2
         after = _pids(cluster)
         assert after[replica] == ()
         assert {k: v for k, v in after.items() if k != replica} == others
     finally:
         haproxy.resume()
-    run_pgha("up", "--name", "sick", check=True)
-    assert run_pgha("status", "--name", "sick").returncode == 0
+    run_pgha("up", "--name", "pair", check=True)
+    assert run_pgha("status", "--name", "pair").returncode == 0
 
 
-def test_clients_connect_as_the_application_role(cluster_factory) -> None:  # type: ignore[no-untyped-def]
-    cluster = cluster_factory("approle", "--nodes", "2", "--dcs-members", "1", "--base-port", "14532")
-    out = run_pgha("connect", "--name", "approle", check=True).stdout
+def test_clients_connect_as_the_application_role(two_nodes: Cluster) -> None:
+    cluster = two_nodes
+    out = run_pgha("connect", "--name", "pair", check=True).stdout
     lines = [ln for ln in out.splitlines() if ln.startswith("PGPASSFILE=")]
     # HAProxy, the pooler, the multi-host URI
     assert len(lines) == 3 and all("user=app" in ln or "postgresql://app@" in ln for ln in lines), out
     assert f"port={cluster.spec.ports.pooler[0]} " in lines[1]
     assert "target_session_attrs=read-write" in lines[2]
-    ro = run_pgha("connect", "--name", "approle", "--ro", check=True).stdout
+    ro = run_pgha("connect", "--name", "pair", "--ro", check=True).stdout
     assert "target_session_attrs=prefer-standby" in ro and "read-write" not in ro
     # What connect prints works as printed, with the pgpass file it names.
     env = {**os.environ, "PGPASSFILE": str(cluster.client_pgpass), "PGCONNECT_TIMEOUT": "5"}
