@@ -17,7 +17,8 @@ default-async is the default profile with synchronous_mode off; by default it ru
 stall-then-kill fault, which is what it is there to contrast. A `-netns` profile runs every
 component as a host of its own (the netns backend, root only), which the network faults need;
 default-nofence and default-netns-nofence turn the fencing guard off (issue 21: the same faults with
-and without it, side by side), default-netns-nofailsafe turns failsafe_mode off to contrast losing the DCS majority, and
+and without it, side by side), default-nomon turns Prometheus off (issue 23: its cost to failover),
+default-netns-nofailsafe turns failsafe_mode off to contrast losing the DCS majority, and
 default-netns-zk has a 3-member ZooKeeper ensemble instead of etcd; default-netns-notls turns TLS
 off (it is on by default there) and default-tls turns it on for the local backend, to measure its
 cost:
@@ -43,10 +44,12 @@ PGHA_HOME.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,7 +67,7 @@ BASE_PORTS = {"seed": 23432, "default": 24432, "default-async": 25432, "seed-net
               "seed-compose": 23732, "default-compose": 24532, "default-netns-notls": 29532,
               "default-tls": 30432, "default-nofence": 26432, "default-netns-nofence": 26632,
               "default-docker": 21432, "seed-docker": 21632, "default-podman": 21832,
-              "seed-podman": 22032}
+              "seed-podman": 22032, "default-nomon": 25632}
 # The compose network of each -compose profile (its bridge is on this machine, so two must differ).
 COMPOSE_NETWORKS = {"seed-compose": "198.18.51.0/24", "default-compose": "198.18.50.0/24",
                     "default-docker": "198.18.52.0/24", "seed-docker": "198.18.53.0/24",
@@ -134,6 +137,8 @@ def spec_for(profile: str, port_shift: int = 0) -> Spec:
         overrides["tls"] = True
     if profile.endswith("-nofence"):
         overrides["fencing"] = {"enabled": False}
+    if profile.endswith("-nomon"):
+        overrides["monitoring"] = {"enabled": False}
     return build_spec(base, overrides=overrides)
 
 
@@ -207,14 +212,25 @@ def goal(spec: Spec, fault: str, via: str) -> str:
     return FENCING_TARGETS.get(fault, "") if spec.fencing.enabled else TARGETS.get(fault, "")
 
 
-def run_profile(profile: str, faults: list[str], vias: list[str], repeat: int, port_shift: int = 0) -> list[str]:
-    spec = spec_for(profile, port_shift)
+@contextlib.contextmanager
+def running(spec: Spec, purge_after: bool = False) -> Iterator[Cluster]:
+    """The cluster of `spec` up from an empty directory; stopped afterwards (its runs kept unless
+    purge_after)."""
     cluster = Cluster(spec.name)
     if cluster.layout.root.exists():
         cluster.down(purge=True)
-    rows = []
     try:
         cluster.up(spec)
+        yield cluster
+    finally:
+        if cluster.exists:
+            cluster.down(purge=purge_after)
+
+
+def run_profile(profile: str, faults: list[str], vias: list[str], repeat: int, port_shift: int = 0) -> list[str]:
+    spec = spec_for(profile, port_shift)
+    rows = []
+    with running(spec) as cluster:
         for fault in faults:
             for via in vias:
                 if via == "pooler" and not spec.pooler.enabled:
@@ -241,9 +257,6 @@ def run_profile(profile: str, faults: list[str], vias: list[str], repeat: int, p
                     f"{sum(s.passed for s in samples)}/{repeat} | "
                     f"{goal(spec, fault, via)} |"
                 )
-    finally:
-        if cluster.exists:
-            cluster.down(purge=False)
     return rows
 
 

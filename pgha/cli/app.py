@@ -122,8 +122,8 @@ def up(
                                                  "backend can fence and the DCS is etcd, off for seed).")] = None,
     monitoring: Annotated[bool | None, typer.Option("--monitoring/--no-monitoring", help="Prometheus beside the "
                                                     "first HAProxy, scraping every component and evaluating pgha's "
-                                                    "alert rules (default: on for the local backend, off for "
-                                                    "seed).")] = None,
+                                                    "alert rules (default: on for the local and netns backends, "
+                                                    "off for seed).")] = None,
     timeout: Annotated[float, typer.Option(min=1, max=3600, help="Seconds to wait for a healthy cluster.")] = 180.0,
 ) -> None:
     """Start the cluster (or do nothing if it is already up and healthy)."""
@@ -254,6 +254,78 @@ def _backups_sentence(view: backups.BackupsView) -> str:
     earliest = view.repo.earliest_restorable
     return (f"{len(view.repo.backups)} in the repository, the newest {newest.label} ({newest.type}, "
             f"{age.total_seconds() / 3600:.1f} h old); restorable from {earliest:%Y-%m-%d %H:%M:%S} UTC; {archive}")
+
+
+@app.command()
+def top(name: NameOpt = "default",
+        once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+        interval: Annotated[float, typer.Option(min=1, max=60, help="Seconds between frames.")] = 2.0) -> None:
+    """A live view of the cluster from its Prometheus: roles, lag, WAL written, sessions, alerts
+    (Ctrl-C leaves)."""
+    import time
+
+    from rich.live import Live
+
+    from pgha.ops import monitoring as monitoring_ops
+
+    cluster = _cluster(name)
+    if not cluster.spec.monitoring.enabled:
+        raise UserError(f"cluster {name!r} runs no Prometheus (bring it up with --monitoring)")
+
+    def frame() -> Any:
+        from pgha.ops import top as top_ops
+
+        spec = cluster.spec
+        try:
+            view = top_ops.read_top(cluster.reach, cluster.secrets.stats_password, spec.patroni_scope,
+                                    spec.node_names)
+        except monitoring_ops.MonitoringError as e:
+            if once:
+                raise UserError(str(e)) from None
+            return Text(f"{e} (trying again every {interval:g} s)", style="red")
+        return _top_frame(view, interval)
+
+    if once:
+        out.print(frame())
+        return
+    with Live(frame(), console=out, auto_refresh=False) as live:
+        try:
+            while True:
+                time.sleep(interval)
+                live.update(frame(), refresh=True)
+        except KeyboardInterrupt:
+            pass
+
+
+def _top_frame(view: Any, interval: float) -> Any:
+    from rich.console import Group
+
+    from pgha.ops.top import STEP_S, WINDOW_S, human_bytes, sparkline
+
+    stamp = datetime.datetime.fromtimestamp(view.at, datetime.UTC)
+    members = Table(title=f"cluster {view.scope} at {stamp:%H:%M:%S} UTC, every {interval:g} s")
+    for col in ("member", "role", "timeline", "lag", f"lag, last {WINDOW_S / 60:.0f} min ({STEP_S:.0f} s a mark)"):
+        members.add_column(col)
+    styles = {"primary": "bold green", "silent": "red", "stopped": "red"}
+    for m in view.members:
+        members.add_row(m.name, m.role, str(m.timeline or ""), human_bytes(m.lag_bytes), sparkline(m.lag_history),
+                        style=styles.get(m.role, ""))
+    wal = view.wal_rate[-1] if view.wal_rate else None
+    lines: list[Table | Text] = [members,
+             Text(f"WAL written by the primary: {human_bytes(wal)}/s  {sparkline(view.wal_rate)}"),
+             Text("sessions through HAProxy: " + (", ".join(f"{h} {n:.0f}" for h, n in view.sessions.items()) or "-")
+                  + f"  {sparkline(view.session_history)}"),
+             Text("HAProxy: " + (", ".join(f"{h} {'up' if ok else 'DOWN'}" for h, ok in view.haproxies_up.items())
+                                 or "not scraped")
+                  + "; DCS: " + (", ".join(f"{d} {'up' if ok else 'DOWN'}" for d, ok in view.dcs.items())
+                                 or "not scraped"))]
+    firing = [a for a in view.alerts if a.state == "firing"]
+    pending = [a for a in view.alerts if a.state != "firing"]
+    lines.append(Text.assemble(("firing: ", "red"), "; ".join(f"{a.name} ({a.summary})" for a in firing))
+                 if firing else Text("no alert firing", style="green"))
+    if pending:
+        lines.append(Text("pending: " + "; ".join(f"{a.name} ({a.summary})" for a in pending), style="yellow"))
+    return Group(*lines)
 
 
 @app.command()
@@ -675,6 +747,27 @@ def render_compose_cmd(
     written = write_compose_deployment(spec, out_dir, base_image)
     out.print(f"wrote {len(written)} files to {out_dir} (profile {spec.profile}); "
               f"start it with `docker-compose up -d`, `docker compose up -d` or `podman-compose up -d` there")
+
+
+@render_app.command("grafana")
+def render_grafana_cmd(
+    out_file: Annotated[Path, typer.Option("--out", help="The dashboard's JSON file to write.")],
+    name: NameOpt = "default",
+) -> None:
+    """A Grafana dashboard of the cluster's Prometheus series (import it, pick the data source)."""
+    from pgha.model.spec import build_spec
+    from pgha.render.grafana import render_dashboard
+
+    cluster = _cluster(name)
+    spec = cluster.spec if cluster.exists else build_spec(None, {}, {"name": name})
+    if out_file.is_dir():
+        raise UserError(f"--out: {out_file} is a directory; name the file to write")
+    try:
+        out_file.write_text(render_dashboard(spec))
+    except OSError as e:
+        raise UserError(f"--out: cannot write {out_file}: {e.strerror}") from None
+    out.print(f"wrote {out_file}: import it in Grafana (Dashboards -> Import) and choose the Prometheus that "
+              f"scrapes cluster {spec.patroni_scope!r}")
 
 
 @app.command("list")

@@ -257,6 +257,9 @@ class Fault:
     needs_backups: bool = False
     # Needs fencing guards (spec.fencing on a backend that fences).
     needs_fencing: bool = False
+    # The alert (pgha.render.alert_rules) that must fire about the faulted node, HAProxy or DCS
+    # member when the fault lasts longer than the alert needs (its `for:` and the scrapes before).
+    alert: str | None = None
     # The drill's table must be in the archive before the load starts: a restore from the archive
     # alone must find it (what the load writes after that is what the fault puts at risk).
     archive_before_load: bool = False
@@ -401,36 +404,37 @@ def _table(faults: Iterable[Fault]) -> dict[str, Fault]:
 
 FAULTS: dict[str, Fault] = _table([
     Fault("stop", "graceful stop of Patroni (SIGTERM, as `docker stop`); restarted at heal", NODES,
-          lambda n, t: n.nodes().stop_node(t), _start_node),
+          lambda n, t: n.nodes().stop_node(t), _start_node, alert="PghaNodeUnreachable"),
     # The supervisor (systemd's Restart=, a container's restart policy) brings it back; the heal
     # only makes sure.
     Fault("kill", "SIGKILL to Patroni and PostgreSQL, restarted at once by the supervisor", NODES,
           lambda n, t: n.nodes().crash_node(t), _start_node, held=False),
     Fault("node-loss", "SIGKILL to every process of the node; no restart until heal", NODES,
-          lambda n, t: n.nodes().kill_node(t), _start_node),
+          lambda n, t: n.nodes().kill_node(t), _start_node, alert="PghaNodeUnreachable"),
     Fault("node-and-guard-loss", "SIGKILL to the active fencing guard, then node-loss: the guard's host lost at "
           "the moment of the fault; a standby guard takes the guards' lease once it runs out, then fences",
-          NODES, _lose_node_and_guard, _start_node_and_guard, needs_fencing=True),
+          NODES, _lose_node_and_guard, _start_node_and_guard, needs_fencing=True, alert="PghaNodeUnreachable"),
     Fault("freeze", "SIGSTOP to every process of the node (a hung host); SIGCONT at heal", NODES,
-          lambda n, t: n.pause().freeze_node(t), lambda n, t: n.pause().thaw_node(t)),
+          lambda n, t: n.pause().freeze_node(t), lambda n, t: n.pause().thaw_node(t), alert="PghaNodeUnreachable"),
     Fault("pause", f"SIGSTOP to every process of the node for {PAUSE_SECONDS:g} s (or {PAUSE_FRACTION:g} of the "
           "fencing threshold, if shorter), then SIGCONT: a GC pause, a stalled disk; a stall this short must "
           "never be fenced", NODES, _pause, held=False, awaits_recovery=False, extra_verdicts=("not_fenced",)),
     Fault("crash-postgres", "SIGKILL to the postmaster only; Patroni stays up", NODES,
           lambda n, t: n.postgres().kill_postgres(t), held=False),
     Fault("dcs-down", "stop one DCS member (target 'majority' or 'all': that many); restarted at heal",
-          DCS_MEMBERS, _stop_dcs, _start_dcs, settles=True),
+          DCS_MEMBERS, _stop_dcs, _start_dcs, settles=True, alert="PghaDcsMemberDown"),
     Fault("stall-then-kill", f"pause the primary's WAL senders for {STALL_SECONDS:.0f} s under load, then lose "
-          "the primary (node-loss)", NODES, _stall_then_kill, _start_node),
+          "the primary (node-loss)", NODES, _stall_then_kill, _start_node, alert="PghaNodeUnreachable"),
     Fault("switchover", "planned switchover through Patroni's REST API, with the poolers paused around it",
           NODES, _switchover, held=False),
     Fault("rolling-restart", "restart PostgreSQL everywhere: replicas, a planned hand-over, the old primary "
           "(pgha restart --rolling)", NODES, _rolling_restart, held=False),
     Fault("haproxy-kill", "SIGKILL one HAProxy host; restarted at heal", HAPROXIES,
-          lambda n, t: n.components().kill_component(t), lambda n, t: n.components().start_component(t)),
+          lambda n, t: n.components().kill_component(t), lambda n, t: n.components().start_component(t),
+          alert="PghaHaproxyDown"),
     Fault("isolate", "cut the host off from every other host; reconnected at heal", ANY_HOST,
           lambda n, t: n.network().isolate(t), _heal_network, settles=True, network=True,
-          extra_verdicts=("self_demotion",)),
+          extra_verdicts=("self_demotion",), alert="PghaNodeUnreachable"),
     Fault("isolate-guard", "cut the active fencing guard's host (and its HAProxy) off from the primary alone, "
           "the replicas still streaming from it: the guard must not fence a primary only it cannot hear",
           GUARDS, _cut_guard_from_primary, _heal_network, held=True, watches_fencing=True, network=True,

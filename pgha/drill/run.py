@@ -20,6 +20,7 @@ import psycopg
 from pgha.backends.base import Fencing, NetworkFaults
 from pgha.cluster import Cluster, ClusterError
 from pgha.drill import checkers
+from pgha.drill.checkers.alerts import ALERT, ALERTS_READ, EXPECT_ALERT, LAG_SERIES, SERIES
 from pgha.drill.checkers.pitr import RESTORED
 from pgha.drill.faults import (
     Fault,
@@ -34,8 +35,10 @@ from pgha.drill.history import CheckerResult, Event, FinalState, History, RunInf
 from pgha.drill.workload import TABLE, Workload
 from pgha.errors import PghaError, first_line
 from pgha.model.topology import topology
-from pgha.ops import backups, handover
+from pgha.ops import backups, handover, monitoring
 from pgha.ops import restore as restore_ops
+from pgha.render.alert_rules import cluster_rules, replica_lag_expr
+from pgha.render.prometheus import EVALUATION_INTERVAL_S, SCRAPE_INTERVAL_S
 from pgha.state.secrets import APP_DATABASE
 from pgha.waiting import wait_until
 
@@ -45,6 +48,12 @@ STEADY_SECONDS = 3.0
 AFTER_RECOVERY_SECONDS = 2.0
 REJOIN_DEADLINE = 120.0
 CATCH_UP_DEADLINE = 30.0
+# After the load stops, how long the drill waits for the alerts the run raised to resolve.
+ALERT_SETTLE_S = 30.0
+# What an alert needs beyond its `for:`: the scrape that finds the component silent (its
+# interval and timeout), the evaluation after it, and the moments a fault takes to silence it
+# (a graceful stop answers until PostgreSQL is down).
+ALERT_MARGIN_S = 2.0 * SCRAPE_INTERVAL_S + EVALUATION_INTERVAL_S + 3.0
 # What a disaster may lose beyond archive_timeout: the switch, and the archiver's push of the segment.
 RPO_MARGIN_S = 5.0
 
@@ -223,6 +232,47 @@ def _log_offsets(cluster: Cluster) -> dict[str, int]:
     return out
 
 
+def expected_alert(cluster: Cluster, fault: Fault, target: str, landed: float, healed: float) -> Event | None:
+    """What the run must show from Prometheus about the faulted node, HAProxy or DCS member
+    (None: the cluster runs no Prometheus, the fault raises no alert, or not about this target)."""
+    spec = cluster.spec
+    rule = next((r for r in cluster_rules(spec) if r.name == fault.alert), None)
+    if not spec.monitoring.enabled or rule is None or not rule.about:
+        return None
+    topo = topology(spec)
+    names = {"name": spec.node_names, "haproxy": tuple(p.name for p in topo.haproxies),
+             "member": tuple(p.name for p in topo.dcs)}
+    if target not in names.get(rule.about, ()):
+        return None
+    return Event(healed, "drill", "info", EXPECT_ALERT,
+                 {"alert": rule.name, "label": rule.about, "subject": target, "fault_time": landed,
+                  "heal_time": healed, "needs_s": rule.for_s + ALERT_MARGIN_S})
+
+
+def alert_events(spans: list[monitoring.AlertSpan], since: float, still_active: set[str] | None = None) -> list[Event]:
+    """The history's record of each alert instance the run raised: pending, firing, resolved
+    (pure). An instance already active when the run began is not the run's, and is left out.
+    `still_active`: the alerts Prometheus said were active at the end, which decide over the
+    samples' timing (an alert that resolved between its last sample and the question)."""
+    events = []
+    for span in spans:
+        if still_active is not None:
+            span = replace(span, active_at_end=span.name in still_active)
+        if span.began <= since + EVALUATION_INTERVAL_S:
+            continue
+        base = {"alert": span.name, "labels": span.labels, "severity": span.severity}
+        node = span.labels.get("name")
+        if span.pending_at is not None:
+            events.append(Event(span.pending_at, "prometheus", "info", ALERT, {**base, "state": "pending"}, node))
+        if span.firing_at is not None:
+            events.append(Event(span.firing_at, "prometheus", "info", ALERT, {**base, "state": "firing"}, node))
+        if not span.active_at_end:
+            # Resolved at the first evaluation that no longer found it.
+            events.append(Event(span.last_seen + EVALUATION_INTERVAL_S, "prometheus", "info", ALERT,
+                                {**base, "state": "resolved", "fired": span.firing_at is not None}, node))
+    return events
+
+
 def _validate(options: DrillOptions) -> None:
     fault_named(options.fault)
     if options.via not in VIAS:
@@ -287,12 +337,57 @@ class Session:
         self.phase("steady")
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         log.info("stopping the load")
         self.workload.stop_writes()
         self.workload.stop_monitor()
         self.phase("done")
+        if exc_type is None:
+            self._record_alerts()
         self.history.close()
+
+    def _record_alerts(self) -> None:
+        """Which alerts the run raised, from the cluster's Prometheus, once those still active
+        have resolved (or ALERT_SETTLE_S has passed), for the alerts verdict and the timeline;
+        and each replica's lag over the run, for the report's picture."""
+        cluster = self.cluster
+        spec = cluster.spec
+        if not spec.monitoring.enabled:
+            return
+        reach, password, scope = cluster.reach, cluster.secrets.stats_password, spec.patroni_scope
+        log.info("waiting for the alerts the run raised to resolve")
+        began = time.time()
+        active: list[str] = []
+
+        def settled() -> bool:
+            nonlocal active
+            active = monitoring.active_since(reach, password, scope, self.started)
+            return not active
+
+        try:
+            wait_until(settled, ALERT_SETTLE_S, every=1.0)
+            now = time.time()
+            spans = monitoring.alert_history(reach, password, scope, self.started, now, EVALUATION_INTERVAL_S)
+        except monitoring.MonitoringError as e:
+            log.warning(f"could not read the run's alerts: {e}")
+            self.history.append(Event(time.time(), "prometheus", "info", ALERTS_READ, {"error": str(e)}))
+            return
+        for event in alert_events(spans, self.started, {a.split(" (")[0] for a in active}):
+            self.history.append(event)
+        try:
+            lag = monitoring.over_time(reach, password, replica_lag_expr(scope), self.started, now, 1.0)
+        except monitoring.MonitoringError as e:
+            log.warning(f"could not read the replicas' lag from Prometheus: {e}")
+            lag = []
+        for labels, points in lag:
+            self.history.append(Event(now, "prometheus", "info", SERIES,
+                                      {"series": LAG_SERIES, "labels": {"name": labels.get("name", "?")},
+                                       "points": [[round(t, 3), v] for t, v in points]}, labels.get("name")))
+        fired = sorted({s.name for s in spans if s.firing_at is not None and s.began > self.started})
+        log.info(f"alerts fired during the run: {', '.join(fired) or 'none'}"
+                 + (f"; still active: {', '.join(active)}" if active else ""))
+        self.history.append(Event(now, "prometheus", "info", ALERTS_READ,
+                                  {"active": active, "waited_s": round(now - began, 1), "instances": len(spans)}))
 
     def cycle(self, fault_name: str, target_spec: str) -> None:
         """Inject one fault, hold it until writes recover (or a deadline), heal, wait for rejoin."""
@@ -319,7 +414,11 @@ class Session:
             if fault.held and self.options.hold:
                 time.sleep(self.options.hold)
             log.info(f"heal: {fault_name} on {target}")
-            self.history.append(Event(time.time(), "nemesis", "info", "heal", {"fault": fault_name, "target": target}))
+            healed_at = time.time()
+            self.history.append(Event(healed_at, "nemesis", "info", "heal", {"fault": fault_name, "target": target}))
+            expected = expected_alert(self.cluster, fault, target, landed, healed_at)
+            if expected is not None:
+                self.history.append(expected)
             self.nemesis.heal(fault_name, target)
             self._start_fenced(began)
             healed = True
@@ -471,8 +570,11 @@ def single_results(events: list[Event], final: FinalState, fault_time: float, ta
                                  deadline_s=REJOIN_DEADLINE, ttl=ttl, rpo_bound_s=rpo_bound_s)
     chosen = fault_named(fault) if fault else None
     extra = chosen.extra_verdicts if chosen and (target in nodes or chosen.extra_for_any_target) else ()
+    # With a Prometheus, what it raised is judged too (not for faults on the data: a disaster
+    # raises everything, and is judged by its restore).
+    watched = any(e.process == "prometheus" for e in events) and (chosen is None or chosen.only_verdicts is None)
     verdicts = (*(chosen.only_verdicts if chosen and chosen.only_verdicts is not None else checkers.STANDARD),
-                *extra)
+                *extra, *(("alerts",) if watched else ()))
     return list(checkers.compose(evidence, verdicts, checkers.instead_for(target in nodes)).values())
 
 
@@ -481,7 +583,8 @@ def soak_results(events: list[Event], final: FinalState, cycles: list[tuple[floa
     """Lost writes and split-brain over the whole soak; outage and rejoin per fault (pure)."""
     evs = sorted_events(events)
     whole = checkers.Evidence(evs, final, target="")
-    results = list(checkers.compose(whole, ("lost_writes", "split_brain")).values())
+    watched = any(e.process == "prometheus" for e in evs)
+    results = list(checkers.compose(whole, ("lost_writes", "split_brain", *(("alerts",) if watched else ()))).values())
     bounds = [t for t, _, _ in cycles[1:]] + [float("inf")]
     for i, ((fault_time, fault, target), end) in enumerate(zip(cycles, bounds, strict=True), start=1):
         window = checkers.Evidence([e for e in evs if e.time < end], final, target, fault_time=fault_time,

@@ -52,7 +52,7 @@ BACKENDS: dict[str, BackendKind] = {b.name: b for b in (
                 keeps_backups=True, fences=True, monitors=True),
     BackendKind("netns", hosts_of_their_own=True, named_namespaces=True,
                 direct_nodes_on=None, default_haproxy_hosts=2, tls_by_default=True, keeps_backups=True,
-                fences=True),
+                fences=True, monitors=True),
     # Containers are hosts of their own too, at fixed addresses on the compose network; their
     # namespaces are the engine's (Backend.netns_path). Each node's PostgreSQL is published on
     # loopback, as the lab had it.

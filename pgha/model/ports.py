@@ -12,6 +12,8 @@ HAPROXY_RW_PORT, HAPROXY_RO_PORT, HAPROXY_STATS_PORT = 5432, 5433, 7000
 POOLER_PORT = 6432
 # pgBackRest's TLS server (its default), on the repository host and beside every node.
 PGBACKREST_TLS_PORT = 8432
+# Prometheus's web port (its default), beside the first HAProxy.
+PROMETHEUS_PORT = 9090
 
 # The lab's entrypoint (HAProxy on 5432) is the base every seed port is shifted from; its
 # PostgreSQL containers were published from 5433 on.

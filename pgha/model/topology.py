@@ -21,6 +21,7 @@ from pgha.model.ports import (
     HAPROXY_STATS_PORT,
     POOLER_PORT,
     POSTGRES_PORT,
+    PROMETHEUS_PORT,
     REST_PORT,
     ZK_CLIENT_PORT,
     ZK_ELECTION_PORT,
@@ -253,6 +254,10 @@ def _netns_topology(spec: Spec, named_namespaces: bool = True) -> Topology:
         repository=repository,
         backup_agents=agents,
         guards=_guards(spec, haproxies),
+        # Beside the first HAProxy: the host clients already reach, in its namespace.
+        monitors=(Place(MONITOR, "monitor", 0, haproxies[0].address, haproxies[0].netns),)
+        if spec.monitoring.enabled and haproxies else (),
+        monitor_port=PROMETHEUS_PORT if spec.monitoring.enabled else None,
     )
 
 

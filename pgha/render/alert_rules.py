@@ -36,6 +36,14 @@ class Rule:
     severity: str  # critical: writes are or will be refused; warning: redundancy is lost
     summary: str  # what is wrong, with {{ $labels }}
     runbook: str  # what to do about it, one line
+    about: str = ""  # the label naming what the alert is about (a node's name, ...); "": the cluster
+
+
+def replica_lag_expr(scope: str) -> str:
+    """Bytes each replica replays behind the primary's WAL (one series per replica)."""
+    s = f'scope="{scope}"'
+    return (f"((scalar(sum(patroni_xlog_location{{{s}}} * on(scope, name) patroni_primary{{{s}}})) "
+            f"- patroni_xlog_replayed_location{{{s}}}) and on(scope, name) patroni_replica{{{s}}} == 1)")
 
 
 def cluster_rules(spec: Spec) -> list[Rule]:
@@ -58,7 +66,7 @@ def cluster_rules(spec: Spec) -> list[Rule]:
         Rule("PghaNodeUnreachable", f"{patroni_up} == 0", 10, "critical",
              "Patroni on {{ $labels.name }} does not answer its metrics",
              "the node's host or its Patroni is down or hung: pgha status, then its log; a fencing guard "
-             "fences a silent primary by itself"),
+             "fences a silent primary by itself", about="name"),
         Rule("PghaPostgresNotRunning", f"patroni_postgres_running{{{s}}} == 0", 15, "critical",
              "PostgreSQL on {{ $labels.name }} is not running (Patroni answers)",
              "Patroni restarts it on its own; if it stays down, read logs/postgresql-<node>.log "
@@ -68,10 +76,7 @@ def cluster_rules(spec: Spec) -> list[Rule]:
              "warning", "replica {{ $labels.name }} is not streaming from the primary",
              "pgha check (line 1-2); the replica's PostgreSQL log says why (a missing WAL segment: "
              "reinitialise it with `pgha ctl reinit`)"),
-        Rule("PghaReplicaLagging",
-             f"scalar(sum(patroni_xlog_location{{{s}}} * on(scope, name) patroni_primary{{{s}}})) "
-             f"- patroni_xlog_replayed_location{{{s}}} > {LAG_BYTES} "
-             f"and on(scope, name) patroni_replica{{{s}}} == 1", 30, "warning",
+        Rule("PghaReplicaLagging", f"{replica_lag_expr(scope)} > {LAG_BYTES}", 30, "warning",
              "replica {{ $labels.name }} replays {{ $value | humanize1024 }}B behind the primary",
              "a replica this far behind is not promoted by Patroni; look at its disk and CPU, and at "
              "long queries on it holding replay back"),
@@ -85,10 +90,11 @@ def cluster_rules(spec: Spec) -> list[Rule]:
         Rule("PghaHaproxyDown", f'up{{job="{JOB_HAPROXY}",{s}}} == 0', 10, "critical",
              "HAProxy {{ $labels.haproxy }} does not answer",
              "clients of this entrypoint cannot connect: pgha up starts it again; the multi-host URI "
-             "(pgha connect) reaches the primary meanwhile"),
+             "(pgha connect) reaches the primary meanwhile", about="haproxy"),
         Rule("PghaDcsMemberDown", f"{dcs_up} == 0", 10, "warning",
              "DCS member {{ $labels.member }} does not answer",
-             "the cluster keeps working while a majority answers; bring the member back (pgha up)"),
+             "the cluster keeps working while a majority answers; bring the member back (pgha up)",
+             about="member"),
         Rule("PghaDcsNoQuorum", f"(sum({dcs_up}) or vector(0)) < {quorum} "
              f"or max(etcd_server_has_leader{{{s}}}) == 0", 5, "critical",
              "the DCS has lost its quorum",

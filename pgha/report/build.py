@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pgha.drill.checkers import run_all
+from pgha.drill.checkers.alerts import alert_changes, describe
 from pgha.drill.history import CheckerResult, Event, FinalState, LogLine, RunInfo, read_history
 from pgha.model.spec import build_spec
 from pgha.report.clock import origin_of
@@ -67,6 +68,12 @@ def nemesis_lines(events: Iterable[Event]) -> list[LogLine]:
     return lines
 
 
+def alert_lines(events: Iterable[Event]) -> list[LogLine]:
+    """What the cluster's Prometheus raised during the run, as timeline lines."""
+    return [LogLine(c.time, "prometheus", c.labels.get("name"), f"alert_{c.state}", describe(c))
+            for c in alert_changes(list(events))]
+
+
 def read_logs(log_dir: Path) -> list[list[LogLine]]:
     """Each component's meaningful lines (empty when there is no logs directory)."""
     if not log_dir.is_dir():
@@ -87,7 +94,7 @@ def build_report(run_dir: Path) -> tuple[Path, Path]:
                           target_is_node=info.target in info.nodes)
 
     timeline = merge(
-        [*read_logs(run_dir / "logs"), nemesis_lines(events)],
+        [*read_logs(run_dir / "logs"), nemesis_lines(events), alert_lines(events)],
         info.started - WINDOW_MARGIN_S,
         info.ended + WINDOW_MARGIN_S,
     )

@@ -1,5 +1,6 @@
-"""One picture of a drill run: writes per 100 ms above, each write's latency in the middle, each
-node's role below, on one time axis.
+"""One picture of a drill run: writes per 100 ms above, each node's role, each write's latency,
+and (when the cluster runs Prometheus) each replica's lag and the alerts that fired, on one
+time axis.
 
 Time is seconds since the fault (the first nemesis "fault" event), or since the run started when
 there was none, so the picture reads "what happened N seconds after the primary was cut off".
@@ -22,6 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from pgha.drill.checkers import observations, pair_writes, role_intervals, split_brain_windows, write_rate
+from pgha.drill.checkers.alerts import LAG_SERIES, firing_spans, series_of
 from pgha.drill.history import Event, RunInfo
 from pgha.report.clock import nemesis_times, origin_of
 
@@ -48,6 +50,7 @@ FAIL_LINE = "#b01010"
 SPLIT_BRAIN_COLOUR = "#ff0000"
 FAULT_COLOUR = "#000000"
 HEAL_COLOUR = "#9467bd"
+ALERT_COLOUR = "#ff7f0e"
 
 
 def _title(info: RunInfo) -> str:
@@ -194,8 +197,28 @@ def _draw_roles(ax: Axes, events: Sequence[Event], info: RunInfo, origin: float)
     ax.set_xlabel("seconds since the fault" if nemesis_times(events, "fault") else "seconds since the run started")
 
 
+def _draw_prometheus(ax: Axes, events: Sequence[Event], origin: float) -> None:
+    """What the cluster's Prometheus saw: each replica's lag, and the alerts that fired."""
+    highest = 0.0
+    for node, points in sorted(series_of(events, LAG_SERIES).items()):
+        kib = [v / 1024 for _, v in points]
+        ax.plot([t - origin for t, _ in points], kib, linewidth=1.2, label=node)
+        highest = max(highest, *kib)
+    ax.set_ylabel("replica lag\n(KiB, Prometheus)")
+    ax.set_ylim(0, max(1.0, highest * 1.15))  # the shared time axis's spans would stretch it otherwise
+    ax.grid(axis="y", alpha=0.3)
+    for k, (fired, resolved, what) in enumerate(firing_spans(events)):
+        end = resolved if resolved is not None else max((e.time for e in events), default=fired)
+        ax.axvspan(fired - origin, end - origin, color=ALERT_COLOUR, alpha=0.15, linewidth=0)
+        ax.annotate(what, (fired - origin, 0.95 - 0.12 * (k % 4)), xycoords=("data", "axes fraction"), fontsize=7,
+                    color=ALERT_COLOUR, va="top")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, title="replica",
+                  title_fontsize=8)
+
+
 def plot_run(events: Iterable[Event], info: RunInfo, path: Path) -> None:
-    """Write the run's picture as a PNG at `path` (about 1200 x 850 px)."""
+    """Write the run's picture as a PNG at `path` (about 1200 x 850 px; 1050 high with Prometheus's panel)."""
     fig = draw_run(events, info)
     try:
         fig.savefig(path, format="png", dpi=DPI)
@@ -207,17 +230,22 @@ def draw_run(events: Iterable[Event], info: RunInfo) -> Figure:
     """The run's picture as a matplotlib Figure (the caller saves and closes it)."""
     evs = sorted(events, key=lambda e: e.time)
     origin = origin_of(evs, info)
-    fig, (top, bottom, latency) = plt.subplots(
-        3, 1, figsize=SIZE_IN, dpi=DPI, sharex=True, gridspec_kw={"height_ratios": [3, 2, 2], "hspace": 0.08}
-    )
+    watched = any(e.process == "prometheus" for e in evs)  # the cluster runs a Prometheus: a panel of its own
+    ratios = [3, 2, 2, 2] if watched else [3, 2, 2]
+    fig, axes = plt.subplots(len(ratios), 1, figsize=(SIZE_IN[0], SIZE_IN[1] + (2.0 if watched else 0.0)), dpi=DPI,
+                             sharex=True, gridspec_kw={"height_ratios": ratios, "hspace": 0.08})
+    top, bottom, latency = axes[0], axes[1], axes[2]
+    lowest = axes[-1]
     try:
         _draw_writes(top, evs, origin)
         _draw_roles(bottom, evs, info, origin)
         _draw_latency(latency, evs, origin)
-        latency.set_xlabel(bottom.get_xlabel())  # the time axis is read at the lowest panel
+        if watched:
+            _draw_prometheus(axes[3], evs, origin)
+        lowest.set_xlabel(bottom.get_xlabel())  # the time axis is read at the lowest panel
         bottom.set_xlabel("")
         windows = split_brain_windows(evs)
-        for ax in (top, bottom, latency):
+        for ax in axes:
             for start, end, _ in windows:
                 ax.axvspan(start - origin, end - origin, color=SPLIT_BRAIN_COLOUR, alpha=0.25, linewidth=0)
             for t in nemesis_times(evs, "fault"):
@@ -228,7 +256,7 @@ def draw_run(events: Iterable[Event], info: RunInfo) -> Figure:
         if evs:
             lo, hi = min(lo, evs[0].time - origin), max(hi, evs[-1].time - origin)
         if hi > lo:
-            latency.set_xlim(lo, hi)
+            lowest.set_xlim(lo, hi)
 
         handles = [
             Patch(color=OK_COLOUR, label="acknowledged writes"),
@@ -242,6 +270,7 @@ def draw_run(events: Iterable[Event], info: RunInfo) -> Figure:
             Patch(color=SPLIT_BRAIN_COLOUR, alpha=0.25, label="split brain (2+ writable)"),
             Line2D([], [], color=FAULT_COLOUR, linestyle="--", label=f"fault ({info.fault})"),
             Line2D([], [], color=HEAL_COLOUR, linestyle="-.", label="heal"),
+            *([Patch(color=ALERT_COLOUR, alpha=0.15, label="an alert firing")] if watched else []),
         ]
         top.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
         fig.suptitle(_title(info), fontsize=11)

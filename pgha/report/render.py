@@ -29,7 +29,7 @@ _ABSOLUTE = frozenset({"fault_time", "heal_time", "t_last_ok", "t_recovered"})
 # Lines that carry the failover's story, highlighted in the HTML timeline.
 _KEY_KINDS = frozenset({
     "fault", "heal", "lock_acquired", "promoted", "demoted", "lock_free", "pg_promoted", "rewind",
-    "backend_up", "backend_down", "no_server", "pg_crash", "fenced",
+    "backend_up", "backend_down", "no_server", "pg_crash", "fenced", "alert_firing", "alert_resolved",
 })
 
 

@@ -22,6 +22,9 @@ from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
 
 from pgha.cluster import Cluster
+from pgha.ops import monitoring
+from pgha.render.alert_rules import cluster_rules
+from pgha.render.grafana import dashboard_queries
 from pgha.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -104,6 +107,24 @@ def test_default_profile_on_etcd(cluster_factory, pgha_home: Path) -> None:  # t
     monitored = _monitoring_until("etcd3", lambda m: m["targets"] == 3 + 1 + 3 and m["targets_up"] == m["targets"]
                                   and not [a for a in m["alerts"] if a["state"] == "firing"])
     assert monitored["url"].startswith("http://127.0.0.1:"), monitored
+    # pgha top: one frame from Prometheus, every member in it, the primary named as such.
+    frame = run_pgha("top", "--name", "etcd3", "--once", check=True).stdout
+    leader_now = cluster.state().leader
+    assert leader_now is not None and all(node in frame for node in spec.node_names), frame
+    rows = {node: next((ln for ln in frame.splitlines() if f" {node} " in ln), "") for node in spec.node_names}
+    assert "primary" in rows[leader_now.name] and "no alert firing" in frame, frame
+    assert all("replica" in row or "sync standby" in row for node, row in rows.items() if node != leader_now.name)
+    # Every alert rule's and dashboard panel's expression runs on the real Prometheus, and the
+    # dashboard's own panels find series (the cluster's scope, the names it exports).
+    password = cluster.secrets.stats_password
+    for expr in [r.expr for r in cluster_rules(spec)] + dashboard_queries(spec):
+        monitoring.instant(cluster.reach, password, expr)  # raises on a query Prometheus refuses
+    empty = [e for e in dashboard_queries(spec)
+             if "ALERTS" not in e and not monitoring.instant(cluster.reach, password, e)]
+    assert empty == [], empty
+    board = pgha_home / "etcd3-dashboard.json"
+    run_pgha("render", "grafana", "--name", "etcd3", "--out", str(board), check=True)
+    assert json.loads(board.read_text())["uid"] == "pgha-etcd3"
 
     again = run_pgha("up", "--name", "etcd3", check=True)
     assert "already up and healthy; nothing changed" in again.stdout
@@ -175,6 +196,8 @@ def test_seed_profile_on_zookeeper_beside_another_cluster(cluster_factory, pgha_
     no_fence = next(r for r in other_results if r["number"] == 10)
     assert no_fence["status"] == "SKIP" and "fencing.enabled is false" in no_fence["evidence"], no_fence
     assert not other.spec.fencing.enabled and not (pgha_home / "other" / "logs" / "guard.log").exists()
+    no_top = run_pgha("top", "--name", "lab", "--once")
+    assert no_top.returncode == 2 and "runs no Prometheus" in no_top.stderr, no_top.stderr
     lab_ports = [p for _, p in lab.spec.ports.all()]
     run_pgha("down", "--name", "lab", "--purge", check=True)
     _assert_gone(pgha_home, "lab", lab_ports)

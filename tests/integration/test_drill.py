@@ -41,7 +41,9 @@ def _by_name(run: dict[str, object]) -> dict[str, dict[str, object]]:
 @pytest.mark.parametrize(("fault", "via"), [("stop", "haproxy"), ("kill", "haproxy"), ("freeze", "haproxy"),
                                             ("stop", "multihost")])
 def test_drill_on_the_primary(drill_cluster: Path, fault: str, via: str) -> None:
-    rc, run = _drill("--fault", fault, "--via", via)
+    # The freeze is held long enough for Prometheus's node-unreachable alert to fire (its 10 s
+    # `for:` and the scrapes before it); the others are healed once writes are back.
+    rc, run = _drill("--fault", fault, "--via", via, *(("--hold", "20") if fault == "freeze" else ()))
     results = _by_name(run)
     assert rc == 0, results
     outage = results["outage"]["metrics"]
@@ -62,6 +64,16 @@ def test_drill_on_the_primary(drill_cluster: Path, fault: str, via: str) -> None
     if fault == "freeze":
         # The fencing guard (default profile) killed the frozen primary and removed its key.
         _assert_fenced(run_dir, meta, outage)
+        # Prometheus raised the alert about the lost primary and let it go after the heal; both
+        # are on the report's timeline.
+        alerts = results["alerts"]
+        assert alerts["passed"] and alerts["metrics"]["expected"] == 1, alerts
+        assert f"PghaNodeUnreachable fired for {meta['old_primary']}" in str(alerts["summary"]), alerts
+        report = (run_dir / "report.md").read_text()
+        for state in ("firing", "resolved"):
+            assert f"| alert_{state} | PghaNodeUnreachable ({meta['old_primary']}) {state} |" in report
+    else:
+        assert results["alerts"]["passed"], results["alerts"]
     # pgha's own decisions during the run, copied and on the report's timeline beside Patroni's.
     decisions = (run_dir / "logs" / "pgha.log").read_text()
     assert f"fault: {fault} on {meta['old_primary']}" in decisions and "waiting for writes to recover" in decisions

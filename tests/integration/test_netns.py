@@ -25,6 +25,7 @@ from pgha.checks import tls as tls_probe
 from pgha.cluster import Cluster
 from pgha.security import pki
 from pgha.security.dcs_auth import anonymous_write_refused
+from pgha.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 NAME = "hosts"
@@ -64,6 +65,17 @@ def test_every_component_is_a_host_of_its_own(netns_cluster: Path) -> None:
     # Nothing of the cluster's network is in the machine's own namespace.
     own = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=True).stdout
     assert "198.18.0." not in own  # the cluster's own network (podman may use 198.18.x too)
+    # Prometheus beside the first HAProxy scrapes every Patroni, both HAProxies and every etcd
+    # member over HTTPS verified against the cluster's CA (etcd with a client certificate).
+    seen: dict[str, object] = {}
+
+    def every_target_up() -> bool:
+        nonlocal seen
+        seen = json.loads(run_pgha("status", "--name", NAME, "--json").stdout)["monitoring"] or {}
+        return seen.get("targets") == 3 + 2 + 3 and seen.get("targets_up") == seen.get("targets")
+
+    assert wait_until(every_target_up, 60, every=2), seen
+    assert str(seen["url"]).startswith("https://198.18.0."), seen
 
 
 def test_lab_checks_pass(netns_cluster: Path) -> None:

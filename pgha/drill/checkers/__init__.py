@@ -11,6 +11,7 @@ name and composes the verdicts a drill asks for (`compose`, `run_all`). Every na
 here.
 """
 
+from pgha.drill.checkers.alerts import check_alerts
 from pgha.drill.checkers.healthy_after_heal import check_healthy_after_heal
 from pgha.drill.checkers.lost_writes import check_lost_writes
 from pgha.drill.checkers.outage import (
@@ -58,6 +59,7 @@ __all__ = [
     "Window",
     "Write",
     "WriteResult",
+    "check_alerts",
     "check_healthy_after_heal",
     "check_lost_writes",
     "check_outage",

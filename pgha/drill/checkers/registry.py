@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from pgha.drill.checkers.alerts import check_alerts
 from pgha.drill.checkers.archive import check_archive_caught_up
 from pgha.drill.checkers.fencing import check_not_fenced
 from pgha.drill.checkers.healthy_after_heal import check_healthy_after_heal
@@ -60,6 +61,7 @@ CHECKERS: dict[str, Checker] = {
     "pitr_exact": lambda e: check_pitr_exact(e.events, e.fault_time),
     "rpo": lambda e: check_rpo(e.events, e.final, e.fault_time, e.rpo_bound_s),
     "not_fenced": lambda e: check_not_fenced(e.final),
+    "alerts": lambda e: check_alerts(e.events),
 }
 
 # Every drill's verdicts, in report order.

@@ -47,8 +47,8 @@ def test_each_place_gets_its_kind() -> None:
         ["ZooKeeper"] * 3 + ["PatroniNode"] * 3 + ["HAProxy", "Pooler", "Prometheus"]
     assert isinstance(dcs_component(build_spec("default")), Etcd)
     netns = build_spec("default", overrides={"backend": "netns"})
-    assert [type(component_for(netns, p)).__name__ for p in topology(netns).places][-6:] == \
-        ["RepositoryHost"] + ["BackupAgent"] * 3 + ["FencingGuard"] * 2
+    assert [type(component_for(netns, p)).__name__ for p in topology(netns).places][-7:] == \
+        ["RepositoryHost"] + ["BackupAgent"] * 3 + ["FencingGuard"] * 2 + ["Prometheus"]
 
 
 def test_node_unit_runs_patroni_with_its_config_and_never_kills_the_postmaster_first() -> None:

@@ -96,12 +96,13 @@ def test_one_stop_order_entrypoints_replicas_primary_then_dcs_one_at_a_time() ->
 
     topo = topology(build_spec("default", overrides={"backend": "netns", "name": "x"}))
     steps = [[p.name for p in step.places] for step in stop_order(topo, leader="node1")]
-    assert steps == [["guard", "guard1"], ["pooler", "pooler1", "haproxy", "haproxy1"], ["node0", "node2"], ["node1"],
+    assert steps == [["guard", "guard1"], ["prometheus"], ["pooler", "pooler1", "haproxy", "haproxy1"],
+                     ["node0", "node2"], ["node1"],
                      ["node0-pgbackrest", "node1-pgbackrest", "node2-pgbackrest", "backup"],
                      ["dcs0"], ["dcs1"], ["dcs2"]]
     # No primary known: every node stops in one step, before the DCS.
     no_leader = [[p.name for p in step.places] for step in stop_order(topo, leader=None)]
-    assert no_leader[2] == ["node0", "node1", "node2"] and no_leader[4] == ["dcs0"]
+    assert no_leader[3] == ["node0", "node1", "node2"] and no_leader[5] == ["dcs0"]
     seed = topology(build_spec("seed"))
     assert [[p.name for p in s.places] for s in stop_order(seed, "postgresql0")] == [
         ["haproxy"], ["postgresql1"], ["postgresql0"], ["dcs0"]]

@@ -18,7 +18,8 @@ def test_every_component_is_named_at_its_address() -> None:
     assert text.startswith(marker("shop"))
     lines = dict(line.split("\t") for line in text.splitlines()[1:])
     assert lines["198.18.0.10"] == "node0 node0-pgbackrest"  # pgBackRest's server beside node0
-    assert lines["198.18.0.30"] == "haproxy pooler guard"  # the fencing guard beside HAProxy
+    # the fencing guard and Prometheus beside HAProxy
+    assert lines["198.18.0.30"] == "haproxy pooler guard prometheus"
     assert lines["198.18.0.50"] == "backup" and lines["127.0.0.1"] == "localhost"
 
 

@@ -224,6 +224,30 @@ def test_plot_run_is_about_1200_by_850(tmp_path: Path) -> None:
     assert abs(width - 1200) <= 50 and abs(height - 850) <= 50
 
 
+def _watched(events: list[Event]) -> list[Event]:
+    """The history as a drill on a cluster with Prometheus records it: an alert and the lag."""
+    alert = {"alert": "PghaNodeUnreachable", "labels": {"name": "node0"}, "severity": "critical"}
+    return [*events,
+            Event(T0 + FAULT + 4, "prometheus", "info", "alert", {**alert, "state": "pending"}, "node0"),
+            Event(T0 + FAULT + 14, "prometheus", "info", "alert", {**alert, "state": "firing"}, "node0"),
+            Event(T0 + 26, "prometheus", "info", "alert", {**alert, "state": "resolved", "fired": True}, "node0"),
+            Event(T0 + 29, "prometheus", "info", "series", {"series": "lag_bytes", "labels": {"name": "node2"},
+                                                           "points": [[T0 + t, 1024.0 * t] for t in range(30)]}),
+            Event(T0 + 29, "prometheus", "info", "alerts_read", {"active": [], "waited_s": 3.0})]
+
+
+def test_with_prometheus_the_picture_gains_a_panel_and_the_timeline_its_alerts(tmp_path: Path) -> None:
+    plot_run(_watched(history()), info(), tmp_path / "p.png")
+    width, height = png_size((tmp_path / "p.png").read_bytes())
+    assert abs(width - 1200) <= 50 and abs(height - 1050) <= 50
+    run_dir = make_run_dir(tmp_path)
+    (run_dir / "history.jsonl").write_text("".join(e.to_json() + "\n" for e in _watched(history())))
+    md, _ = build_report(run_dir)
+    text = md.read_text()
+    for state in ("pending", "firing", "resolved"):
+        assert f"| prometheus | alert_{state} | PghaNodeUnreachable (node0) {state} |" in text, state
+
+
 def _pixels(path: Path) -> Any:
     import matplotlib.image
 

@@ -32,7 +32,9 @@ def test_plan_names_every_host_and_the_client_certificates() -> None:
                             "pooler", "pooler1", "node0-dcs", "node1-dcs", "node2-dcs", "pgha",
                             "backup", "node0-pgbackrest", "node1-pgbackrest", "node2-pgbackrest",
                             # the fencing guards serve nothing: a client certificate for etcd only
-                            "guard-dcs", "guard1-dcs"}
+                            "guard-dcs", "guard1-dcs",
+                            # Prometheus serves HTTPS, and scrapes etcd with a client certificate
+                            "prometheus", "prometheus-dcs"}
     # pgBackRest's TLS peers verify each other by DNS name.
     assert planned["backup"].dns == ("backup",) and planned["node0-pgbackrest"].dns == ("node0-pgbackrest",)
     node0 = planned["node0"]

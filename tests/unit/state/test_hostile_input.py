@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import PGHA, processes_under
@@ -203,3 +204,26 @@ def test_render_compose_refuses_an_image_that_would_inject(scratch: Scratch) -> 
     assert_refused(pgha(scratch, "render", "compose", "--out", str(out), "--base-image", "debian\nEVIL=1"),
                    "--base-image")
     assert not out.exists()
+
+
+def test_every_command_that_takes_a_name_checks_it_before_anything_else() -> None:
+    """The commands above run for real; every other one must share their check (the --name
+    option's callback), so that a command added later cannot skip it."""
+    import typer
+
+    from pgha.cli.app import _checked_name, app
+
+    def commands(group: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):  # a group of its own (pgha render ...)
+                yield from commands(command, f"{prefix}{name} ")
+            else:
+                yield f"{prefix}{name}", command
+
+    named = {}
+    for path, command in commands(typer.main.get_command(app)):
+        option = next((p for p in command.params if p.name == "name"), None)
+        if option is not None:
+            named[path] = getattr(option.callback, "__wrapped__", None)  # Typer wraps the callback it is given
+    assert {"up", "status", "top", "switchover", "restore", "render grafana", "render compose"} <= set(named)
+    assert [path for path, callback in named.items() if callback is not _checked_name] == []
