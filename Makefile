@@ -6,8 +6,10 @@ PGHA := $(VENV)/bin/pgha
 APT_PACKAGES := postgresql-15 postgresql-client-15 haproxy pgbouncer zookeeper etcd-server etcd-client \
 	default-jre-headless python3-venv pgbackrest iproute2 procps nftables util-linux docker-compose \
 	prometheus
-# Unit tests run on every core (they are CPU-bound: the CLI started hundreds of times); the
-# integration tests one at a time, so that no cluster's timing competes with another's.
+# Unit tests run on every core (they are CPU-bound: the CLI started hundreds of times). The
+# integration tests run two test files at a time (a drill leaves the machine ~70% idle while it
+# waits for timers): every file has cluster names and ports of its own, and each worker its own
+# PGHA_HOME; module-scoped clusters stay with their file (--dist loadfile).
 PYTEST_ARGS ?=
 
 .PHONY: setup system venv demo test test-containers containers lint imports soak bench clean
@@ -40,7 +42,7 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest tests/unit -n auto $(PYTEST_ARGS)
-	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+	$(PY) -m pytest tests/integration -n 2 --dist loadfile $(PYTEST_ARGS)
 
 # The compose deployment on rootful Podman: engine + base image (idempotent), then the default
 # deployment up via `pgha up --backend compose`, pgha check, a stop and a kill drill, teardown.

@@ -234,7 +234,7 @@ def main() -> None:
         "| measure | figure | goal | |", "|---|---|---|---|", *footprint_rows, "",
         f"Alerts after `pgha drill --fault freeze --hold 20` on the primary, {args.runs} runs per profile "
         "(seconds from the freeze to the alert's firing; from the heal to its resolution):", "",
-        "| profile | alert | fired | after, median (s) | max (s) | resolved after heal, median (s) | "
+        "| profile | alert | fired | after, median (s) | max (s) | resolved after the heal, median (s; -: before it) | "
         "write outage, median (s) | drills passed |",
         "|---|---|---:|---:|---:|---:|---:|---:|", *alert_rows, "",
         f"Goal: the first alert about a frozen primary fires < {ALERT_GOAL_S:.0f} s after the freeze.", "",
