@@ -23,6 +23,8 @@ from pgha.state.layout import Layout
 from pgha.state.secrets import STATS_USER
 
 BCRYPT_COST = 10  # checked on every request to its API: a fraction of a second, not seconds
+# Its web configuration (users, TLS), in the conf directory beside the scrape configuration.
+WEB_CONFIG = "prometheus-web.yml"
 _BCRYPT_ALPHABET = b"./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
@@ -38,7 +40,7 @@ def password_hash(password: str, seed: str) -> str:
 def monitor_files(layout: Layout) -> dict[str, Path]:
     conf = layout.conf
     return {"config": conf / "prometheus.yml", "rules": conf / "prometheus-rules.yml",
-            "web": conf / "prometheus-web.yml", "stats_password": conf / "prometheus-stats-password"}
+            "web": conf / WEB_CONFIG, "stats_password": conf / "prometheus-stats-password"}
 
 
 def storage_path(layout: Layout) -> Path:
@@ -73,8 +75,8 @@ class Prometheus(Component):
         return monitor_files(layout)["config"]
 
     def command(self, programs: Programs, config: str, conf_dir: str) -> list[str]:
-        return [programs.prometheus, f"--config.file={config}",
-                f"--web.config.file={Path(conf_dir) / 'prometheus-web.yml'}", "--log.level=warn"]
+        return [programs.prometheus, f"--config.file={config}", f"--web.config.file={Path(conf_dir) / WEB_CONFIG}",
+                "--log.level=warn"]
 
     def argv(self, site: Site) -> list[str]:
         spec, port = site.topo.spec, site.topo.monitor_port

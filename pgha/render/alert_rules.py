@@ -63,7 +63,8 @@ def cluster_rules(spec: Spec) -> list[Rule]:
              f"cluster {scope} has {{{{ $value }}}} nodes running as primary",
              "split brain: stop writes through anything but the entrypoint, pgha status to see which "
              "node holds the leader key; the other must be demoted (pgha restart on it)"),
-        Rule("PghaNodeUnreachable", f"{patroni_up} == 0", 10, "critical",
+        # 8 s: four failed scrapes; the first alert about a frozen primary fires within 15 s (issue 23).
+        Rule("PghaNodeUnreachable", f"{patroni_up} == 0", 8, "critical",
              "Patroni on {{ $labels.name }} does not answer its metrics",
              "the node's host or its Patroni is down or hung: pgha status, then its log; a fencing guard "
              "fences a silent primary by itself", about="name"),

@@ -41,7 +41,7 @@ def _by_name(run: dict[str, object]) -> dict[str, dict[str, object]]:
 @pytest.mark.parametrize(("fault", "via"), [("stop", "haproxy"), ("kill", "haproxy"), ("freeze", "haproxy"),
                                             ("stop", "multihost")])
 def test_drill_on_the_primary(drill_cluster: Path, fault: str, via: str) -> None:
-    # The freeze is held long enough for Prometheus's node-unreachable alert to fire (its 10 s
+    # The freeze is held long enough for Prometheus's node-unreachable alert to fire (its 8 s
     # `for:` and the scrapes before it); the others are healed once writes are back.
     rc, run = _drill("--fault", fault, "--via", via, *(("--hold", "20") if fault == "freeze" else ()))
     results = _by_name(run)
